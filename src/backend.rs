@@ -1,0 +1,79 @@
+//! The tensor-op surface that both backends implement and every method is written against.
+
+use crate::error::{Error, Result};
+use crate::model::{Model, ValueId};
+
+/// A dense f32 tensor in host memory, row-major, full shape (batch axis first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(Error::internal(format!(
+                "tensor of shape {shape:?} needs {n} values, got {}",
+                data.len()
+            )));
+        }
+        Ok(HostTensor { shape, data })
+    }
+    pub fn zeros(shape: Vec<usize>) -> Self {
+        let n = shape.iter().product();
+        HostTensor { shape, data: vec![0.0; n] }
+    }
+    pub fn batch(&self) -> usize {
+        self.shape.first().copied().unwrap_or(1)
+    }
+    /// Elements per sample.
+    pub fn sample_len(&self) -> usize {
+        self.shape.iter().skip(1).product()
+    }
+    /// The `i`-th sample's data.
+    pub fn sample(&self, i: usize) -> &[f32] {
+        let n = self.sample_len();
+        &self.data[i * n..(i + 1) * n]
+    }
+}
+
+/// What a forward pass leaves behind: the output, and each tapped layer's activation, still where
+/// the backend keeps them (on the GPU for the GPU backend) until read.
+pub struct Forward<T> {
+    pub output: T,
+    pub taps: Vec<(ValueId, T)>,
+}
+
+impl<T> Forward<T> {
+    pub fn tap(&self, value: ValueId) -> Option<&T> {
+        self.taps.iter().find(|(v, _)| *v == value).map(|(_, t)| t)
+    }
+}
+
+/// The surface every method is written against. Tensors are backend handles; `read` is the only
+/// way data crosses back to the host.
+pub trait Backend {
+    type Tensor: Clone;
+
+    /// A human-readable name: the adapter and its API, or the CPU.
+    fn name(&self) -> String;
+
+    /// Copies a host tensor into the backend.
+    fn upload(&self, tensor: &HostTensor) -> Result<Self::Tensor>;
+
+    /// Copies a backend tensor to the host (for the GPU: one submission and one read-back).
+    fn read(&self, tensor: &Self::Tensor) -> Result<HostTensor>;
+
+    /// Full shape of a backend tensor.
+    fn shape(&self, tensor: &Self::Tensor) -> Vec<usize>;
+
+    /// Runs the model on a batch `[N, C, H, W]` (any N), keeping the activations of `taps`.
+    fn forward(
+        &self,
+        model: &Model,
+        input: &Self::Tensor,
+        taps: &[ValueId],
+    ) -> Result<Forward<Self::Tensor>>;
+}

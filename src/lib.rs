@@ -1,0 +1,12 @@
+//! netlens: explains what ONNX image classifiers look at, on any GPU wgpu reaches, with a CPU
+//! backend beside it as the numerical oracle.
+
+pub mod backend;
+pub mod cpu;
+pub mod error;
+pub mod gpu;
+pub mod model;
+
+pub use backend::{Backend, Forward, HostTensor};
+pub use error::{Error, ErrorKind, Result};
+pub use model::Model;
