@@ -1,1 +1,67 @@
-//! placeholder
+//! The CPU backend: the numerical oracle for the GPU kernels, and the CPU side of benchmarks.
+//!
+//! Each op family lives in its own file as `pub(crate)` functions over input slices and full
+//! shapes that overwrite a caller-provided output slice, so buffers can be pooled and backward
+//! (VJP) functions can sit beside their forward.
+
+mod conv;
+mod eltwise;
+mod exec;
+mod gemm;
+mod layout;
+mod linear;
+mod lrn;
+mod pool;
+mod reduce;
+mod softmax;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use crate::backend::{Backend, Forward, HostTensor};
+use crate::error::Result;
+use crate::model::{Model, ValueId};
+
+/// Runs models on the host with rayon (batch samples across threads, or one sample's ops across
+/// threads at batch sizes below the thread count).
+#[derive(Clone, Debug, Default)]
+pub struct CpuBackend {
+    _private: (),
+}
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        CpuBackend::default()
+    }
+}
+
+impl Backend for CpuBackend {
+    type Tensor = Arc<HostTensor>;
+
+    fn name(&self) -> String {
+        format!("CPU ({} threads)", rayon::current_num_threads())
+    }
+
+    fn upload(&self, tensor: &HostTensor) -> Result<Self::Tensor> {
+        HostTensor::new(tensor.shape.clone(), tensor.data.clone()).map(Arc::new)
+    }
+
+    fn read(&self, tensor: &Self::Tensor) -> Result<HostTensor> {
+        Ok(HostTensor::clone(tensor))
+    }
+
+    fn shape(&self, tensor: &Self::Tensor) -> Vec<usize> {
+        tensor.shape.clone()
+    }
+
+    fn forward(
+        &self,
+        model: &Model,
+        input: &Self::Tensor,
+        taps: &[ValueId],
+    ) -> Result<Forward<Self::Tensor>> {
+        exec::forward(model, input, taps)
+    }
+}

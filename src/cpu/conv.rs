@@ -1,0 +1,305 @@
+//! 2-D convolution, NCHW: pointwise (one sgemm), depthwise (direct loops), general (im2col +
+//! sgemm per group). An optional activation is fused into the epilogue while the output is hot.
+
+use rayon::prelude::*;
+
+use super::eltwise::unary_inplace;
+use super::gemm::{gemm, Mat};
+use crate::error::{Error, Result};
+use crate::model::{Conv, Unary};
+
+/// Geometry of one convolution, validated against the data it runs on.
+struct Geom {
+    n: usize,
+    ic: usize,
+    h: usize,
+    w: usize,
+    oc: usize,
+    oh: usize,
+    ow: usize,
+    kh: usize,
+    kw: usize,
+    groups: usize,
+}
+
+fn geometry(x: &[f32], xs: &[usize], conv: &Conv, ys: &[usize], y: &[f32]) -> Result<Geom> {
+    let bad = |why: &str| Err(Error::internal(format!("Conv {xs:?} -> {ys:?}: {why}")));
+    let ws = &conv.weight.shape;
+    if xs.len() != 4 || ys.len() != 4 || ws.len() != 4 || xs[0] != ys[0] {
+        return bad("expects NCHW input, output and OIHW weight");
+    }
+    let g = Geom {
+        n: xs[0],
+        ic: xs[1],
+        h: xs[2],
+        w: xs[3],
+        oc: ys[1],
+        oh: ys[2],
+        ow: ys[3],
+        kh: ws[2],
+        kw: ws[3],
+        groups: conv.groups,
+    };
+    if g.groups == 0 || !g.ic.is_multiple_of(g.groups) || !g.oc.is_multiple_of(g.groups) {
+        return bad("channels not divisible by groups");
+    }
+    if ws[0] != g.oc || ws[1] * g.groups != g.ic {
+        return bad(&format!("weight shape {ws:?} does not match channels"));
+    }
+    if conv.bias.as_ref().is_some_and(|b| b.len() != g.oc) {
+        return bad("bias length differs from output channels");
+    }
+    if conv.strides.contains(&0) || conv.dilations.contains(&0) || g.kh == 0 || g.kw == 0 {
+        return bad("zero stride, dilation or kernel");
+    }
+    if x.len() != xs.iter().product::<usize>() || y.len() != ys.iter().product::<usize>() {
+        return bad("data length does not match shape");
+    }
+    Ok(g)
+}
+
+/// `y = act(conv(x))`, overwriting all of `y`. `par` lets the op use all threads (the executor
+/// turns it off when it already runs samples in parallel).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d(
+    x: &[f32],
+    xs: &[usize],
+    conv: &Conv,
+    ys: &[usize],
+    act: Option<Unary>,
+    par: bool,
+    y: &mut [f32],
+) -> Result<()> {
+    let g = geometry(x, xs, conv, ys, y)?;
+    if g.n == 0 || y.is_empty() {
+        return Ok(());
+    }
+    let [sh, sw] = conv.strides;
+    let pads = conv.pads;
+    if g.groups == g.ic && conv.weight.shape[1] == 1 && g.groups > 1 {
+        depthwise(x, &g, conv, act, par, y);
+    } else if g.kh == 1
+        && g.kw == 1
+        && sh == 1
+        && sw == 1
+        && pads == [0; 4]
+        && g.groups == 1
+        && (g.oh, g.ow) == (g.h, g.w)
+    {
+        pointwise(x, &g, conv, act, par, y);
+    } else {
+        im2col_conv(x, &g, conv, act, par, y);
+    }
+    Ok(())
+}
+
+/// Adds the per-row bias and applies the activation to a `[rows, cols]` block.
+pub(crate) fn bias_act_rows(y: &mut [f32], cols: usize, bias: Option<&[f32]>, act: Option<Unary>) {
+    if bias.is_none() && act.is_none() {
+        return;
+    }
+    for (r, row) in y.chunks_mut(cols).enumerate() {
+        if let Some(b) = bias {
+            let b = b[r];
+            row.iter_mut().for_each(|v| *v += b);
+        }
+        if let Some(a) = act {
+            unary_inplace(a, row);
+        }
+    }
+}
+
+fn pointwise(x: &[f32], g: &Geom, conv: &Conv, act: Option<Unary>, par: bool, y: &mut [f32]) {
+    let hw = g.h * g.w;
+    let w = &conv.weight.data[..];
+    let bias = conv.bias.as_ref().map(|b| &b.data[..]);
+    let one = |i: usize, ys: &mut [f32], inner_par: bool| {
+        let xs = &x[i * g.ic * hw..(i + 1) * g.ic * hw];
+        gemm(
+            g.oc,
+            g.ic,
+            hw,
+            Mat::rows(w, 0, g.ic),
+            Mat::rows(xs, 0, hw),
+            ys,
+            hw,
+            false,
+            inner_par,
+        );
+        bias_act_rows(ys, hw, bias, act);
+    };
+    let per = g.oc * hw;
+    if par && g.n > 1 {
+        y.par_chunks_mut(per)
+            .enumerate()
+            .for_each(|(i, ys)| one(i, ys, false));
+    } else {
+        y.chunks_mut(per)
+            .enumerate()
+            .for_each(|(i, ys)| one(i, ys, par));
+    }
+}
+
+/// Range of output positions `o` for which `o * stride + off` lands in `[0, len)`.
+fn valid_range(out_len: usize, stride: usize, off: isize, len: usize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+    let hi_excl = len as isize - off; // o * s < len - off
+    let hi = if hi_excl <= 0 {
+        0
+    } else {
+        (hi_excl + s - 1) / s
+    };
+    let lo = (lo as usize).min(out_len);
+    (lo, (hi as usize).clamp(lo, out_len))
+}
+
+fn depthwise(x: &[f32], g: &Geom, conv: &Conv, act: Option<Unary>, par: bool, y: &mut [f32]) {
+    let mult = g.oc / g.ic;
+    let (ohw, hw, kk) = (g.oh * g.ow, g.h * g.w, g.kh * g.kw);
+    let [sh, sw] = conv.strides;
+    let [dh, dw] = conv.dilations;
+    let [pt, pl, _, _] = conv.pads;
+    let wt = &conv.weight.data[..];
+    let bias = conv.bias.as_ref().map(|b| &b.data[..]);
+    // Column ranges per kernel column are the same for every row and channel.
+    let cols: Vec<(usize, usize, isize)> = (0..g.kw)
+        .map(|kj| {
+            let off = (kj * dw) as isize - pl as isize;
+            let (lo, hi) = valid_range(g.ow, sw, off, g.w);
+            (lo, hi, off)
+        })
+        .collect();
+    let plane = |p: usize, out: &mut [f32]| {
+        let (n, o) = (p / g.oc, p % g.oc);
+        let src = &x[(n * g.ic + o / mult) * hw..][..hw];
+        let k = &wt[o * kk..(o + 1) * kk];
+        let b = bias.map_or(0.0, |b| b[o]);
+        for (oy, row) in out.chunks_mut(g.ow).enumerate() {
+            row.fill(b);
+            for ki in 0..g.kh {
+                let iy = (oy * sh + ki * dh) as isize - pt as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    continue;
+                }
+                let in_row = &src[iy as usize * g.w..][..g.w];
+                for (kj, &(lo, hi, off)) in cols.iter().enumerate() {
+                    if lo >= hi {
+                        continue;
+                    }
+                    let wv = k[ki * g.kw + kj];
+                    let start = (lo * sw) as isize + off;
+                    let dst = &mut row[lo..hi];
+                    if sw == 1 {
+                        let s = &in_row[start as usize..start as usize + (hi - lo)];
+                        for (d, &v) in dst.iter_mut().zip(s) {
+                            *d += wv * v;
+                        }
+                    } else {
+                        let s = in_row[start as usize..].iter().step_by(sw);
+                        for (d, &v) in dst.iter_mut().zip(s) {
+                            *d += wv * v;
+                        }
+                    }
+                }
+            }
+            if let Some(a) = act {
+                unary_inplace(a, row);
+            }
+        }
+    };
+    if par {
+        y.par_chunks_mut(ohw)
+            .enumerate()
+            .for_each(|(p, out)| plane(p, out));
+    } else {
+        y.chunks_mut(ohw)
+            .enumerate()
+            .for_each(|(p, out)| plane(p, out));
+    }
+}
+
+/// Fills `col[(c * kh + ki) * kw + kj, oy * ow + ox]` with the input tap of channels
+/// `c0..c0 + cols.len() / rows_per_channel` (zero where the tap falls in the padding).
+fn im2col(x: &[f32], g: &Geom, conv: &Conv, c0: usize, col: &mut [f32], par: bool) {
+    let ohw = g.oh * g.ow;
+    let [sh, sw] = conv.strides;
+    let [dh, dw] = conv.dilations;
+    let [pt, pl, _, _] = conv.pads;
+    let hw = g.h * g.w;
+    let fill = |r: usize, dst: &mut [f32]| {
+        let c = c0 + r / (g.kh * g.kw);
+        let (ki, kj) = ((r / g.kw) % g.kh, r % g.kw);
+        let src = &x[c * hw..(c + 1) * hw];
+        let off = (kj * dw) as isize - pl as isize;
+        let (lo, hi) = valid_range(g.ow, sw, off, g.w);
+        for (oy, row) in dst.chunks_mut(g.ow).enumerate() {
+            let iy = (oy * sh + ki * dh) as isize - pt as isize;
+            if iy < 0 || iy >= g.h as isize || lo >= hi {
+                row.fill(0.0);
+                continue;
+            }
+            let in_row = &src[iy as usize * g.w..][..g.w];
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+            let start = ((lo * sw) as isize + off) as usize;
+            if sw == 1 {
+                row[lo..hi].copy_from_slice(&in_row[start..start + hi - lo]);
+            } else {
+                for (d, &v) in row[lo..hi]
+                    .iter_mut()
+                    .zip(in_row[start..].iter().step_by(sw))
+                {
+                    *d = v;
+                }
+            }
+        }
+    };
+    if par {
+        col.par_chunks_mut(ohw)
+            .enumerate()
+            .for_each(|(r, d)| fill(r, d));
+    } else {
+        col.chunks_mut(ohw)
+            .enumerate()
+            .for_each(|(r, d)| fill(r, d));
+    }
+}
+
+fn im2col_conv(x: &[f32], g: &Geom, conv: &Conv, act: Option<Unary>, par: bool, y: &mut [f32]) {
+    let (ohw, hw) = (g.oh * g.ow, g.h * g.w);
+    let (icg, ocg) = (g.ic / g.groups, g.oc / g.groups);
+    let kdim = icg * g.kh * g.kw;
+    let wt = &conv.weight.data[..];
+    let bias = conv.bias.as_ref().map(|b| &b.data[..]);
+    let one = |i: usize, ys: &mut [f32], inner_par: bool| {
+        let xs = &x[i * g.ic * hw..(i + 1) * g.ic * hw];
+        let mut col = vec![0.0f32; kdim * ohw];
+        for (gi, yg) in ys.chunks_mut(ocg * ohw).enumerate() {
+            im2col(xs, g, conv, gi * icg, &mut col, inner_par);
+            let a = Mat::rows(wt, gi * ocg * kdim, kdim);
+            gemm(
+                ocg,
+                kdim,
+                ohw,
+                a,
+                Mat::rows(&col, 0, ohw),
+                yg,
+                ohw,
+                false,
+                inner_par,
+            );
+        }
+        bias_act_rows(ys, ohw, bias, act);
+    };
+    let per = g.oc * ohw;
+    if par && g.n > 1 {
+        y.par_chunks_mut(per)
+            .enumerate()
+            .for_each(|(i, ys)| one(i, ys, false));
+    } else {
+        y.chunks_mut(per)
+            .enumerate()
+            .for_each(|(i, ys)| one(i, ys, par));
+    }
+}
