@@ -87,6 +87,33 @@ fn backend_name(b: wgpu::Backend) -> &'static str {
     }
 }
 
+/// The adapter wgpu prefers (`WGPU_BACKEND` and `WGPU_POWER_PREF` honoured), opened with its own
+/// limits.
+pub(crate) fn open_device() -> Result<(wgpu::Device, wgpu::Queue)> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let power_preference =
+        wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance);
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference,
+        ..Default::default()
+    }))
+    .map_err(|_| Error::device(NO_ADAPTER))?;
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("netlens"),
+        required_features: wgpu::Features::empty(),
+        required_limits: adapter.limits(),
+        ..Default::default()
+    }))
+    .map_err(|e| {
+        Error::device(format!(
+            "cannot open GPU device '{}': {e}",
+            adapter.get_info().name
+        ))
+    })?;
+    Ok((device, queue))
+}
+
 #[derive(Default)]
 struct Counters {
     submissions: AtomicU64,
@@ -160,27 +187,7 @@ impl GpuBackend {
     /// Opens the adapter wgpu prefers (`WGPU_BACKEND` and `WGPU_POWER_PREF` honoured) with the
     /// adapter's own limits, so large bindings and buffers are available.
     pub fn new(options: &GpuOptions) -> Result<GpuBackend> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let power_preference =
-            wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance);
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference,
-            ..Default::default()
-        }))
-        .map_err(|_| Error::device(NO_ADAPTER))?;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("netlens"),
-            required_features: wgpu::Features::empty(),
-            required_limits: adapter.limits(),
-            ..Default::default()
-        }))
-        .map_err(|e| {
-            Error::device(format!(
-                "cannot open GPU device '{}': {e}",
-                adapter.get_info().name
-            ))
-        })?;
+        let (device, queue) = open_device()?;
         Self::from_wgpu(device, queue, options)
     }
 

@@ -7,9 +7,27 @@ use crate::backend::{Backend, HostTensor};
 use crate::error::ErrorKind;
 use crate::model::*;
 use crate::Forward;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+/// One device for the whole test binary, and one test on it at a time: wgpu's GL backend
+/// (`WGPU_BACKEND=gl`) slowed ~150x with several devices busy in one process.
+fn shared_device() -> (wgpu::Device, wgpu::Queue) {
+    static DEVICE: OnceLock<std::result::Result<(wgpu::Device, wgpu::Queue), String>> =
+        OnceLock::new();
+    match DEVICE.get_or_init(|| super::open_device().map_err(|e| e.to_string())) {
+        Ok(dq) => dq.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn gpu_with(max_binding_bytes: Option<u64>) -> GpuBackend {
-    match GpuBackend::new(&GpuOptions { max_binding_bytes }) {
+    let (device, queue) = shared_device();
+    match GpuBackend::from_wgpu(device, queue, &GpuOptions { max_binding_bytes }) {
         Ok(g) => g,
         Err(e) => panic!("{e}"),
     }
@@ -435,6 +453,7 @@ fn conv_out(c: &Op, in_hw: [usize; 2]) -> [usize; 2] {
 
 #[test]
 fn convs_general_grouped_depthwise() {
+    let _serial = serial();
     let gpu = gpu();
     let cases = [
         // Odd everything: non-square kernel, stride 2x1, dilation 1x2, asymmetric pads, bias.
@@ -504,6 +523,7 @@ fn convs_general_grouped_depthwise() {
 
 #[test]
 fn conv_fuses_activation_only_when_unobserved() {
+    let _serial = serial();
     let gpu = gpu();
     let mut b = Builder::new(&[4, 6, 5]);
     let c1 = b.add(
@@ -555,6 +575,7 @@ fn conv_fuses_activation_only_when_unobserved() {
 
 #[test]
 fn linear_over_rows() {
+    let _serial = serial();
     let gpu = gpu();
     let mut b = Builder::new(&[3, 37]);
     let l = Op::Linear(Linear {
@@ -572,6 +593,7 @@ fn linear_over_rows() {
 
 #[test]
 fn unary_ops() {
+    let _serial = serial();
     let gpu = gpu();
     let ops = [
         Unary::Relu,
@@ -608,6 +630,7 @@ fn unary_ops() {
 
 #[test]
 fn binary_broadcasting_and_affine() {
+    let _serial = serial();
     let gpu = gpu();
     let s = [3, 4, 5];
     let mut b = Builder::new(&s);
@@ -673,6 +696,7 @@ fn binary_broadcasting_and_affine() {
 
 #[test]
 fn pooling() {
+    let _serial = serial();
     let gpu = gpu();
     let hw = [7, 6];
     let mut b = Builder::new(&[3, hw[0], hw[1]]);
@@ -762,6 +786,7 @@ fn pooling() {
 
 #[test]
 fn reductions_softmax_lrn() {
+    let _serial = serial();
     let gpu = gpu();
     let s = [4, 3, 5, 2];
     let mut b = Builder::new(&s);
@@ -802,6 +827,7 @@ fn reductions_softmax_lrn() {
 
 #[test]
 fn layout_ops() {
+    let _serial = serial();
     let gpu = gpu();
     let s = [3, 4, 5];
     let mut b = Builder::new(&s);
@@ -922,11 +948,13 @@ fn run(
 
 #[test]
 fn mobilenet_block_matches_reference() {
+    let _serial = serial();
     check_all(&gpu(), &mobilenet_like(), 2, 11);
 }
 
 #[test]
 fn chunked_batches_equal_single_samples() {
+    let _serial = serial();
     let model = mobilenet_like();
     let g = &model.graph;
     let big = gpu();
@@ -999,6 +1027,7 @@ fn chunked_batches_equal_single_samples() {
 
 #[test]
 fn one_forward_is_one_submission_and_reuses_buffers() {
+    let _serial = serial();
     let gpu = gpu();
     let model = mobilenet_like();
     let input = HostTensor::new(vec![4, 3, 9, 11], rand_vec(4 * 297, 3)).unwrap();
@@ -1030,6 +1059,7 @@ fn one_forward_is_one_submission_and_reuses_buffers() {
 
 #[test]
 fn errors_are_reported_not_panicked() {
+    let _serial = serial();
     let gpu = gpu();
     let model = mobilenet_like();
     let x = gpu.upload(&HostTensor::zeros(vec![2, 3, 9, 11])).unwrap();
@@ -1063,8 +1093,10 @@ fn errors_are_reported_not_panicked() {
 
 #[test]
 fn name_reports_adapter_and_api() {
+    let _serial = serial();
     let gpu = gpu();
     let name = gpu.name();
+    eprintln!("adapter: {name}");
     assert!(name.ends_with(']') && name.contains(" ["), "{name}");
     assert!(!super::list_adapters().is_empty());
 }
