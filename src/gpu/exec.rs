@@ -293,6 +293,13 @@ fn run_node(
         }
         return Ok(x.reshaped(out_shape));
     }
+    let inputs = node
+        .inputs
+        .iter()
+        .map(|&v| vals[v].as_ref().map(|t| t.shape.as_slice()))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| Error::internal("an input is not available"))?;
+    check_shapes(&node.op, &inputs, &out_shape)?;
     let out = gpu.alloc(out_shape)?;
     let what = format!("layer '{}'", node_label(node));
     match &node.op {
@@ -486,6 +493,65 @@ fn run_node(
         }
     }
     Ok(out)
+}
+
+/// Kernels run without wgpu's bounds checks, so shapes that would make them index out of range
+/// are refused here (they would be an importer bug).
+fn check_shapes(op: &Op, inputs: &[&[usize]], out: &[usize]) -> Result<()> {
+    let x = inputs[0];
+    let bad = || {
+        Err(Error::internal(format!(
+            "inconsistent shapes {inputs:?} -> {out:?}"
+        )))
+    };
+    let ok = match op {
+        Op::Unary(_) => x == out,
+        Op::Softmax { axis } => x == out && *axis < x.len(),
+        Op::ChannelAffine { scale, shift } => {
+            x == out && x.len() >= 2 && scale.len() == x[1] && shift.len() == x[1]
+        }
+        Op::Lrn { size, .. } => x == out && x.len() >= 2 && *size >= 1,
+        Op::GlobalPool { .. } => x.len() == 4 && out == [x[0], x[1], 1, 1],
+        Op::Pool(_) => x.len() == 4 && out.len() == 4 && out[..2] == x[..2],
+        Op::Reduce { axes, .. } => {
+            let kept: usize = (0..x.len())
+                .filter(|d| !axes.contains(d))
+                .map(|d| x[d])
+                .product();
+            axes.iter().all(|&a| a >= 1 && a < x.len()) && prod(out) == kept
+        }
+        Op::Transpose { perm } => {
+            let mut seen = perm.clone();
+            seen.sort_unstable();
+            seen == (0..x.len()).collect::<Vec<_>>()
+                && perm
+                    .iter()
+                    .enumerate()
+                    .all(|(d, &p)| out.get(d) == Some(&x[p]))
+                && out.len() == x.len()
+        }
+        Op::Concat { axis } => {
+            *axis < out.len()
+                && inputs.iter().all(|s| {
+                    s.len() == out.len() && (0..s.len()).all(|d| d == *axis || s[d] == out[d])
+                })
+                && inputs.iter().map(|s| s[*axis]).sum::<usize>() == out[*axis]
+        }
+        Op::Slice { starts, steps } => {
+            starts.len() == x.len() && steps.len() == x.len() && out.len() == x.len()
+        }
+        Op::Pad { pads, .. } => {
+            pads.len() == x.len()
+                && out.len() == x.len()
+                && (0..x.len()).all(|d| out[d] == x[d] + pads[d].0 + pads[d].1)
+        }
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        bad()
+    }
 }
 
 fn unreachable_reshape() -> Result<()> {
