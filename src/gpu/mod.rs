@@ -5,10 +5,13 @@
 
 mod exec;
 mod kernels;
+mod ops;
 mod pool;
 mod readback;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reference;
 
 use crate::backend::{Backend, Forward, HostTensor};
 use crate::error::{Error, Result};
