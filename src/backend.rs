@@ -23,7 +23,10 @@ impl HostTensor {
     }
     pub fn zeros(shape: Vec<usize>) -> Self {
         let n = shape.iter().product();
-        HostTensor { shape, data: vec![0.0; n] }
+        HostTensor {
+            shape,
+            data: vec![0.0; n],
+        }
     }
     pub fn batch(&self) -> usize {
         self.shape.first().copied().unwrap_or(1)

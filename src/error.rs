@@ -23,17 +23,29 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn bad_input(message: impl Into<String>) -> Self {
-        Error { kind: ErrorKind::BadInput, message: message.into() }
+        Error {
+            kind: ErrorKind::BadInput,
+            message: message.into(),
+        }
     }
     pub fn device(message: impl Into<String>) -> Self {
-        Error { kind: ErrorKind::Device, message: message.into() }
+        Error {
+            kind: ErrorKind::Device,
+            message: message.into(),
+        }
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        Error { kind: ErrorKind::Internal, message: message.into() }
+        Error {
+            kind: ErrorKind::Internal,
+            message: message.into(),
+        }
     }
     /// Prefixes the message with context, keeping the kind.
     pub fn context(self, context: impl fmt::Display) -> Self {
-        Error { kind: self.kind, message: format!("{context}: {}", self.message) }
+        Error {
+            kind: self.kind,
+            message: format!("{context}: {}", self.message),
+        }
     }
 }
 

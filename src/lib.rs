@@ -5,6 +5,7 @@ pub mod backend;
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod input;
 pub mod model;
 
 pub use backend::{Backend, Forward, HostTensor};

@@ -1,1 +1,379 @@
-//! placeholder
+//! The GPU backend: imported models re-executed with hand-written WGSL compute kernels on wgpu.
+//!
+//! A forward records every op of the graph (for every batch chunk) into one command encoder and
+//! submits once; `read` is the only path back to the host.
+
+mod exec;
+mod kernels;
+mod ops;
+mod pool;
+mod readback;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_reference;
+
+use crate::backend::{Backend, Forward, HostTensor};
+use crate::error::{Error, Result};
+use crate::model::{Model, ValueId};
+use pool::{Pool, PooledBuffer, Usage};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+const NO_ADAPTER: &str = "no GPU adapter found. Install a Vulkan driver (Debian/Ubuntu: \
+`apt-get install -y mesa-vulkan-drivers` gives lavapipe, a software GPU), or run with --backend cpu";
+
+/// Knobs for the GPU backend.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Caps the bytes of any one storage binding below the device's own limit; smaller values
+    /// force smaller batch chunks (tests use it to exercise chunking).
+    pub max_binding_bytes: Option<u64>,
+}
+
+/// Counters since creation or the last [`GpuBackend::reset_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuStats {
+    /// `queue.submit` calls.
+    pub submissions: u64,
+    /// Read-backs to the host.
+    pub readbacks: u64,
+    pub bytes_read: u64,
+    /// Compute dispatches recorded.
+    pub dispatches: u64,
+    /// Host-to-GPU uploads (inputs and weights).
+    pub uploads: u64,
+}
+
+/// One adapter as `netlens adapters` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+/// Every adapter of every backend wgpu can reach (honouring `WGPU_BACKEND`).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters
+        .iter()
+        .map(|a| {
+            let info = a.get_info();
+            let driver = match (info.driver.is_empty(), info.driver_info.is_empty()) {
+                (false, false) => format!("{} {}", info.driver, info.driver_info),
+                (false, true) => info.driver.clone(),
+                _ => info.driver_info.clone(),
+            };
+            AdapterSummary {
+                name: info.name.clone(),
+                backend: backend_name(info.backend).to_string(),
+                device_type: format!("{:?}", info.device_type),
+                driver,
+            }
+        })
+        .collect()
+}
+
+fn backend_name(b: wgpu::Backend) -> &'static str {
+    match b {
+        wgpu::Backend::Vulkan => "Vulkan",
+        wgpu::Backend::Metal => "Metal",
+        wgpu::Backend::Dx12 => "DX12",
+        wgpu::Backend::Gl => "GL",
+        wgpu::Backend::BrowserWebGpu => "WebGPU",
+        _ => "other",
+    }
+}
+
+/// The adapter wgpu prefers (`WGPU_BACKEND` and `WGPU_POWER_PREF` honoured), opened with its own
+/// limits.
+pub(crate) fn open_device() -> Result<(wgpu::Device, wgpu::Queue)> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let power_preference =
+        wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance);
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference,
+        ..Default::default()
+    }))
+    .map_err(|_| Error::device(NO_ADAPTER))?;
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("netlens"),
+        required_features: wgpu::Features::empty(),
+        required_limits: adapter.limits(),
+        ..Default::default()
+    }))
+    .map_err(|e| {
+        Error::device(format!(
+            "cannot open GPU device '{}': {e}",
+            adapter.get_info().name
+        ))
+    })?;
+    Ok((device, queue))
+}
+
+#[derive(Default)]
+struct Counters {
+    submissions: AtomicU64,
+    readbacks: AtomicU64,
+    bytes_read: AtomicU64,
+    dispatches: AtomicU64,
+    uploads: AtomicU64,
+}
+
+/// A tensor on the GPU: full shape plus a pooled buffer, shared by clones and by reshaped
+/// aliases; the buffer returns to the pool when the last handle drops.
+#[derive(Clone)]
+pub struct GpuTensor {
+    shape: Vec<usize>,
+    buf: Arc<PooledBuffer>,
+}
+
+impl GpuTensor {
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The underlying buffer (it may be larger than the tensor).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.buf.buffer()
+    }
+    pub(crate) fn byte_len(&self) -> u64 {
+        self.len() as u64 * 4
+    }
+    /// The same data under another shape of equal size.
+    pub(crate) fn reshaped(&self, shape: Vec<usize>) -> GpuTensor {
+        GpuTensor {
+            shape,
+            buf: self.buf.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for GpuTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuTensor{:?}", self.shape)
+    }
+}
+
+type ConstCache = HashMap<usize, (Arc<Vec<f32>>, wgpu::Buffer)>;
+
+/// Executes models on one wgpu device.
+pub struct GpuBackend {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    /// The largest storage binding any kernel may get: device limit, capped by the options.
+    binding_limit: u64,
+    pool: Arc<Pool>,
+    pipelines: kernels::Pipelines,
+    stats: Counters,
+    /// Weights uploaded once per model, keyed by the address of their `Arc`'d data; the `Arc` is
+    /// kept so the address cannot be reused by other data while cached.
+    consts: Mutex<ConstCache>,
+    /// Bound where a kernel takes an optional operand (e.g. no bias).
+    dummy: wgpu::Buffer,
+}
+
+impl GpuBackend {
+    /// Opens the adapter wgpu prefers (`WGPU_BACKEND` and `WGPU_POWER_PREF` honoured) with the
+    /// adapter's own limits, so large bindings and buffers are available.
+    pub fn new(options: &GpuOptions) -> Result<GpuBackend> {
+        let (device, queue) = open_device()?;
+        Self::from_wgpu(device, queue, options)
+    }
+
+    /// Runs on a device the host application already owns.
+    pub fn from_wgpu(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        options: &GpuOptions,
+    ) -> Result<GpuBackend> {
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+            eprintln!("netlens: uncaptured GPU error: {e}");
+        }));
+        let limits = device.limits();
+        let info = device.adapter_info();
+        let mut binding_limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        if let Some(cap) = options.max_binding_bytes {
+            binding_limit = binding_limit.min(cap);
+        }
+        // Bindings are whole f32 elements.
+        let binding_limit = (binding_limit / 4 * 4).max(4);
+        let pool = Pool::new(device.clone(), limits.max_buffer_size);
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("netlens dummy"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(GpuBackend {
+            device,
+            queue,
+            info,
+            limits,
+            binding_limit,
+            pool,
+            pipelines: Default::default(),
+            stats: Counters::default(),
+            consts: Mutex::new(HashMap::new()),
+            dummy,
+        })
+    }
+
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+    /// The largest storage binding used, after [`GpuOptions::max_binding_bytes`].
+    pub fn binding_limit(&self) -> u64 {
+        self.binding_limit
+    }
+
+    pub fn stats(&self) -> GpuStats {
+        let s = &self.stats;
+        GpuStats {
+            submissions: s.submissions.load(Ordering::Relaxed),
+            readbacks: s.readbacks.load(Ordering::Relaxed),
+            bytes_read: s.bytes_read.load(Ordering::Relaxed),
+            dispatches: s.dispatches.load(Ordering::Relaxed),
+            uploads: s.uploads.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn reset_stats(&self) {
+        let s = &self.stats;
+        for c in [
+            &s.submissions,
+            &s.readbacks,
+            &s.bytes_read,
+            &s.dispatches,
+            &s.uploads,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A fresh pooled tensor; contents undefined.
+    pub(crate) fn alloc(&self, shape: Vec<usize>) -> Result<GpuTensor> {
+        let bytes = shape.iter().product::<usize>() as u64 * 4;
+        if bytes > self.limits.max_buffer_size {
+            return Err(Error::bad_input(format!(
+                "a tensor of shape {shape:?} needs {bytes} bytes, over this GPU's buffer limit of {} bytes; \
+                 use a smaller batch",
+                self.limits.max_buffer_size
+            )));
+        }
+        Ok(GpuTensor {
+            shape,
+            buf: Arc::new(self.pool.get(Usage::Storage, bytes)),
+        })
+    }
+
+    /// The GPU copy of a model constant, uploaded on first use.
+    pub(crate) fn const_buffer(&self, data: &Arc<Vec<f32>>, what: &str) -> Result<wgpu::Buffer> {
+        let key = Arc::as_ptr(data) as usize;
+        let mut consts = self
+            .consts
+            .lock()
+            .map_err(|_| Error::internal("constant cache lock poisoned"))?;
+        if let Some((_, b)) = consts.get(&key) {
+            return Ok(b.clone());
+        }
+        let bytes = (data.len() as u64 * 4).max(4);
+        if bytes > self.binding_limit {
+            return Err(Error::bad_input(format!(
+                "{what} has {bytes} bytes of weights, over the GPU's storage binding limit of {} bytes",
+                self.binding_limit
+            )));
+        }
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("netlens weights"),
+            size: bytes.next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !data.is_empty() {
+            self.queue
+                .write_buffer(&buffer, 0, bytemuck::cast_slice(data.as_slice()));
+            self.stats.uploads.fetch_add(1, Ordering::Relaxed);
+        }
+        consts.insert(key, (data.clone(), buffer.clone()));
+        Ok(buffer)
+    }
+
+    /// Submits and counts one command buffer.
+    pub(crate) fn submit(&self, commands: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
+        self.stats.submissions.fetch_add(1, Ordering::Relaxed);
+        self.queue.submit(Some(commands))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn buffers_created(&self) -> u64 {
+        self.pool.created()
+    }
+}
+
+impl Backend for GpuBackend {
+    type Tensor = GpuTensor;
+
+    fn name(&self) -> String {
+        format!("{} [{}]", self.info.name, backend_name(self.info.backend))
+    }
+
+    fn upload(&self, tensor: &HostTensor) -> Result<GpuTensor> {
+        let n: usize = tensor.shape.iter().product();
+        if n != tensor.data.len() {
+            return Err(Error::internal(format!(
+                "host tensor of shape {:?} has {} values",
+                tensor.shape,
+                tensor.data.len()
+            )));
+        }
+        let t = self.alloc(tensor.shape.clone())?;
+        if n > 0 {
+            self.queue
+                .write_buffer(t.buffer(), 0, bytemuck::cast_slice(&tensor.data));
+        }
+        self.stats.uploads.fetch_add(1, Ordering::Relaxed);
+        Ok(t)
+    }
+
+    fn read(&self, tensor: &GpuTensor) -> Result<HostTensor> {
+        readback::read(self, tensor)
+    }
+
+    fn shape(&self, tensor: &GpuTensor) -> Vec<usize> {
+        tensor.shape.clone()
+    }
+
+    fn forward(
+        &self,
+        model: &Model,
+        input: &GpuTensor,
+        taps: &[ValueId],
+    ) -> Result<Forward<GpuTensor>> {
+        exec::forward(self, model, input, taps)
+    }
+}

@@ -20,7 +20,10 @@ pub struct Const {
 impl Const {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Const { shape, data: Arc::new(data) }
+        Const {
+            shape,
+            data: Arc::new(data),
+        }
     }
     pub fn len(&self) -> usize {
         self.data.len()
@@ -94,12 +97,20 @@ pub struct Linear {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Unary {
     Relu,
-    LeakyRelu { alpha: f32 },
-    Clip { min: f32, max: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
+    Clip {
+        min: f32,
+        max: f32,
+    },
     Sigmoid,
     Tanh,
     /// `max(0, min(1, alpha * x + beta))`
-    HardSigmoid { alpha: f32, beta: f32 },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
     /// `x * max(0, min(1, x / 6 + 0.5))`
     HardSwish,
 }
@@ -124,7 +135,10 @@ impl Unary {
     }
     /// True for the ReLU-like ops that guided backprop and deconvnet rules apply to.
     pub fn is_relu_like(self) -> bool {
-        matches!(self, Unary::Relu | Unary::Clip { .. } | Unary::LeakyRelu { .. })
+        matches!(
+            self,
+            Unary::Relu | Unary::Clip { .. } | Unary::LeakyRelu { .. }
+        )
     }
 }
 
@@ -162,7 +176,9 @@ pub struct Binary {
 pub enum PoolKind {
     Max,
     /// Average; `count_include_pad` divides by the window clipped to the padded extent.
-    Avg { count_include_pad: bool },
+    Avg {
+        count_include_pad: bool,
+    },
 }
 
 /// 2-D pooling over the last two axes of `[N, C, H, W]`. The output size (ceil_mode included) is
@@ -191,28 +207,54 @@ pub enum Op {
     Unary(Unary),
     Binary(Binary),
     /// Per-channel `x * scale[c] + shift[c]` over full axis 1: an unfolded BatchNormalization.
-    ChannelAffine { scale: Const, shift: Const },
+    ChannelAffine {
+        scale: Const,
+        shift: Const,
+    },
     Pool(Pool),
     /// Mean or max over H and W of `[N, C, H, W]`, giving `[N, C, 1, 1]`.
-    GlobalPool { max: bool },
+    GlobalPool {
+        max: bool,
+    },
     /// Reduction over full-shape `axes` (never 0), sorted ascending. `keepdims` decides whether the
     /// output keeps them as size 1; the output value's shape says which.
-    Reduce { kind: ReduceKind, axes: Vec<usize>, keepdims: bool },
+    Reduce {
+        kind: ReduceKind,
+        axes: Vec<usize>,
+        keepdims: bool,
+    },
     /// Same data, new per-sample shape (Reshape, Flatten, Squeeze, Unsqueeze).
     Reshape,
     /// Full-shape permutation, `perm[0] == 0`.
-    Transpose { perm: Vec<usize> },
+    Transpose {
+        perm: Vec<usize>,
+    },
     /// Concatenation along full `axis` (>= 1) of all inputs.
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     /// `out[i_0.., i_d, ..] = in[.., start[d] + i_d * step[d], ..]` for every full axis `d`
     /// (`start[0] = 0`, `step[0] = 1`). Covers Slice and each output of Split.
-    Slice { starts: Vec<i64>, steps: Vec<i64> },
+    Slice {
+        starts: Vec<i64>,
+        steps: Vec<i64>,
+    },
     /// Constant padding: `pads[d] = (before, after)` for every full axis (batch axis `(0, 0)`).
-    Pad { pads: Vec<(usize, usize)>, value: f32 },
+    Pad {
+        pads: Vec<(usize, usize)>,
+        value: f32,
+    },
     /// Softmax over full `axis`.
-    Softmax { axis: usize },
+    Softmax {
+        axis: usize,
+    },
     /// Local response normalisation across channels (ONNX LRN).
-    Lrn { size: usize, alpha: f32, beta: f32, bias: f32 },
+    Lrn {
+        size: usize,
+        alpha: f32,
+        beta: f32,
+        bias: f32,
+    },
 }
 
 impl Op {
@@ -314,7 +356,11 @@ impl Graph {
     pub fn cam_layer(&self) -> Option<ValueId> {
         self.nodes.iter().rev().find_map(|n| match &n.op {
             Op::GlobalPool { max: false } => Some(n.inputs[0]),
-            Op::Reduce { kind: ReduceKind::Mean, axes, .. } if axes == &[2, 3] => Some(n.inputs[0]),
+            Op::Reduce {
+                kind: ReduceKind::Mean,
+                axes,
+                ..
+            } if axes == &[2, 3] => Some(n.inputs[0]),
             _ => None,
         })
     }
@@ -362,7 +408,11 @@ pub fn window_out_len(
         return None;
     }
     let span = padded - eff;
-    let mut out = if ceil_mode { span.div_ceil(stride) } else { span / stride } + 1;
+    let mut out = if ceil_mode {
+        span.div_ceil(stride)
+    } else {
+        span / stride
+    } + 1;
     if ceil_mode && (out - 1) * stride >= input + pad_before {
         out -= 1;
     }
@@ -375,8 +425,14 @@ mod tests {
 
     #[test]
     fn broadcast_strides_right_align() {
-        assert_eq!(broadcast_strides(&[2, 3, 4, 5], &[3, 1, 1]), vec![0, 1, 0, 0]);
-        assert_eq!(broadcast_strides(&[2, 3, 4, 5], &[2, 3, 4, 5]), vec![60, 20, 5, 1]);
+        assert_eq!(
+            broadcast_strides(&[2, 3, 4, 5], &[3, 1, 1]),
+            vec![0, 1, 0, 0]
+        );
+        assert_eq!(
+            broadcast_strides(&[2, 3, 4, 5], &[2, 3, 4, 5]),
+            vec![60, 20, 5, 1]
+        );
         assert_eq!(broadcast_strides(&[2, 3], &[]), vec![0, 0]);
     }
 

@@ -29,7 +29,13 @@ impl Model {
     /// Resolves a layer by its ONNX tensor name, with a helpful error naming close matches.
     pub fn layer(&self, name: &str) -> Result<ValueId> {
         if let Some(v) = self.graph.value_by_name(name) {
-            return Ok(v);
+            if v == self.graph.input || self.graph.producer(v).is_some() {
+                return Ok(v);
+            }
+            return Err(Error::bad_input(format!(
+                "layer '{name}' of model '{}' does not contribute to the output, so it is never computed",
+                self.name
+            )));
         }
         let needle = name.to_lowercase();
         let close: Vec<&str> = self
@@ -48,6 +54,9 @@ impl Model {
         } else {
             format!("did you mean one of: {}", close.join(", "))
         };
-        Err(Error::bad_input(format!("model '{}' has no layer named '{name}'; {hint}", self.name)))
+        Err(Error::bad_input(format!(
+            "model '{}' has no layer named '{name}'; {hint}",
+            self.name
+        )))
     }
 }

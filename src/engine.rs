@@ -1,0 +1,117 @@
+//! Backend selection for the CLI and for users who want "the best available" without caring
+//! which backend runs.
+
+use crate::backend::{Backend, HostTensor};
+use crate::cpu::CpuBackend;
+use crate::error::{Error, ErrorKind, Result};
+use crate::gpu::{GpuBackend, GpuOptions};
+use crate::model::{Model, ValueId};
+
+/// Environment variable that picks the backend when no `--backend` flag is given.
+pub const BACKEND_ENV: &str = "NETLENS_BACKEND";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// The GPU if wgpu finds an adapter, else the CPU.
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl BackendChoice {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(BackendChoice::Auto),
+            "gpu" | "wgpu" => Ok(BackendChoice::Gpu),
+            "cpu" => Ok(BackendChoice::Cpu),
+            other => Err(Error::bad_input(format!("unknown backend '{other}': use gpu, cpu or auto"))),
+        }
+    }
+
+    /// The flag's value if given, else `NETLENS_BACKEND`, else `Auto`.
+    pub fn resolve(flag: Option<&str>) -> Result<Self> {
+        match flag {
+            Some(f) => Self::parse(f),
+            None => match std::env::var(BACKEND_ENV) {
+                Ok(v) => Self::parse(&v).map_err(|e| e.context(BACKEND_ENV)),
+                Err(_) => Ok(BackendChoice::Auto),
+            },
+        }
+    }
+}
+
+/// One of the two backends, chosen at run time.
+pub enum Engine {
+    Gpu(GpuBackend),
+    Cpu(CpuBackend),
+}
+
+impl Engine {
+    pub fn new(choice: BackendChoice) -> Result<Engine> {
+        match choice {
+            BackendChoice::Cpu => Ok(Engine::Cpu(CpuBackend::new())),
+            BackendChoice::Gpu => Ok(Engine::Gpu(GpuBackend::new(&GpuOptions::default())?)),
+            BackendChoice::Auto => match GpuBackend::new(&GpuOptions::default()) {
+                Ok(g) => Ok(Engine::Gpu(g)),
+                Err(e) if e.kind == ErrorKind::Device => {
+                    eprintln!("netlens: no GPU ({e}); using the CPU backend");
+                    Ok(Engine::Cpu(CpuBackend::new()))
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Engine::Gpu(g) => g.name(),
+            Engine::Cpu(c) => c.name(),
+        }
+    }
+
+    /// Runs a host batch and reads back the output and every tap.
+    pub fn forward_host(&self, model: &Model, input: &HostTensor, taps: &[ValueId]) -> Result<(HostTensor, Vec<HostTensor>)> {
+        match self {
+            Engine::Gpu(g) => forward_host(g, model, input, taps),
+            Engine::Cpu(c) => forward_host(c, model, input, taps),
+        }
+    }
+}
+
+/// Upload, forward, read back: the whole round trip on any backend.
+pub fn forward_host<B: Backend>(b: &B, model: &Model, input: &HostTensor, taps: &[ValueId]) -> Result<(HostTensor, Vec<HostTensor>)> {
+    let x = b.upload(input)?;
+    let f = b.forward(model, &x, taps)?;
+    let out = b.read(&f.output)?;
+    let taps = taps
+        .iter()
+        .map(|&v| {
+            let t = f.tap(v).ok_or_else(|| Error::internal(format!("backend returned no tap for value {v}")))?;
+            b.read(t)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((out, taps))
+}
+
+/// Numerically stable softmax of each row of `[N, K]` logits.
+pub fn softmax_rows(logits: &HostTensor) -> Vec<Vec<f32>> {
+    let k = logits.sample_len().max(1);
+    logits
+        .data
+        .chunks(k)
+        .map(|row| {
+            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
+            let s: f32 = e.iter().sum();
+            e.into_iter().map(|v| v / s).collect()
+        })
+        .collect()
+}
+
+/// Indices of the `k` largest values, best first.
+pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+    idx.truncate(k);
+    idx
+}

@@ -1,0 +1,334 @@
+//! ONNX → netlens IR.
+//!
+//! tract-onnx parses the protobuf and decodes the weight tensors; the translation works on the
+//! ONNX nodes themselves rather than on tract's decluttered graph. Declutter rewrites ops into
+//! forms (ReLU as `Max(x, 0)`, Gemm as EinSum, HardSigmoid as four binary ops) that would erase
+//! what the attribution methods need to see: which op is a ReLU for guided backprop, where the
+//! Gemm after global pooling is for CAM, and every ONNX tensor name for tapping.
+//!
+//! Constant sub-graphs, including the Shape → Gather → Unsqueeze → Concat chains that PyTorch
+//! exports for a dynamic batch, are evaluated here with the batch kept symbolic.
+
+mod attrs;
+mod consts;
+mod ops;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::model::ir::{Graph, Node, Op, Value, ValueId};
+use crate::model::Model;
+use attrs::NodeCtx;
+pub(crate) use consts::Sym;
+use tract_onnx::pb;
+use tract_onnx::prelude::Framework;
+
+/// Every ONNX op type the importer accepts (activation ops; constant folding takes more).
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Relu",
+    "LeakyRelu",
+    "Clip",
+    "Sigmoid",
+    "Tanh",
+    "HardSigmoid",
+    "HardSwish",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "BatchNormalization",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "Flatten",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Concat",
+    "Split",
+    "Slice",
+    "Softmax",
+    "Dropout",
+    "Identity",
+    "LRN",
+    "Pad",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "Shape",
+    "Gather",
+    "Cast",
+    "Constant",
+];
+
+/// Loads and imports an ONNX classifier from a file.
+pub fn load_model(path: impl AsRef<Path>) -> Result<Model> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::bad_input(format!("cannot read model '{}': {e}", path.display())))?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    import_bytes(&bytes, &name).map_err(|e| e.context(format!("model '{}'", path.display())))
+}
+
+/// Imports an ONNX classifier from its serialized bytes.
+pub fn import_bytes(bytes: &[u8], name: &str) -> Result<Model> {
+    if bytes.is_empty() {
+        return Err(Error::bad_input("the file is empty, not an ONNX model"));
+    }
+    let proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(|e| {
+            Error::bad_input(format!(
+                "not a valid ONNX model (protobuf decoding failed: {e})"
+            ))
+        })?;
+    let graph = import_proto(&proto)?;
+    Ok(Model {
+        graph,
+        name: name.to_string(),
+    })
+}
+
+/// The default opset domain's version.
+fn opset_version(proto: &pb::ModelProto) -> Result<i64> {
+    proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .ok_or_else(|| Error::bad_input("not a valid ONNX model: it declares no ai.onnx opset"))
+}
+
+pub(crate) struct Importer {
+    pub opset: i64,
+    pub values: Vec<Value>,
+    pub nodes: Vec<Node>,
+    /// What each ONNX tensor name currently stands for.
+    pub env: HashMap<String, Sym>,
+    /// How many nodes (and graph outputs) read each tensor name; BatchNorm folding needs it.
+    pub readers: HashMap<String, usize>,
+}
+
+impl Importer {
+    pub fn add_value(&mut self, name: &str, shape: Vec<usize>) -> ValueId {
+        self.values.push(Value {
+            name: name.to_string(),
+            shape,
+        });
+        self.values.len() - 1
+    }
+
+    /// Appends a node writing a new value named `out_name`, and binds the name to it.
+    pub fn emit(
+        &mut self,
+        name: &str,
+        op: Op,
+        inputs: Vec<ValueId>,
+        out_name: &str,
+        shape: Vec<usize>,
+    ) -> ValueId {
+        let out = self.add_value(out_name, shape);
+        self.nodes.push(Node {
+            name: name.to_string(),
+            op,
+            inputs,
+            output: out,
+        });
+        self.env.insert(out_name.to_string(), Sym::Act(out));
+        out
+    }
+
+    pub fn shape(&self, v: ValueId) -> &[usize] {
+        &self.values[v].shape
+    }
+}
+
+fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
+    let g = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::bad_input("not a valid ONNX model: it has no graph"))?;
+    if g.node.is_empty() {
+        return Err(Error::bad_input(
+            "not a valid ONNX model: its graph has no nodes",
+        ));
+    }
+    let opset = opset_version(proto)?;
+    let mut imp = Importer {
+        opset,
+        values: Vec::new(),
+        nodes: Vec::new(),
+        env: HashMap::new(),
+        readers: HashMap::new(),
+    };
+    for n in &g.node {
+        for i in n.input.iter().filter(|s| !s.is_empty()) {
+            *imp.readers.entry(i.clone()).or_default() += 1;
+        }
+    }
+    for o in &g.output {
+        *imp.readers.entry(o.name.clone()).or_default() += 1;
+    }
+    for t in &g.initializer {
+        let sym = consts::load_initializer(t)?;
+        imp.env.insert(t.name.clone(), sym);
+    }
+
+    let data_inputs: Vec<&pb::ValueInfoProto> = g
+        .input
+        .iter()
+        .filter(|i| !imp.env.contains_key(&i.name))
+        .collect();
+    let input_info = match data_inputs.as_slice() {
+        [one] => *one,
+        [] => return Err(Error::bad_input("the model has no data input")),
+        many => {
+            let names: Vec<&str> = many.iter().map(|i| i.name.as_str()).collect();
+            return Err(Error::bad_input(format!(
+                "netlens explains single-input image classifiers; this model has {} inputs: {}",
+                many.len(),
+                names.join(", ")
+            )));
+        }
+    };
+    let input_shape = input_sample_shape(input_info)?;
+    let input = imp.add_value(&input_info.name, input_shape);
+    imp.env.insert(input_info.name.clone(), Sym::Act(input));
+
+    for (index, node) in g.node.iter().enumerate() {
+        let ctx = NodeCtx { node, index };
+        ops::translate(&mut imp, &ctx)?;
+    }
+
+    let out_info = g
+        .output
+        .first()
+        .ok_or_else(|| Error::bad_input("the model declares no output"))?;
+    let output = match imp.env.get(&out_info.name) {
+        Some(Sym::Act(v)) => *v,
+        Some(_) => {
+            return Err(Error::bad_input(format!(
+                "output '{}' is a constant: it does not depend on the input",
+                out_info.name
+            )))
+        }
+        None => {
+            return Err(Error::bad_input(format!(
+                "output '{}' is produced by no node",
+                out_info.name
+            )))
+        }
+    };
+    // A graph output that is only an alias of the input (or another value) still needs a name the
+    // user knows: keep the ONNX output name on it.
+    if imp.values[output].name != out_info.name && imp.producer_count(output) == 1 {
+        imp.values[output].name = out_info.name.clone();
+    }
+    let graph = Graph {
+        values: imp.values,
+        nodes: imp.nodes,
+        input,
+        output,
+    };
+    Ok(prune(graph))
+}
+
+impl Importer {
+    fn producer_count(&self, v: ValueId) -> usize {
+        self.nodes.iter().filter(|n| n.output == v).count()
+    }
+}
+
+/// Per-sample `[C, H, W]` of the image input; the batch dimension may be symbolic or fixed.
+fn input_sample_shape(info: &pb::ValueInfoProto) -> Result<Vec<usize>> {
+    use pb::tensor_shape_proto::dimension::Value as D;
+    use pb::type_proto::Value as T;
+    let tensor = match info.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(T::TensorType(t)) => t,
+        _ => {
+            return Err(Error::bad_input(format!(
+                "input '{}' is not a tensor",
+                info.name
+            )))
+        }
+    };
+    if tensor.elem_type != pb::tensor_proto::DataType::Float as i32 {
+        return Err(Error::bad_input(format!(
+            "input '{}' is not float32 (elem_type {})",
+            info.name, tensor.elem_type
+        )));
+    }
+    let dims = tensor
+        .shape
+        .as_ref()
+        .map(|s| s.dim.iter().map(|d| d.value.clone()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    if dims.len() != 4 {
+        return Err(Error::bad_input(format!(
+            "input '{}' has rank {}; netlens expects an image batch [N, C, H, W]",
+            info.name,
+            dims.len()
+        )));
+    }
+    dims[1..]
+        .iter()
+        .map(|d| match d {
+            Some(D::DimValue(v)) if *v > 0 => Ok(*v as usize),
+            _ => Err(Error::bad_input(format!(
+                "input '{}' must have fixed C, H and W (only the batch may be dynamic)",
+                info.name
+            ))),
+        })
+        .collect()
+}
+
+/// Drops nodes whose values never reach the output (e.g. a Split branch left unused).
+fn prune(graph: Graph) -> Graph {
+    let mut live = vec![false; graph.values.len()];
+    live[graph.output] = true;
+    for n in graph.nodes.iter().rev() {
+        if live[n.output] {
+            for &i in &n.inputs {
+                live[i] = true;
+            }
+        }
+    }
+    let Graph {
+        values,
+        nodes,
+        input,
+        output,
+    } = graph;
+    let nodes = nodes.into_iter().filter(|n| live[n.output]).collect();
+    Graph {
+        values,
+        nodes,
+        input,
+        output,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_garbage_bytes_are_bad_input() {
+        let e = import_bytes(&[], "x").unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::BadInput);
+        let garbage: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let e = import_bytes(&garbage, "x").unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::BadInput, "{e}");
+    }
+}

@@ -1,0 +1,69 @@
+//! Batch invariance: each sample's logits in a batch equal its batch-1 logits within 1e-5, on
+//! both backends, including a GPU run forced to split the batch into many chunks.
+
+mod common;
+use common::*;
+use netlens::gpu::{GpuBackend, GpuOptions};
+use netlens::model::import::load_model;
+use netlens::Backend;
+
+const TOL: f32 = 1e-5;
+
+fn check_invariance<B: Backend>(label: &str, b: &B) {
+    let model = load_model(asset("models/tiny_digits.onnx")).expect("import");
+    let x = random(&[64, 1, 16, 16], 3);
+    let x = netlens::HostTensor { data: x.data.iter().map(|v| (v + 1.0) / 2.0).collect(), ..x };
+    let singles: Vec<Vec<f32>> = (0..64)
+        .map(|i| {
+            let one = netlens::HostTensor::new(vec![1, 1, 16, 16], x.sample(i).to_vec()).unwrap();
+            run_backend(b, &model, &one).data
+        })
+        .collect();
+    for n in [1usize, 3, 17, 64] {
+        let batch = netlens::HostTensor::new(vec![n, 1, 16, 16], x.data[..n * 256].to_vec()).unwrap();
+        let out = run_backend(b, &model, &batch);
+        assert_eq!(out.shape, vec![n, 10]);
+        for (i, single) in singles.iter().enumerate().take(n) {
+            let d = out.sample(i).iter().zip(single).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(d <= TOL, "{label}: batch {n}, sample {i}: max |Δ| {d}");
+        }
+    }
+}
+
+#[test]
+fn cpu_batch_invariance() {
+    check_invariance("cpu", &cpu());
+}
+
+#[test]
+fn gpu_batch_invariance() {
+    check_invariance("gpu", gpu());
+}
+
+/// A 48 KiB binding limit forces tiny_digits (the largest activation is 32x16x16 floats = 32 KiB
+/// per sample) to run one sample per chunk.
+#[test]
+fn gpu_chunked_batch_is_correct() {
+    let small = GpuBackend::new(&GpuOptions { max_binding_bytes: Some(48 * 1024), ..Default::default() })
+        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    check_invariance("gpu chunked", &small);
+    let model = load_model(asset("models/tiny_digits.onnx")).expect("import");
+    let x = random(&[17, 1, 16, 16], 9);
+    let full = run_backend(gpu(), &model, &x);
+    let chunked = run_backend(&small, &model, &x);
+    let d = full.data.iter().zip(&chunked.data).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(d <= TOL, "chunked vs unchunked: {d}");
+}
+
+/// One forward of a whole batch is one queue submission, however many ops the model has.
+#[test]
+fn gpu_forward_is_one_submission() {
+    let g = gpu();
+    let model = load_model(asset("models/tiny_digits.onnx")).expect("import");
+    let x = g.upload(&random(&[8, 1, 16, 16], 1)).unwrap();
+    let before = g.stats().submissions;
+    let f = g.forward(&model, &x, &[]).unwrap();
+    let after_forward = g.stats().submissions;
+    g.read(&f.output).unwrap();
+    assert_eq!(after_forward - before <= 1, true, "forward submitted {} times", after_forward - before);
+}

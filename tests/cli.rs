@@ -1,0 +1,149 @@
+//! The command line on good and bad input: bad input exits 2 with a clear message on stderr,
+//! never a panic, a backtrace or a hang.
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn netlens(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netlens"))
+        .args(args)
+        .env("NODEVICE_SELECT", "1")
+        .output()
+        .expect("netlens runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Asserts exit code 2, a stderr line naming `needle`, and no panic.
+fn assert_bad_input(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "expected exit 2, stderr: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "panic: {stderr}");
+    assert!(stderr.to_lowercase().contains(&needle.to_lowercase()), "stderr lacks '{needle}': {stderr}");
+}
+
+const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/models/tiny_digits.onnx");
+const DIGIT_PNG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/digits/digit_3_idx0649.png");
+
+#[test]
+fn missing_model_file() {
+    assert_bad_input(&netlens(&["info", "/nonexistent/model.onnx"]), "cannot read model");
+}
+
+#[test]
+fn empty_model_file() {
+    let p = scratch("empty.onnx");
+    std::fs::write(&p, b"").unwrap();
+    assert_bad_input(&netlens(&["info", p.to_str().unwrap()]), "empty");
+}
+
+#[test]
+fn random_bytes_model() {
+    let p = scratch("random.onnx");
+    let bytes: Vec<u8> = (0..10000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    std::fs::write(&p, bytes).unwrap();
+    assert_bad_input(&netlens(&["info", p.to_str().unwrap()]), "random.onnx");
+}
+
+#[test]
+fn truncated_model() {
+    let bytes = std::fs::read(DIGITS).unwrap();
+    let p = scratch("truncated.onnx");
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    assert_bad_input(&netlens(&["classify", p.to_str().unwrap(), DIGIT_PNG]), "truncated.onnx");
+}
+
+#[test]
+fn unsupported_op_model() {
+    let mut b = OnnxBuilder::new(&[1, 16, 16]);
+    b.node("Erf", &["input"], &["y"], vec![]);
+    let p = scratch("erf.onnx");
+    std::fs::write(&p, b.build("y")).unwrap();
+    assert_bad_input(&netlens(&["info", p.to_str().unwrap()]), "unsupported ONNX op 'Erf'");
+}
+
+#[test]
+fn wrong_rank_input_npy() {
+    let p = scratch("rank2.npy");
+    netlens::input::write_npy(&p, &[16, 16], &vec![0.5; 256]).unwrap();
+    let out = scratch("out.npy");
+    assert_bad_input(&netlens(&["run", DIGITS, "--input-npy", p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--backend", "cpu"]), "shape");
+}
+
+#[test]
+fn non_image_file() {
+    let p = scratch("notes.png");
+    std::fs::write(&p, b"this is not an image at all").unwrap();
+    assert_bad_input(&netlens(&["classify", DIGITS, p.to_str().unwrap(), "--backend", "cpu"]), "notes.png");
+}
+
+#[test]
+fn unknown_tap_layer() {
+    let out = scratch("tap.npy");
+    assert_bad_input(&netlens(&["run", DIGITS, DIGIT_PNG, "-o", out.to_str().unwrap(), "--tap", "no_such_layer", "--backend", "cpu"]), "no_such_layer");
+}
+
+#[test]
+fn missing_image() {
+    assert_bad_input(&netlens(&["classify", DIGITS, "/nonexistent/digit.png", "--backend", "cpu"]), "digit.png");
+}
+
+/// A 16-bit RGB PNG and an 8-bit grayscale PNG of the same digit classify like the original.
+#[test]
+fn sixteen_bit_and_grayscale_pngs_work() {
+    let img = image::open(DIGIT_PNG).unwrap();
+    let p16 = scratch("digit16.png");
+    img.to_rgb16().save(&p16).unwrap();
+    let pgray = scratch("digit_gray.png");
+    img.to_luma8().save(&pgray).unwrap();
+    let prgba = scratch("digit_rgba.png");
+    img.to_rgba8().save(&prgba).unwrap();
+    for p in [&p16, &pgray, &prgba] {
+        let out = netlens(&["classify", DIGITS, p.to_str().unwrap(), "--top", "1", "--json", "--backend", "cpu"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}: {}", p.display(), String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+        assert_eq!(json["results"][0]["top"][0]["class"], 3, "{}: {stdout}", p.display());
+    }
+}
+
+#[test]
+fn run_writes_logits_and_taps() {
+    let out = scratch("digits_run.npy");
+    let layer = "/features/features.11/Relu_output_0";
+    let r = netlens(&["run", DIGITS, DIGIT_PNG, "-o", out.to_str().unwrap(), "--tap", layer]);
+    assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
+    let logits = read_npy(out.to_str().unwrap());
+    assert_eq!(logits.shape, vec![1, 10]);
+    assert_eq!(argmax(&logits.data), 3);
+    let tap = read_npy(scratch("digits_run._features_features.11_Relu_output_0.npy").to_str().unwrap());
+    assert_eq!(tap.shape, vec![1, 48, 8, 8]);
+}
+
+#[test]
+fn info_names_the_cam_layer_of_every_shipped_model() {
+    for (model, cam) in [
+        ("mobilenetv2_imagenet", "/features/features.18/features.18.2/Clip_output_0"),
+        ("efficientnet_lite0_imagenet", "/_swish_1/Clip_output_0"),
+        ("tiny_digits", "/features/features.11/Relu_output_0"),
+    ] {
+        let out = netlens(&["info", &asset(&format!("models/{model}.onnx")), "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(json["cam_layer"], cam, "{model}");
+    }
+}
+
+#[test]
+fn classify_default_runs_mobilenetv2_on_the_cat() {
+    let out = netlens(&["classify", "--json", "--backend", "cpu"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["results"][0]["top"][0]["class"], 285);
+}
