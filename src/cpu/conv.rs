@@ -181,18 +181,34 @@ fn depthwise(x: &[f32], g: &Geom, conv: &Conv, act: Option<Unary>, par: bool, y:
         .and_then(|(lo, hi)| Some((lo?, hi?)))
         .filter(|(lo, hi)| lo < hi);
     // Adds one tap `wv * in[o * sw + off]` to output columns [lo, hi).
-    let tap = |row: &mut [f32], in_row: &[f32], wv: f32, lo: usize, hi: usize, off: isize| {
+    // `split` holds the row's even and odd columns for stride 2, so taps read contiguously.
+    let tap = |row: &mut [f32],
+               in_row: &[f32],
+               split: (&[f32], &[f32]),
+               wv: f32,
+               lo: usize,
+               hi: usize,
+               off: isize| {
         if lo >= hi {
             return;
         }
-        let start = ((lo * sw) as isize + off) as usize;
         let dst = &mut row[lo..hi];
-        if sw == 1 {
-            for (d, &v) in dst.iter_mut().zip(&in_row[start..start + (hi - lo)]) {
+        let (src, start) = if sw == 2 {
+            let half = if off.rem_euclid(2) == 0 {
+                split.0
+            } else {
+                split.1
+            };
+            (half, (lo as isize + off.div_euclid(2)) as usize)
+        } else {
+            (in_row, ((lo * sw) as isize + off) as usize)
+        };
+        if sw <= 2 {
+            for (d, &v) in dst.iter_mut().zip(&src[start..start + (hi - lo)]) {
                 *d += wv * v;
             }
         } else {
-            for (d, &v) in dst.iter_mut().zip(in_row[start..].iter().step_by(sw)) {
+            for (d, &v) in dst.iter_mut().zip(src[start..].iter().step_by(sw)) {
                 *d += wv * v;
             }
         }
@@ -200,6 +216,16 @@ fn depthwise(x: &[f32], g: &Geom, conv: &Conv, act: Option<Unary>, par: bool, y:
     let plane = |p: usize, out: &mut [f32]| {
         let (n, o) = (p / g.oc, p % g.oc);
         let src = &x[(n * g.ic + o / mult) * hw..][..hw];
+        let (we, wo) = (g.w.div_ceil(2), g.w / 2);
+        let (mut even, mut odd) = (Vec::new(), Vec::new());
+        if sw == 2 {
+            even.reserve(we * g.h);
+            odd.reserve(wo * g.h);
+            for r in src.chunks(g.w) {
+                even.extend(r.iter().step_by(2));
+                odd.extend(r.iter().skip(1).step_by(2));
+            }
+        }
         let k = &wt[o * kk..(o + 1) * kk];
         let b = bias.map_or(0.0, |b| b[o]);
         for (oy, row) in out.chunks_mut(g.ow).enumerate() {
@@ -210,6 +236,12 @@ fn depthwise(x: &[f32], g: &Geom, conv: &Conv, act: Option<Unary>, par: bool, y:
                     continue;
                 }
                 let in_row = &src[iy as usize * g.w..][..g.w];
+                let iy = iy as usize;
+                let split = if sw == 2 {
+                    (&even[iy * we..(iy + 1) * we], &odd[iy * wo..(iy + 1) * wo])
+                } else {
+                    (&[][..], &[][..])
+                };
                 let kr = &k[ki * g.kw..(ki + 1) * g.kw];
                 if let Some((lo, hi)) = interior {
                     // The three taps of a kernel row in one pass: a third of the row traffic.
@@ -220,12 +252,12 @@ fn depthwise(x: &[f32], g: &Geom, conv: &Conv, act: Option<Unary>, par: bool, y:
                         *d += w0 * a + w1 * b + w2 * c;
                     }
                     for (kj, &(l, h, off)) in cols.iter().enumerate() {
-                        tap(row, in_row, kr[kj], l, h.min(lo), off);
-                        tap(row, in_row, kr[kj], l.max(hi), h, off);
+                        tap(row, in_row, split, kr[kj], l, h.min(lo), off);
+                        tap(row, in_row, split, kr[kj], l.max(hi), h, off);
                     }
                 } else {
                     for (kj, &(l, h, off)) in cols.iter().enumerate() {
-                        tap(row, in_row, kr[kj], l, h, off);
+                        tap(row, in_row, split, kr[kj], l, h, off);
                     }
                 }
             }
