@@ -54,20 +54,40 @@ fn time_ms(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 fn cpu_model_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 fn row(runner: &str, batch: usize, ms: f64, subs: Option<f64>) -> ForwardRow {
-    ForwardRow { runner: runner.into(), batch, median_ms: ms, images_per_s: batch as f64 * 1e3 / ms, submissions_per_call: subs }
+    ForwardRow {
+        runner: runner.into(),
+        batch,
+        median_ms: ms,
+        images_per_s: batch as f64 * 1e3 / ms,
+        submissions_per_call: subs,
+    }
 }
 
 /// Benchmarks the forward pass of `model_path` at each batch size. `gpu: false` skips the GPU
 /// (for machines without an adapter); `log` receives one line per finished measurement.
-pub fn bench_forward(model_path: &str, batches: &[usize], repeat: usize, gpu: bool, mut log: impl FnMut(&ForwardRow)) -> Result<ForwardReport> {
+pub fn bench_forward(
+    model_path: &str,
+    batches: &[usize],
+    repeat: usize,
+    gpu: bool,
+    mut log: impl FnMut(&ForwardRow),
+) -> Result<ForwardReport> {
     let model = load_model(model_path)?;
     let shape = model.input_shape().to_vec();
-    let gpu_backend = if gpu { Some(GpuBackend::new(&GpuOptions::default())?) } else { None };
+    let gpu_backend = if gpu {
+        Some(GpuBackend::new(&GpuOptions::default())?)
+    } else {
+        None
+    };
     let cpu = CpuBackend::new();
     let mut rows = Vec::new();
     let mut ratios = Vec::new();
@@ -75,7 +95,10 @@ pub fn bench_forward(model_path: &str, batches: &[usize], repeat: usize, gpu: bo
         let mut full = vec![batch];
         full.extend_from_slice(&shape);
         let n: usize = full.iter().product();
-        let x = HostTensor::new(full.clone(), (0..n).map(|i| ((i % 255) as f32) / 255.0).collect())?;
+        let x = HostTensor::new(
+            full.clone(),
+            (0..n).map(|i| ((i % 255) as f32) / 255.0).collect(),
+        )?;
 
         if let Some(g) = &gpu_backend {
             let input = g.upload(&x)?;
@@ -123,15 +146,24 @@ fn bench_tract(model_path: &str, x: &HostTensor, repeat: usize) -> Result<f64> {
         .and_then(|m| m.into_runnable())
         .map_err(err)?;
     let input: TValue = Tensor::from_shape(&x.shape, &x.data).map_err(err)?.into();
-    time_ms(repeat, || plan.run(tvec!(input.clone())).map(|_| ()).map_err(err))
+    time_ms(repeat, || {
+        plan.run(tvec!(input.clone())).map(|_| ()).map_err(err)
+    })
 }
 
 /// The report as a Markdown table.
 pub fn markdown(report: &ForwardReport) -> String {
-    let mut s = String::from("| runner | batch | median ms | images/s | submissions/call |\n|---|---:|---:|---:|---:|\n");
+    let mut s = String::from(
+        "| runner | batch | median ms | images/s | submissions/call |\n|---|---:|---:|---:|---:|\n",
+    );
     for r in &report.rows {
-        let subs = r.submissions_per_call.map_or("".into(), |v| format!("{v:.0}"));
-        s += &format!("| {} | {} | {:.1} | {:.1} | {} |\n", r.runner, r.batch, r.median_ms, r.images_per_s, subs);
+        let subs = r
+            .submissions_per_call
+            .map_or("".into(), |v| format!("{v:.0}"));
+        s += &format!(
+            "| {} | {} | {:.1} | {:.1} | {} |\n",
+            r.runner, r.batch, r.median_ms, r.images_per_s, subs
+        );
     }
     for (b, ratio) in &report.cpu_vs_tract {
         s += &format!("\nCPU backend / tract throughput at batch {b}: {ratio:.2}");

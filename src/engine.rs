@@ -24,7 +24,9 @@ impl BackendChoice {
             "auto" | "" => Ok(BackendChoice::Auto),
             "gpu" | "wgpu" => Ok(BackendChoice::Gpu),
             "cpu" => Ok(BackendChoice::Cpu),
-            other => Err(Error::bad_input(format!("unknown backend '{other}': use gpu, cpu or auto"))),
+            other => Err(Error::bad_input(format!(
+                "unknown backend '{other}': use gpu, cpu or auto"
+            ))),
         }
     }
 
@@ -42,7 +44,8 @@ impl BackendChoice {
 
 /// One of the two backends, chosen at run time.
 pub enum Engine {
-    Gpu(GpuBackend),
+    // Boxed: the GPU backend is large and an Engine is moved around by value.
+    Gpu(Box<GpuBackend>),
     Cpu(CpuBackend),
 }
 
@@ -50,9 +53,11 @@ impl Engine {
     pub fn new(choice: BackendChoice) -> Result<Engine> {
         match choice {
             BackendChoice::Cpu => Ok(Engine::Cpu(CpuBackend::new())),
-            BackendChoice::Gpu => Ok(Engine::Gpu(GpuBackend::new(&GpuOptions::default())?)),
+            BackendChoice::Gpu => Ok(Engine::Gpu(Box::new(GpuBackend::new(
+                &GpuOptions::default(),
+            )?))),
             BackendChoice::Auto => match GpuBackend::new(&GpuOptions::default()) {
-                Ok(g) => Ok(Engine::Gpu(g)),
+                Ok(g) => Ok(Engine::Gpu(Box::new(g))),
                 Err(e) if e.kind == ErrorKind::Device => {
                     eprintln!("netlens: no GPU ({e}); using the CPU backend");
                     Ok(Engine::Cpu(CpuBackend::new()))
@@ -70,23 +75,35 @@ impl Engine {
     }
 
     /// Runs a host batch and reads back the output and every tap.
-    pub fn forward_host(&self, model: &Model, input: &HostTensor, taps: &[ValueId]) -> Result<(HostTensor, Vec<HostTensor>)> {
+    pub fn forward_host(
+        &self,
+        model: &Model,
+        input: &HostTensor,
+        taps: &[ValueId],
+    ) -> Result<(HostTensor, Vec<HostTensor>)> {
         match self {
-            Engine::Gpu(g) => forward_host(g, model, input, taps),
+            Engine::Gpu(g) => forward_host(g.as_ref(), model, input, taps),
             Engine::Cpu(c) => forward_host(c, model, input, taps),
         }
     }
 }
 
 /// Upload, forward, read back: the whole round trip on any backend.
-pub fn forward_host<B: Backend>(b: &B, model: &Model, input: &HostTensor, taps: &[ValueId]) -> Result<(HostTensor, Vec<HostTensor>)> {
+pub fn forward_host<B: Backend>(
+    b: &B,
+    model: &Model,
+    input: &HostTensor,
+    taps: &[ValueId],
+) -> Result<(HostTensor, Vec<HostTensor>)> {
     let x = b.upload(input)?;
     let f = b.forward(model, &x, taps)?;
     let out = b.read(&f.output)?;
     let taps = taps
         .iter()
         .map(|&v| {
-            let t = f.tap(v).ok_or_else(|| Error::internal(format!("backend returned no tap for value {v}")))?;
+            let t = f
+                .tap(v)
+                .ok_or_else(|| Error::internal(format!("backend returned no tap for value {v}")))?;
             b.read(t)
         })
         .collect::<Result<Vec<_>>>()?;

@@ -2,7 +2,9 @@
 //! backend beside it as the numerical oracle.
 
 pub mod backend;
+pub mod bench;
 pub mod cpu;
+pub mod engine;
 pub mod error;
 pub mod gpu;
 pub mod input;

@@ -23,17 +23,36 @@ fn scratch(name: &str) -> PathBuf {
 /// Asserts exit code 2, a stderr line naming `needle`, and no panic.
 fn assert_bad_input(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "expected exit 2, stderr: {stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "panic: {stderr}");
-    assert!(stderr.to_lowercase().contains(&needle.to_lowercase()), "stderr lacks '{needle}': {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit 2, stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "panic: {stderr}"
+    );
+    assert!(
+        stderr.to_lowercase().contains(&needle.to_lowercase()),
+        "stderr lacks '{needle}': {stderr}"
+    );
 }
 
-const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/models/tiny_digits.onnx");
-const DIGIT_PNG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/digits/digit_3_idx0649.png");
+const DIGITS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/models/tiny_digits.onnx"
+);
+const DIGIT_PNG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/digits/digit_3_idx0649.png"
+);
 
 #[test]
 fn missing_model_file() {
-    assert_bad_input(&netlens(&["info", "/nonexistent/model.onnx"]), "cannot read model");
+    assert_bad_input(
+        &netlens(&["info", "/nonexistent/model.onnx"]),
+        "cannot read model",
+    );
 }
 
 #[test]
@@ -46,7 +65,9 @@ fn empty_model_file() {
 #[test]
 fn random_bytes_model() {
     let p = scratch("random.onnx");
-    let bytes: Vec<u8> = (0..10000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    let bytes: Vec<u8> = (0..10000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
     std::fs::write(&p, bytes).unwrap();
     assert_bad_input(&netlens(&["info", p.to_str().unwrap()]), "random.onnx");
 }
@@ -56,7 +77,10 @@ fn truncated_model() {
     let bytes = std::fs::read(DIGITS).unwrap();
     let p = scratch("truncated.onnx");
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
-    assert_bad_input(&netlens(&["classify", p.to_str().unwrap(), DIGIT_PNG]), "truncated.onnx");
+    assert_bad_input(
+        &netlens(&["classify", p.to_str().unwrap(), DIGIT_PNG]),
+        "truncated.onnx",
+    );
 }
 
 #[test]
@@ -65,7 +89,10 @@ fn unsupported_op_model() {
     b.node("Erf", &["input"], &["y"], vec![]);
     let p = scratch("erf.onnx");
     std::fs::write(&p, b.build("y")).unwrap();
-    assert_bad_input(&netlens(&["info", p.to_str().unwrap()]), "unsupported ONNX op 'Erf'");
+    assert_bad_input(
+        &netlens(&["info", p.to_str().unwrap()]),
+        "unsupported ONNX op 'Erf'",
+    );
 }
 
 #[test]
@@ -73,25 +100,62 @@ fn wrong_rank_input_npy() {
     let p = scratch("rank2.npy");
     netlens::input::write_npy(&p, &[16, 16], &vec![0.5; 256]).unwrap();
     let out = scratch("out.npy");
-    assert_bad_input(&netlens(&["run", DIGITS, "--input-npy", p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--backend", "cpu"]), "shape");
+    assert_bad_input(
+        &netlens(&[
+            "run",
+            DIGITS,
+            "--input-npy",
+            p.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--backend",
+            "cpu",
+        ]),
+        "shape",
+    );
 }
 
 #[test]
 fn non_image_file() {
     let p = scratch("notes.png");
     std::fs::write(&p, b"this is not an image at all").unwrap();
-    assert_bad_input(&netlens(&["classify", DIGITS, p.to_str().unwrap(), "--backend", "cpu"]), "notes.png");
+    assert_bad_input(
+        &netlens(&["classify", DIGITS, p.to_str().unwrap(), "--backend", "cpu"]),
+        "notes.png",
+    );
 }
 
 #[test]
 fn unknown_tap_layer() {
     let out = scratch("tap.npy");
-    assert_bad_input(&netlens(&["run", DIGITS, DIGIT_PNG, "-o", out.to_str().unwrap(), "--tap", "no_such_layer", "--backend", "cpu"]), "no_such_layer");
+    assert_bad_input(
+        &netlens(&[
+            "run",
+            DIGITS,
+            DIGIT_PNG,
+            "-o",
+            out.to_str().unwrap(),
+            "--tap",
+            "no_such_layer",
+            "--backend",
+            "cpu",
+        ]),
+        "no_such_layer",
+    );
 }
 
 #[test]
 fn missing_image() {
-    assert_bad_input(&netlens(&["classify", DIGITS, "/nonexistent/digit.png", "--backend", "cpu"]), "digit.png");
+    assert_bad_input(
+        &netlens(&[
+            "classify",
+            DIGITS,
+            "/nonexistent/digit.png",
+            "--backend",
+            "cpu",
+        ]),
+        "digit.png",
+    );
 }
 
 /// A 16-bit RGB PNG and an 8-bit grayscale PNG of the same digit classify like the original.
@@ -105,11 +169,31 @@ fn sixteen_bit_and_grayscale_pngs_work() {
     let prgba = scratch("digit_rgba.png");
     img.to_rgba8().save(&prgba).unwrap();
     for p in [&p16, &pgray, &prgba] {
-        let out = netlens(&["classify", DIGITS, p.to_str().unwrap(), "--top", "1", "--json", "--backend", "cpu"]);
+        let out = netlens(&[
+            "classify",
+            DIGITS,
+            p.to_str().unwrap(),
+            "--top",
+            "1",
+            "--json",
+            "--backend",
+            "cpu",
+        ]);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(0), "{}: {}", p.display(), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            p.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let json: serde_json::Value = serde_json::from_str(&stdout).expect("json");
-        assert_eq!(json["results"][0]["top"][0]["class"], 3, "{}: {stdout}", p.display());
+        assert_eq!(
+            json["results"][0]["top"][0]["class"],
+            3,
+            "{}: {stdout}",
+            p.display()
+        );
     }
 }
 
@@ -117,24 +201,49 @@ fn sixteen_bit_and_grayscale_pngs_work() {
 fn run_writes_logits_and_taps() {
     let out = scratch("digits_run.npy");
     let layer = "/features/features.11/Relu_output_0";
-    let r = netlens(&["run", DIGITS, DIGIT_PNG, "-o", out.to_str().unwrap(), "--tap", layer]);
-    assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
+    let r = netlens(&[
+        "run",
+        DIGITS,
+        DIGIT_PNG,
+        "-o",
+        out.to_str().unwrap(),
+        "--tap",
+        layer,
+    ]);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
     let logits = read_npy(out.to_str().unwrap());
     assert_eq!(logits.shape, vec![1, 10]);
     assert_eq!(argmax(&logits.data), 3);
-    let tap = read_npy(scratch("digits_run._features_features.11_Relu_output_0.npy").to_str().unwrap());
+    let tap = read_npy(
+        scratch("digits_run._features_features.11_Relu_output_0.npy")
+            .to_str()
+            .unwrap(),
+    );
     assert_eq!(tap.shape, vec![1, 48, 8, 8]);
 }
 
 #[test]
 fn info_names_the_cam_layer_of_every_shipped_model() {
     for (model, cam) in [
-        ("mobilenetv2_imagenet", "/features/features.18/features.18.2/Clip_output_0"),
+        (
+            "mobilenetv2_imagenet",
+            "/features/features.18/features.18.2/Clip_output_0",
+        ),
         ("efficientnet_lite0_imagenet", "/_swish_1/Clip_output_0"),
         ("tiny_digits", "/features/features.11/Relu_output_0"),
     ] {
         let out = netlens(&["info", &asset(&format!("models/{model}.onnx")), "--json"]);
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         assert_eq!(json["cam_layer"], cam, "{model}");
     }
@@ -143,7 +252,12 @@ fn info_names_the_cam_layer_of_every_shipped_model() {
 #[test]
 fn classify_default_runs_mobilenetv2_on_the_cat() {
     let out = netlens(&["classify", "--json", "--backend", "cpu"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["results"][0]["top"][0]["class"], 285);
 }

@@ -9,13 +9,19 @@ const TOL: f32 = 1e-4;
 
 /// Imports `bytes`, runs a batch of 2 random samples of `shape` on tract, CPU and GPU, compares.
 fn check(name: &str, bytes: &[u8], shape: &[usize]) {
-    let model = netlens::model::import::import_bytes(bytes, name).unwrap_or_else(|e| panic!("{name}: import failed: {e}"));
+    let model = netlens::model::import::import_bytes(bytes, name)
+        .unwrap_or_else(|e| panic!("{name}: import failed: {e}"));
     let mut full = vec![2];
     full.extend_from_slice(shape);
     let x = random(&full, name.len() as u64);
     let reference = run_tract(bytes, &x);
     let cpu_out = run_backend(&cpu(), &model, &x);
-    assert_eq!(cpu_out.data.len(), reference.data.len(), "{name}: CPU output size vs tract {:?}", reference.shape);
+    assert_eq!(
+        cpu_out.data.len(),
+        reference.data.len(),
+        "{name}: CPU output size vs tract {:?}",
+        reference.shape
+    );
     let e_cpu = rel_err(&cpu_out.data, &reference.data, 1e-3);
     assert!(e_cpu <= TOL, "{name}: CPU vs tract rel err {e_cpu}");
     let gpu_out = run_backend(gpu(), &model, &x);
@@ -34,7 +40,12 @@ fn conv_bias_pad() {
     let mut b = OnnxBuilder::new(&[3, 9, 7]);
     let w = b.weight("w", &[5, 3, 3, 3]);
     let bias = b.weight("b", &[5]);
-    b.node("Conv", &["input", &w, &bias], &["y"], vec![a_ints("pads", &[1, 1, 1, 1])]);
+    b.node(
+        "Conv",
+        &["input", &w, &bias],
+        &["y"],
+        vec![a_ints("pads", &[1, 1, 1, 1])],
+    );
     check("conv_bias_pad", &b.build("y"), &[3, 9, 7]);
 }
 
@@ -46,7 +57,12 @@ fn conv_grouped_strided_dilated() {
         "Conv",
         &["input", &w],
         &["y"],
-        vec![a_int("group", 2), a_ints("strides", &[2, 1]), a_ints("dilations", &[2, 2]), a_ints("pads", &[1, 0, 2, 1])],
+        vec![
+            a_int("group", 2),
+            a_ints("strides", &[2, 1]),
+            a_ints("dilations", &[2, 2]),
+            a_ints("pads", &[1, 0, 2, 1]),
+        ],
     );
     check("conv_grouped_strided_dilated", &b.build("y"), &[4, 13, 11]);
 }
@@ -61,7 +77,11 @@ fn conv_depthwise_asymmetric_pads() {
         "Conv",
         &["input", &w, &bias],
         &["y"],
-        vec![a_int("group", 6), a_ints("strides", &[2, 2]), a_ints("pads", &[0, 0, 1, 1])],
+        vec![
+            a_int("group", 6),
+            a_ints("strides", &[2, 2]),
+            a_ints("pads", &[0, 0, 1, 1]),
+        ],
     );
     check("conv_depthwise_asymmetric_pads", &b.build("y"), &[6, 10, 8]);
 }
@@ -70,7 +90,12 @@ fn conv_depthwise_asymmetric_pads() {
 fn conv_auto_pad_same_upper_and_big_gemm_tile() {
     let mut b = OnnxBuilder::new(&[17, 9, 9]);
     let w = b.weight("w", &[70, 17, 5, 5]);
-    b.node("Conv", &["input", &w], &["y"], vec![a_str("auto_pad", "SAME_UPPER"), a_ints("strides", &[2, 2])]);
+    b.node(
+        "Conv",
+        &["input", &w],
+        &["y"],
+        vec![a_str("auto_pad", "SAME_UPPER"), a_ints("strides", &[2, 2])],
+    );
     check("conv_auto_pad_same_upper", &b.build("y"), &[17, 9, 9]);
 }
 
@@ -89,7 +114,16 @@ fn gemm_trans_b_alpha_beta() {
     let w = b.weight("w", &[10, 60]);
     let c = b.weight("c", &[10]);
     b.node("Flatten", &["input"], &["f"], vec![]);
-    b.node("Gemm", &["f", &w, &c], &["y"], vec![a_int("transB", 1), a_float("alpha", 0.5), a_float("beta", 2.0)]);
+    b.node(
+        "Gemm",
+        &["f", &w, &c],
+        &["y"],
+        vec![
+            a_int("transB", 1),
+            a_float("alpha", 0.5),
+            a_float("beta", 2.0),
+        ],
+    );
     check("gemm_trans_b", &b.build("y"), &[3, 4, 5]);
 }
 
@@ -118,7 +152,11 @@ fn relu() {
 
 #[test]
 fn leaky_relu() {
-    check("leaky_relu", &unary_model("LeakyRelu", vec![a_float("alpha", 0.2)], 13), &[3, 5, 6]);
+    check(
+        "leaky_relu",
+        &unary_model("LeakyRelu", vec![a_float("alpha", 0.2)], 13),
+        &[3, 5, 6],
+    );
 }
 
 #[test]
@@ -144,12 +182,24 @@ fn tanh() {
 
 #[test]
 fn hard_sigmoid() {
-    check("hard_sigmoid", &unary_model("HardSigmoid", vec![a_float("alpha", 0.3), a_float("beta", 0.4)], 13), &[3, 5, 6]);
+    check(
+        "hard_sigmoid",
+        &unary_model(
+            "HardSigmoid",
+            vec![a_float("alpha", 0.3), a_float("beta", 0.4)],
+            13,
+        ),
+        &[3, 5, 6],
+    );
 }
 
 #[test]
 fn hard_swish() {
-    check("hard_swish", &unary_model("HardSwish", vec![], 14), &[3, 5, 6]);
+    check(
+        "hard_swish",
+        &unary_model("HardSwish", vec![], 14),
+        &[3, 5, 6],
+    );
 }
 
 /// Squeeze-excite shape: x * sigmoid(gap(x)) broadcasts [C,1,1] against [C,H,W], both computed.
@@ -159,7 +209,11 @@ fn binary_ops_broadcast_between_activations() {
         let mut b = OnnxBuilder::new(&[4, 5, 3]);
         b.node("GlobalAveragePool", &["input"], &["g"], vec![]);
         b.node("Sigmoid", &["g"], &["s"], vec![]);
-        let (lhs, rhs) = if op == "Div" { ("input", "s") } else { ("s", "input") };
+        let (lhs, rhs) = if op == "Div" {
+            ("input", "s")
+        } else {
+            ("s", "input")
+        };
         b.node(op, &[lhs, rhs], &["y"], vec![]);
         check(&format!("binary_{op}_act_act"), &b.build("y"), &[4, 5, 3]);
     }
@@ -181,13 +235,25 @@ fn binary_ops_with_constants_on_either_side() {
 fn batchnorm_folded_into_conv() {
     let mut b = OnnxBuilder::new(&[3, 6, 6]);
     let w = b.weight("w", &[4, 3, 3, 3]);
-    let names: Vec<String> = ["g", "beta", "mean"].iter().map(|n| b.weight(n, &[4])).collect();
+    let names: Vec<String> = ["g", "beta", "mean"]
+        .iter()
+        .map(|n| b.weight(n, &[4]))
+        .collect();
     let var = b.init("var", &[4], vec![0.5, 1.0, 2.0, 0.25]);
     b.node("Conv", &["input", &w], &["c"], vec![]);
-    b.node("BatchNormalization", &["c", &names[0], &names[1], &names[2], &var], &["y"], vec![a_float("epsilon", 1e-3)]);
+    b.node(
+        "BatchNormalization",
+        &["c", &names[0], &names[1], &names[2], &var],
+        &["y"],
+        vec![a_float("epsilon", 1e-3)],
+    );
     let bytes = b.build("y");
     let model = netlens::model::import::import_bytes(&bytes, "bn").unwrap();
-    assert_eq!(model.graph.nodes.len(), 1, "BatchNormalization should fold into the Conv");
+    assert_eq!(
+        model.graph.nodes.len(),
+        1,
+        "BatchNormalization should fold into the Conv"
+    );
     assert_eq!(model.graph.values[model.graph.output].name, "y");
     check("batchnorm_folded", &bytes, &[3, 6, 6]);
 }
@@ -195,20 +261,41 @@ fn batchnorm_folded_into_conv() {
 #[test]
 fn batchnorm_unfolded() {
     let mut b = OnnxBuilder::new(&[4, 5, 6]);
-    let names: Vec<String> = ["g", "beta", "mean"].iter().map(|n| b.weight(n, &[4])).collect();
+    let names: Vec<String> = ["g", "beta", "mean"]
+        .iter()
+        .map(|n| b.weight(n, &[4]))
+        .collect();
     let var = b.init("var", &[4], vec![0.5, 1.0, 2.0, 0.25]);
     b.node("Relu", &["input"], &["r"], vec![]);
-    b.node("BatchNormalization", &["r", &names[0], &names[1], &names[2], &var], &["y"], vec![]);
+    b.node(
+        "BatchNormalization",
+        &["r", &names[0], &names[1], &names[2], &var],
+        &["y"],
+        vec![],
+    );
     let bytes = b.build("y");
     let model = netlens::model::import::import_bytes(&bytes, "bn").unwrap();
-    assert!(model.graph.nodes.iter().any(|n| n.op.kind_name() == "ChannelAffine"));
+    assert!(model
+        .graph
+        .nodes
+        .iter()
+        .any(|n| n.op.kind_name() == "ChannelAffine"));
     check("batchnorm_unfolded", &bytes, &[4, 5, 6]);
 }
 
 #[test]
 fn maxpool_ceil_mode_partial_window() {
     let mut b = OnnxBuilder::new(&[3, 8, 7]);
-    b.node("MaxPool", &["input"], &["y"], vec![a_ints("kernel_shape", &[3, 3]), a_ints("strides", &[2, 2]), a_int("ceil_mode", 1)]);
+    b.node(
+        "MaxPool",
+        &["input"],
+        &["y"],
+        vec![
+            a_ints("kernel_shape", &[3, 3]),
+            a_ints("strides", &[2, 2]),
+            a_int("ceil_mode", 1),
+        ],
+    );
     let bytes = b.build("y");
     let model = netlens::model::import::import_bytes(&bytes, "mp").unwrap();
     assert_eq!(model.graph.values[model.graph.output].shape, vec![3, 4, 3]);
@@ -222,7 +309,12 @@ fn maxpool_pads_dilations() {
         "MaxPool",
         &["input"],
         &["y"],
-        vec![a_ints("kernel_shape", &[3, 2]), a_ints("strides", &[1, 2]), a_ints("pads", &[1, 0, 1, 1]), a_ints("dilations", &[2, 1])],
+        vec![
+            a_ints("kernel_shape", &[3, 2]),
+            a_ints("strides", &[1, 2]),
+            a_ints("pads", &[1, 0, 1, 1]),
+            a_ints("dilations", &[2, 1]),
+        ],
     );
     check("maxpool_pads", &b.build("y"), &[2, 9, 9]);
 }
@@ -235,9 +327,18 @@ fn averagepool_count_include_pad_both_ways() {
             "AveragePool",
             &["input"],
             &["y"],
-            vec![a_ints("kernel_shape", &[3, 3]), a_ints("strides", &[2, 2]), a_ints("pads", &[1, 1, 1, 1]), a_int("count_include_pad", include)],
+            vec![
+                a_ints("kernel_shape", &[3, 3]),
+                a_ints("strides", &[2, 2]),
+                a_ints("pads", &[1, 1, 1, 1]),
+                a_int("count_include_pad", include),
+            ],
         );
-        check(&format!("avgpool_include_{include}"), &b.build("y"), &[3, 7, 8]);
+        check(
+            &format!("avgpool_include_{include}"),
+            &b.build("y"),
+            &[3, 7, 8],
+        );
     }
 }
 
@@ -261,7 +362,12 @@ fn reshape_through_dynamic_batch_shape_chain() {
     b.node("Gather", &["shape", &zero], &["n"], vec![a_int("axis", 0)]);
     b.node("Unsqueeze", &["n", &axes], &["n1"], vec![]);
     b.node("Cast", &["n1"], &["n1c"], vec![a_int("to", 7)]);
-    b.node("Concat", &["n1c", &minus1], &["target"], vec![a_int("axis", 0)]);
+    b.node(
+        "Concat",
+        &["n1c", &minus1],
+        &["target"],
+        vec![a_int("axis", 0)],
+    );
     b.node("Reshape", &["input", "target"], &["y"], vec![]);
     let bytes = b.build("y");
     let model = netlens::model::import::import_bytes(&bytes, "chain").unwrap();
@@ -284,7 +390,12 @@ fn flatten_squeeze_unsqueeze() {
 #[test]
 fn transpose() {
     let mut b = OnnxBuilder::new(&[3, 4, 5]);
-    b.node("Transpose", &["input"], &["y"], vec![a_ints("perm", &[0, 3, 1, 2])]);
+    b.node(
+        "Transpose",
+        &["input"],
+        &["y"],
+        vec![a_ints("perm", &[0, 3, 1, 2])],
+    );
     check("transpose", &b.build("y"), &[3, 4, 5]);
 }
 
@@ -295,7 +406,12 @@ fn channel_shuffle() {
     let s1 = b.init_i64("s1", &[5], vec![0, 2, 3, 3, 4]);
     let s2 = b.init_i64("s2", &[4], vec![0, -1, 3, 4]);
     b.node("Reshape", &["input", &s1], &["r"], vec![]);
-    b.node("Transpose", &["r"], &["t"], vec![a_ints("perm", &[0, 2, 1, 3, 4])]);
+    b.node(
+        "Transpose",
+        &["r"],
+        &["t"],
+        vec![a_ints("perm", &[0, 2, 1, 3, 4])],
+    );
     b.node("Reshape", &["t", &s2], &["y"], vec![]);
     check("channel_shuffle", &b.build("y"), &[6, 3, 4]);
 }
@@ -305,7 +421,12 @@ fn concat() {
     let mut b = OnnxBuilder::new(&[3, 4, 5]);
     b.node("Relu", &["input"], &["a"], vec![]);
     b.node("Sigmoid", &["input"], &["s"], vec![]);
-    b.node("Concat", &["a", "input", "s"], &["y"], vec![a_int("axis", 1)]);
+    b.node(
+        "Concat",
+        &["a", "input", "s"],
+        &["y"],
+        vec![a_int("axis", 1)],
+    );
     check("concat", &b.build("y"), &[3, 4, 5]);
 }
 
@@ -313,7 +434,12 @@ fn concat() {
 fn split() {
     let mut b = OnnxBuilder::new(&[7, 4, 3]);
     let sizes = b.init_i64("sizes", &[3], vec![2, 4, 1]);
-    b.node("Split", &["input", &sizes], &["a", "b", "c"], vec![a_int("axis", 1)]);
+    b.node(
+        "Split",
+        &["input", &sizes],
+        &["a", "b", "c"],
+        vec![a_int("axis", 1)],
+    );
     b.node("Relu", &["b"], &["rb"], vec![]);
     b.node("Concat", &["c", "rb", "a"], &["y"], vec![a_int("axis", 1)]);
     check("split", &b.build("y"), &[7, 4, 3]);
@@ -326,7 +452,12 @@ fn slice_steps_and_negative() {
     let ends = b.init_i64("ends", &[3], vec![5, 0, 100]);
     let axes = b.init_i64("axes", &[3], vec![1, 2, 3]);
     let steps = b.init_i64("steps", &[3], vec![2, -3, 3]);
-    b.node("Slice", &["input", &starts, &ends, &axes, &steps], &["y"], vec![]);
+    b.node(
+        "Slice",
+        &["input", &starts, &ends, &axes, &steps],
+        &["y"],
+        vec![],
+    );
     check("slice", &b.build("y"), &[5, 9, 8]);
 }
 
@@ -358,7 +489,17 @@ fn dropout_and_identity_are_removed() {
 #[test]
 fn lrn() {
     let mut b = OnnxBuilder::new(&[7, 4, 5]);
-    b.node("LRN", &["input"], &["y"], vec![a_int("size", 3), a_float("alpha", 0.5), a_float("beta", 0.75), a_float("bias", 2.0)]);
+    b.node(
+        "LRN",
+        &["input"],
+        &["y"],
+        vec![
+            a_int("size", 3),
+            a_float("alpha", 0.5),
+            a_float("beta", 0.75),
+            a_float("bias", 2.0),
+        ],
+    );
     check("lrn", &b.build("y"), &[7, 4, 5]);
 }
 
@@ -375,12 +516,22 @@ fn pad_constant() {
 fn reductions() {
     for (op, keep) in [("ReduceMean", 1), ("ReduceMax", 0)] {
         let mut b = OnnxBuilder::new(&[3, 4, 5]);
-        b.node(op, &["input"], &["y"], vec![a_ints("axes", &[1, 3]), a_int("keepdims", keep)]);
+        b.node(
+            op,
+            &["input"],
+            &["y"],
+            vec![a_ints("axes", &[1, 3]), a_int("keepdims", keep)],
+        );
         check(op, &b.build("y"), &[3, 4, 5]);
     }
     let mut b = OnnxBuilder::new(&[3, 4, 5]);
     let axes = b.init_i64("axes", &[2], vec![2, 3]);
-    b.node("ReduceSum", &["input", &axes], &["y"], vec![a_int("keepdims", 1)]);
+    b.node(
+        "ReduceSum",
+        &["input", &axes],
+        &["y"],
+        vec![a_int("keepdims", 1)],
+    );
     check("ReduceSum", &b.build("y"), &[3, 4, 5]);
 }
 
@@ -391,5 +542,9 @@ fn unsupported_op_names_op_and_node() {
     b.node("Erf", &["r"], &["y"], vec![]);
     let err = netlens::model::import::import_bytes(&b.build("y"), "erf").unwrap_err();
     assert_eq!(err.kind, netlens::ErrorKind::BadInput);
-    assert!(err.message.contains("'Erf'") && err.message.contains("Erf_1"), "{}", err.message);
+    assert!(
+        err.message.contains("'Erf'") && err.message.contains("Erf_1"),
+        "{}",
+        err.message
+    );
 }

@@ -31,14 +31,21 @@ pub fn cpu() -> CpuBackend {
 /// A deterministic pseudo-random tensor in [-1, 1).
 pub fn random(shape: &[usize], seed: u64) -> HostTensor {
     let n = shape.iter().product();
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let data = (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect();
-    HostTensor { shape: shape.to_vec(), data }
+    HostTensor {
+        shape: shape.to_vec(),
+        data,
+    }
 }
 
 pub fn run_backend<B: Backend>(b: &B, model: &Model, x: &HostTensor) -> HostTensor {
@@ -61,18 +68,30 @@ pub fn run_tract(bytes: &[u8], x: &HostTensor) -> HostTensor {
     let input = Tensor::from_shape(&x.shape, &x.data).expect("tensor");
     let out = model.run(tvec!(input.into())).expect("tract runs");
     let view = out[0].to_plain_array_view::<f32>().expect("f32 output");
-    HostTensor { shape: view.shape().to_vec(), data: view.iter().copied().collect() }
+    HostTensor {
+        shape: view.shape().to_vec(),
+        data: view.iter().copied().collect(),
+    }
 }
 
 /// max |a - b| / max(max |b|, floor).
 pub fn rel_err(a: &[f32], b: &[f32], floor: f32) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     let scale = b.iter().fold(floor, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    a.iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
 }
 
 pub fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold((0, f32::MIN), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
+    v.iter()
+        .enumerate()
+        .fold(
+            (0, f32::MIN),
+            |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) },
+        )
+        .0
 }
 
 pub fn read_npy(path: &str) -> HostTensor {
@@ -87,16 +106,36 @@ pub fn read_npy(path: &str) -> HostTensor {
 // ONNX builder
 
 pub fn a_int(name: &str, v: i64) -> pb::AttributeProto {
-    pb::AttributeProto { name: name.into(), r#type: 2, i: v, ..Default::default() }
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: 2,
+        i: v,
+        ..Default::default()
+    }
 }
 pub fn a_float(name: &str, v: f32) -> pb::AttributeProto {
-    pb::AttributeProto { name: name.into(), r#type: 1, f: v, ..Default::default() }
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: 1,
+        f: v,
+        ..Default::default()
+    }
 }
 pub fn a_ints(name: &str, v: &[i64]) -> pb::AttributeProto {
-    pb::AttributeProto { name: name.into(), r#type: 7, ints: v.to_vec(), ..Default::default() }
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: 7,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
 }
 pub fn a_str(name: &str, v: &str) -> pb::AttributeProto {
-    pb::AttributeProto { name: name.into(), r#type: 3, s: v.as_bytes().to_vec(), ..Default::default() }
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: 3,
+        s: v.as_bytes().to_vec(),
+        ..Default::default()
+    }
 }
 
 /// Builds a single-input ONNX classifier-like graph with a symbolic batch.
@@ -111,7 +150,13 @@ pub struct OnnxBuilder {
 impl OnnxBuilder {
     /// `input_shape` is the per-sample shape; the input is named `input`.
     pub fn new(input_shape: &[i64]) -> Self {
-        OnnxBuilder { opset: 13, input_shape: input_shape.to_vec(), nodes: vec![], inits: vec![], seed: 7 }
+        OnnxBuilder {
+            opset: 13,
+            input_shape: input_shape.to_vec(),
+            nodes: vec![],
+            inits: vec![],
+            seed: 7,
+        }
     }
 
     pub fn opset(mut self, v: i64) -> Self {
@@ -135,7 +180,11 @@ impl OnnxBuilder {
     pub fn weight(&mut self, name: &str, shape: &[i64]) -> String {
         self.seed += 1;
         let s: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-        let data = random(&s, self.seed).data.into_iter().map(|v| v * 0.5).collect();
+        let data = random(&s, self.seed)
+            .data
+            .into_iter()
+            .map(|v| v * 0.5)
+            .collect();
         self.init(name, shape, data)
     }
 
@@ -150,7 +199,13 @@ impl OnnxBuilder {
         name.to_string()
     }
 
-    pub fn node(&mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<pb::AttributeProto>) {
+    pub fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<pb::AttributeProto>,
+    ) {
         let name = format!("{op}_{}", self.nodes.len());
         self.nodes.push(pb::NodeProto {
             op_type: op.into(),
@@ -164,14 +219,19 @@ impl OnnxBuilder {
 
     pub fn build(&self, output: &str) -> Vec<u8> {
         use pb::tensor_shape_proto::{dimension, Dimension};
-        let mut dims = vec![Dimension { value: Some(dimension::Value::DimParam("N".into())), ..Default::default() }];
-        dims.extend(
-            self.input_shape
-                .iter()
-                .map(|&d| Dimension { value: Some(dimension::Value::DimValue(d)), ..Default::default() }),
-        );
+        let mut dims = vec![Dimension {
+            value: Some(dimension::Value::DimParam("N".into())),
+            ..Default::default()
+        }];
+        dims.extend(self.input_shape.iter().map(|&d| Dimension {
+            value: Some(dimension::Value::DimValue(d)),
+            ..Default::default()
+        }));
         let tensor_type = |shape: Option<pb::TensorShapeProto>| pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type: 1, shape })),
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: 1,
+                shape,
+            })),
             ..Default::default()
         };
         let graph = pb::GraphProto {
@@ -192,7 +252,10 @@ impl OnnxBuilder {
         };
         let model = pb::ModelProto {
             ir_version: 8,
-            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: self.opset }],
+            opset_import: vec![pb::OperatorSetIdProto {
+                domain: String::new(),
+                version: self.opset,
+            }],
             producer_name: "netlens-tests".into(),
             graph: Some(graph),
             ..Default::default()
