@@ -55,6 +55,62 @@ impl<T> Forward<T> {
     }
 }
 
+/// How ReLU-like ops (Relu, Clip, LeakyRelu) pass gradients back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum GradRule {
+    /// The true gradient.
+    #[default]
+    Standard,
+    /// Guided backprop (Springenberg et al.): pass only positive gradients through units whose
+    /// forward input was in the op's active region.
+    Guided,
+    /// Deconvnet (Zeiler & Fergus): pass only positive gradients, ignoring the forward input.
+    Deconvnet,
+}
+
+/// Where a backward pass starts: the gradient of the objective w.r.t. one value of the graph.
+#[derive(Clone, Debug)]
+pub enum Seed<T> {
+    /// A given gradient at `at` (full batch shape `[N] + shape(at)`): a one-hot per sample for a
+    /// logit objective, `1/(H·W)` on a channel for a channel-mean objective, a mask for a region.
+    Grad { at: ValueId, grad: T },
+    /// The gradient of softmax probability `targets[i]` of sample `i`, where `at` holds logits
+    /// `[N, K]`: `p_k (e_k - p)`, computed by the backend from the forward values.
+    SoftmaxProb { at: ValueId, targets: Vec<usize> },
+}
+
+impl<T> Seed<T> {
+    pub fn at(&self) -> ValueId {
+        match self {
+            Seed::Grad { at, .. } | Seed::SoftmaxProb { at, .. } => *at,
+        }
+    }
+}
+
+/// What a forward + backward pass leaves behind, all full-batch, all still on the backend.
+pub struct Gradients<T> {
+    /// The model output of the forward pass.
+    pub output: T,
+    /// Forward activations of the requested taps.
+    pub taps: Vec<(ValueId, T)>,
+    /// d objective / d input, shaped like the input.
+    pub input_grad: T,
+    /// d objective / d value for each requested layer.
+    pub layer_grads: Vec<(ValueId, T)>,
+}
+
+impl<T> Gradients<T> {
+    pub fn tap(&self, value: ValueId) -> Option<&T> {
+        self.taps.iter().find(|(v, _)| *v == value).map(|(_, t)| t)
+    }
+    pub fn layer_grad(&self, value: ValueId) -> Option<&T> {
+        self.layer_grads
+            .iter()
+            .find(|(v, _)| *v == value)
+            .map(|(_, t)| t)
+    }
+}
+
 /// The surface every method is written against. Tensors are backend handles; `read` is the only
 /// way data crosses back to the host.
 pub trait Backend {
@@ -79,4 +135,19 @@ pub trait Backend {
         input: &Self::Tensor,
         taps: &[ValueId],
     ) -> Result<Forward<Self::Tensor>>;
+
+    /// Forward then reverse mode in one pass (for the GPU: one submission for the whole batch,
+    /// chunked only by binding limits). The objective's gradient enters at `seed.at()`; ops after
+    /// that value get zero gradient. Gradients flow to the input and to each of `wrt`, with
+    /// ReLU-like ops following `rule`. Only activation gradients are computed, never weight
+    /// gradients. Forward activations are released as soon as backward no longer needs them.
+    fn gradients(
+        &self,
+        model: &Model,
+        input: &Self::Tensor,
+        seed: &Seed<Self::Tensor>,
+        rule: GradRule,
+        wrt: &[ValueId],
+        taps: &[ValueId],
+    ) -> Result<Gradients<Self::Tensor>>;
 }

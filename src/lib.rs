@@ -10,6 +10,6 @@ pub mod gpu;
 pub mod input;
 pub mod model;
 
-pub use backend::{Backend, Forward, HostTensor};
+pub use backend::{Backend, Forward, GradRule, Gradients, HostTensor, Seed};
 pub use error::{Error, ErrorKind, Result};
 pub use model::Model;

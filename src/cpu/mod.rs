@@ -20,8 +20,8 @@ mod tests;
 
 use std::sync::Arc;
 
-use crate::backend::{Backend, Forward, HostTensor};
-use crate::error::Result;
+use crate::backend::{Backend, Forward, GradRule, Gradients, HostTensor, Seed};
+use crate::error::{Error, Result};
 use crate::model::{Model, ValueId};
 
 /// Runs models on the host with rayon (batch samples across threads, or one sample's ops across
@@ -63,5 +63,17 @@ impl Backend for CpuBackend {
         taps: &[ValueId],
     ) -> Result<Forward<Self::Tensor>> {
         exec::forward(model, input, taps)
+    }
+
+    fn gradients(
+        &self,
+        _model: &Model,
+        _input: &Self::Tensor,
+        _seed: &Seed<Self::Tensor>,
+        _rule: GradRule,
+        _wrt: &[ValueId],
+        _taps: &[ValueId],
+    ) -> Result<Gradients<Self::Tensor>> {
+        Err(Error::internal("the CPU backend has no backward pass yet"))
     }
 }

@@ -13,7 +13,7 @@ mod tests;
 #[cfg(test)]
 mod tests_reference;
 
-use crate::backend::{Backend, Forward, HostTensor};
+use crate::backend::{Backend, Forward, GradRule, Gradients, HostTensor, Seed};
 use crate::error::{Error, Result};
 use crate::model::{Model, ValueId};
 use pool::{Pool, PooledBuffer, Usage};
@@ -375,5 +375,17 @@ impl Backend for GpuBackend {
         taps: &[ValueId],
     ) -> Result<Forward<GpuTensor>> {
         exec::forward(self, model, input, taps)
+    }
+
+    fn gradients(
+        &self,
+        _model: &Model,
+        _input: &GpuTensor,
+        _seed: &Seed<GpuTensor>,
+        _rule: GradRule,
+        _wrt: &[ValueId],
+        _taps: &[ValueId],
+    ) -> Result<Gradients<GpuTensor>> {
+        Err(Error::internal("the GPU backend has no backward pass yet"))
     }
 }
