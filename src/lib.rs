@@ -8,7 +8,9 @@ pub mod engine;
 pub mod error;
 pub mod gpu;
 pub mod input;
+pub mod methods;
 pub mod model;
+pub mod viz;
 
 pub use backend::{Backend, Forward, GradRule, Gradients, HostTensor, Seed};
 pub use error::{Error, ErrorKind, Result};

@@ -1,5 +1,7 @@
 //! The `netlens` command line.
 
+mod explain;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -7,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use netlens::engine::{softmax_rows, top_k, BackendChoice, Engine};
 use netlens::error::{Error, ErrorKind, Result};
 use netlens::input::{self, Preprocess, Sidecar};
+use netlens::methods::gradcam::CamVariant;
 use netlens::model::import::load_model;
 use netlens::{HostTensor, Model};
 
@@ -65,6 +68,25 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Vanilla gradient (or gradient × input with --times-input) per pixel.
+    Saliency(explain::ExplainArgs),
+    /// SmoothGrad, SmoothGrad² or VarGrad over noisy copies.
+    Smoothgrad(explain::ExplainArgs),
+    /// Integrated Gradients.
+    Ig(explain::ExplainArgs),
+    /// Guided backprop.
+    Guided(explain::ExplainArgs),
+    /// Guided backprop times the upsampled Grad-CAM.
+    GuidedGradcam(explain::ExplainArgs),
+    /// Classic CAM (feature layer → global average pooling → fully connected).
+    Cam(explain::ExplainArgs),
+    /// Grad-CAM.
+    Gradcam(explain::ExplainArgs),
+    /// Grad-CAM++.
+    #[command(name = "gradcam++")]
+    GradcamPlusPlus(explain::ExplainArgs),
+    /// LayerCAM.
+    Layercam(explain::ExplainArgs),
     /// List the GPU adapters wgpu sees.
     Adapters,
     /// Benchmarks. `netlens bench forward`: images/s on GPU, CPU and tract.
@@ -94,7 +116,7 @@ enum BenchCmd {
 }
 
 #[derive(Args)]
-struct Common {
+pub(crate) struct Common {
     /// gpu, cpu or auto (default: $NETLENS_BACKEND, else auto).
     #[arg(long)]
     backend: Option<String>,
@@ -133,6 +155,17 @@ fn main() -> ExitCode {
             common,
         }) => run(&model, image, input_npy, &output, &taps, &common),
         Some(Command::Adapters) => adapters(),
+        Some(Command::Saliency(a)) => run_explain(explain::Method::Saliency, &a),
+        Some(Command::Smoothgrad(a)) => run_explain(explain::Method::SmoothGrad, &a),
+        Some(Command::Ig(a)) => run_explain(explain::Method::Ig, &a),
+        Some(Command::Guided(a)) => run_explain(explain::Method::Guided, &a),
+        Some(Command::GuidedGradcam(a)) => run_explain(explain::Method::GuidedGradCam, &a),
+        Some(Command::Cam(a)) => run_explain(explain::Method::Cam, &a),
+        Some(Command::Gradcam(a)) => run_explain(explain::Method::Cams(CamVariant::GradCam), &a),
+        Some(Command::GradcamPlusPlus(a)) => {
+            run_explain(explain::Method::Cams(CamVariant::GradCamPlusPlus), &a)
+        }
+        Some(Command::Layercam(a)) => run_explain(explain::Method::Cams(CamVariant::LayerCam), &a),
         Some(Command::Bench {
             what:
                 BenchCmd::Forward {
@@ -154,6 +187,11 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+fn run_explain(method: explain::Method, args: &explain::ExplainArgs) -> Result<()> {
+    let engine = engine(&args.common)?;
+    explain::explain(method, args, &engine, args.common.preprocess.as_deref())
 }
 
 fn engine(common: &Common) -> Result<Engine> {

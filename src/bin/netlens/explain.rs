@@ -1,0 +1,372 @@
+//! The attribution subcommands: saliency, smoothgrad, ig, guided, guided-gradcam, cam, gradcam,
+//! gradcam++ and layercam. Each writes PNG overlays, raw .npy maps and summary.json to -o DIR.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use netlens::engine::{top_k, Engine};
+use netlens::error::{Error, Result};
+use netlens::input::{self, Preprocess};
+use netlens::methods::gradcam::{guided_gradcam, CamMap, CamVariant, GradCam};
+use netlens::methods::integrated_gradients::{Baseline, IntegratedGradients, Quadrature};
+use netlens::methods::saliency::Saliency;
+use netlens::methods::smoothgrad::{SmoothGrad, Variant};
+use netlens::methods::{cam, PixelAttribution, Score};
+use netlens::model::import::load_model;
+use netlens::{Backend, GradRule, HostTensor, Model};
+use serde_json::json;
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    pub model: PathBuf,
+    pub image: Option<PathBuf>,
+    /// A ready float32 [1, C, H, W] tensor instead of an image.
+    #[arg(long)]
+    pub input_npy: Option<PathBuf>,
+    /// Class to explain; repeatable. Default: the top --top predicted classes.
+    #[arg(long = "class")]
+    pub classes: Vec<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub top: usize,
+    /// Feature layer for CAM methods (ONNX tensor name); default: the input of the global pooling.
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Explained score: logit or prob.
+    #[arg(long, default_value = "logit")]
+    pub score: String,
+    #[arg(short = 'o', long, default_value = "netlens-out")]
+    pub output: PathBuf,
+    /// Integrated Gradients: number of steps.
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// Integrated Gradients: riemann_left, riemann_right, riemann_middle, riemann_trapezoid, gausslegendre.
+    #[arg(long, default_value = "gausslegendre")]
+    pub method: String,
+    /// Integrated Gradients baseline: zeros, black, blur, or a .npy file.
+    #[arg(long, default_value = "zeros")]
+    pub baseline: String,
+    /// SmoothGrad: number of noisy samples.
+    #[arg(long, default_value_t = 25)]
+    pub samples: usize,
+    /// SmoothGrad: noise σ as a fraction of the input range.
+    #[arg(long, default_value_t = 0.15)]
+    pub noise: f32,
+    /// SmoothGrad: smoothgrad, smoothgrad_sq or vargrad.
+    #[arg(long, default_value = "smoothgrad")]
+    pub variant: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Keep negative values of CAM maps (no ReLU).
+    #[arg(long)]
+    pub no_relu: bool,
+    /// Saliency: multiply the gradient by the input.
+    #[arg(long)]
+    pub times_input: bool,
+    #[command(flatten)]
+    pub common: crate::Common,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Saliency,
+    SmoothGrad,
+    Ig,
+    Guided,
+    GuidedGradCam,
+    Cam,
+    Cams(CamVariant),
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::Saliency => "saliency",
+            Method::SmoothGrad => "smoothgrad",
+            Method::Ig => "ig",
+            Method::Guided => "guided",
+            Method::GuidedGradCam => "guided-gradcam",
+            Method::Cam => "cam",
+            Method::Cams(v) => v.name(),
+        }
+    }
+}
+
+pub fn explain(
+    method: Method,
+    args: &ExplainArgs,
+    engine: &Engine,
+    preprocess: Option<&str>,
+) -> Result<()> {
+    let model = load_model(&args.model)?;
+    let (x, pre) = load_input(args, &model, preprocess)?;
+    match engine {
+        Engine::Gpu(g) => run(method, args, g.as_ref(), &model, &x, &pre, &engine.name()),
+        Engine::Cpu(c) => run(method, args, c, &model, &x, &pre, &engine.name()),
+    }
+}
+
+fn load_input(
+    args: &ExplainArgs,
+    model: &Model,
+    preset: Option<&str>,
+) -> Result<(HostTensor, Preprocess)> {
+    let (pre, _) = crate::preprocessing(&args.model, model, preset)?;
+    let x = match (&args.image, &args.input_npy) {
+        (Some(_), Some(_)) => {
+            return Err(Error::bad_input(
+                "give either an image or --input-npy, not both",
+            ))
+        }
+        (None, None) => return Err(Error::bad_input("give an image or --input-npy FILE")),
+        (Some(img), None) => input::image_tensor(img, &pre, model.input_shape())?,
+        (None, Some(npy)) => input::load_input_npy(npy, model.input_shape())?,
+    };
+    if x.batch() != 1 {
+        return Err(Error::bad_input(format!(
+            "explain one image at a time; the input has {} samples",
+            x.batch()
+        )));
+    }
+    Ok((x, pre))
+}
+
+fn baseline(spec: &str, x: &HostTensor, pre: &Preprocess) -> Result<Baseline> {
+    Ok(match spec {
+        "zeros" | "zero" => Baseline::Zeros,
+        "black" => {
+            // A black image after the model's normalisation.
+            let hw = x.shape[2] * x.shape[3];
+            let data = (0..x.data.len())
+                .map(|i| {
+                    let c = i / hw;
+                    (-(pre.mean.get(c).copied().unwrap_or(0.0))
+                        / pre.std.get(c).copied().unwrap_or(1.0)) as f32
+                })
+                .collect();
+            Baseline::Tensor(HostTensor {
+                shape: x.shape.clone(),
+                data,
+            })
+        }
+        "blur" => Baseline::Tensor(box_blur(x, 10)),
+        path => Baseline::Tensor(input::load_npy(path)?),
+    })
+}
+
+/// A strong blur (three box passes approximate a Gaussian) of each channel.
+fn box_blur(x: &HostTensor, radius: usize) -> HostTensor {
+    let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3]);
+    let mut data = x.data.clone();
+    for _ in 0..3 {
+        for ch in 0..c {
+            let plane = &mut data[ch * h * w..(ch + 1) * h * w];
+            let src = plane.to_vec();
+            for y in 0..h {
+                for xx in 0..w {
+                    let (lo, hi) = (xx.saturating_sub(radius), (xx + radius).min(w - 1));
+                    plane[y * w + xx] =
+                        src[y * w + lo..=y * w + hi].iter().sum::<f32>() / (hi - lo + 1) as f32;
+                }
+            }
+            let src = plane.to_vec();
+            for y in 0..h {
+                let (lo, hi) = (y.saturating_sub(radius), (y + radius).min(h - 1));
+                for xx in 0..w {
+                    plane[y * w + xx] =
+                        (lo..=hi).map(|yy| src[yy * w + xx]).sum::<f32>() / (hi - lo + 1) as f32;
+                }
+            }
+        }
+    }
+    HostTensor {
+        shape: x.shape.clone(),
+        data,
+    }
+}
+
+fn classes<B: Backend>(
+    args: &ExplainArgs,
+    b: &B,
+    model: &Model,
+    x: &HostTensor,
+) -> Result<Vec<usize>> {
+    if !args.classes.is_empty() {
+        return Ok(args.classes.clone());
+    }
+    let f = b.forward(model, &b.upload(x)?, &[])?;
+    let logits = b.read(&f.output)?;
+    Ok(top_k(&logits.data, args.top.clamp(1, model.num_classes())))
+}
+
+fn run<B: Backend>(
+    method: Method,
+    args: &ExplainArgs,
+    b: &B,
+    model: &Model,
+    x: &HostTensor,
+    pre: &Preprocess,
+    backend: &str,
+) -> Result<()> {
+    let score = Score::parse(&args.score)?;
+    let classes = classes(args, b, model, x)?;
+    std::fs::create_dir_all(&args.output)
+        .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", args.output.display())))?;
+    let image = netlens::viz::display_image(x, pre);
+    let out = Output {
+        dir: &args.output,
+        method: method.name(),
+        image,
+        h: x.shape[2],
+        w: x.shape[3],
+    };
+    let started = Instant::now();
+    let mut results = Vec::new();
+    let mut params = json!({"score": args.score});
+    match method {
+        Method::Saliency | Method::Guided => {
+            let rule = if method == Method::Guided {
+                GradRule::Guided
+            } else {
+                GradRule::Standard
+            };
+            let s = Saliency {
+                score,
+                times_input: args.times_input,
+                rule,
+            };
+            for a in s.attribute(b, model, x, &classes)? {
+                results.push(out.pixel(&a)?);
+            }
+            params["times_input"] = json!(args.times_input);
+        }
+        Method::SmoothGrad => {
+            let s = SmoothGrad {
+                samples: args.samples,
+                noise: args.noise,
+                variant: Variant::parse(&args.variant)?,
+                score,
+                seed: args.seed,
+            };
+            for &c in &classes {
+                results.push(out.pixel(&s.attribute(b, model, x, c)?)?);
+            }
+            params = json!({"score": args.score, "samples": args.samples, "noise": args.noise, "variant": args.variant, "seed": args.seed});
+        }
+        Method::Ig => {
+            let ig = IntegratedGradients {
+                steps: args.steps,
+                quadrature: Quadrature::parse(&args.method)?,
+                baseline: baseline(&args.baseline, x, pre)?,
+                score,
+            };
+            for &c in &classes {
+                let r = ig.attribute(b, model, x, c)?;
+                let mut entry = out.pixel(&r.attribution)?;
+                entry["convergence_delta"] = json!(r.convergence_delta);
+                entry["score_difference"] = json!(r.score_difference);
+                results.push(entry);
+            }
+            params = json!({"score": args.score, "steps": args.steps, "method": args.method, "baseline": args.baseline});
+        }
+        Method::GuidedGradCam => {
+            let gc = GradCam {
+                variant: CamVariant::GradCam,
+                layer: args.layer.clone(),
+                score,
+                relu: !args.no_relu,
+            };
+            for (m, ggc) in guided_gradcam(b, model, x, &classes, &gc)? {
+                let a = PixelAttribution {
+                    class: m.class,
+                    score: m.score,
+                    map: ggc,
+                };
+                let mut entry = out.pixel(&a)?;
+                entry["layer"] = json!(m.layer);
+                results.push(entry);
+            }
+        }
+        Method::Cam => {
+            for m in cam::cam(b, model, x, &classes)? {
+                results.push(out.cam(&m)?);
+            }
+        }
+        Method::Cams(variant) => {
+            let gc = GradCam {
+                variant,
+                layer: args.layer.clone(),
+                score,
+                relu: !args.no_relu,
+            };
+            for m in gc.attribute(b, model, x, &classes)? {
+                results.push(out.cam(&m)?);
+            }
+            params["relu"] = json!(!args.no_relu);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = json!({
+        "method": method.name(),
+        "model": model.name,
+        "backend": backend,
+        "parameters": params,
+        "seconds": seconds,
+        "results": results,
+    });
+    let path = args.output.join("summary.json");
+    let text =
+        serde_json::to_string_pretty(&summary).map_err(|e| Error::internal(e.to_string()))?;
+    std::fs::write(&path, text)
+        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
+    println!(
+        "{} on {} in {seconds:.2} s; wrote {}",
+        method.name(),
+        backend,
+        args.output.display()
+    );
+    Ok(())
+}
+
+struct Output<'a> {
+    dir: &'a Path,
+    method: &'a str,
+    image: Vec<f32>,
+    h: usize,
+    w: usize,
+}
+
+impl Output<'_> {
+    fn file(&self, class: usize, suffix: &str) -> PathBuf {
+        self.dir.join(format!("{}_{class}{suffix}", self.method))
+    }
+
+    fn png(&self, class: usize, map: &HostTensor) -> Result<PathBuf> {
+        let path = self.file(class, ".png");
+        netlens::viz::save_rgb_png(
+            &path,
+            self.w,
+            self.h,
+            netlens::viz::overlay(&self.image, map),
+        )?;
+        Ok(path)
+    }
+
+    fn pixel(&self, a: &PixelAttribution) -> Result<serde_json::Value> {
+        let npy = self.file(a.class, ".npy");
+        input::write_npy(&npy, &a.map.shape, &a.map.data)?;
+        let png = self.png(a.class, &a.display())?;
+        Ok(json!({"class": a.class, "score": a.score, "png": png, "npy": npy}))
+    }
+
+    fn cam(&self, m: &CamMap) -> Result<serde_json::Value> {
+        let low = self.file(m.class, "_lowres.npy");
+        input::write_npy(&low, &m.lowres.shape, &m.lowres.data)?;
+        let npy = self.file(m.class, ".npy");
+        input::write_npy(&npy, &m.upsampled.shape, &m.upsampled.data)?;
+        let png = self.png(m.class, &m.upsampled)?;
+        Ok(
+            json!({"class": m.class, "score": m.score, "layer": m.layer, "png": png, "npy": npy, "lowres_npy": low}),
+        )
+    }
+}

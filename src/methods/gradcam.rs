@@ -1,0 +1,220 @@
+//! The Grad-CAM family, each variant a few lines over one shared base (as in pytorch-grad-cam):
+//! one `gradients` call taps the feature layer and its gradient for every requested class.
+
+use super::saliency::Saliency;
+use super::{
+    check_single_image, normalize_min_max, repeat, score_seed, scores, upsample_bilinear, Score,
+};
+use crate::backend::{Backend, GradRule, HostTensor};
+use crate::error::{Error, Result};
+use crate::model::{Model, ValueId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CamVariant {
+    /// Selvaraju et al.: channel weights are the spatial mean of the gradient.
+    #[default]
+    GradCam,
+    /// Chattopadhyay et al., with pytorch-grad-cam's closed form for the alphas.
+    GradCamPlusPlus,
+    /// Jiang et al.: positive gradients weight each location.
+    LayerCam,
+}
+
+impl CamVariant {
+    pub fn name(self) -> &'static str {
+        match self {
+            CamVariant::GradCam => "gradcam",
+            CamVariant::GradCamPlusPlus => "gradcam++",
+            CamVariant::LayerCam => "layercam",
+        }
+    }
+}
+
+/// A class activation map.
+#[derive(Clone, Debug)]
+pub struct CamMap {
+    pub class: usize,
+    pub score: f32,
+    /// The layer the map was computed on (ONNX tensor name).
+    pub layer: String,
+    /// `[h, w]` at the layer's resolution.
+    pub lowres: HostTensor,
+    /// `[H, W]`, bilinearly upsampled to the input.
+    pub upsampled: HostTensor,
+}
+
+#[derive(Clone, Debug)]
+pub struct GradCam {
+    pub variant: CamVariant,
+    /// The feature layer; `None` picks the input of the last global average pooling.
+    pub layer: Option<String>,
+    pub score: Score,
+    /// Apply ReLU to the map (the papers do).
+    pub relu: bool,
+}
+
+impl Default for GradCam {
+    fn default() -> Self {
+        GradCam {
+            variant: CamVariant::GradCam,
+            layer: None,
+            score: Score::Logit,
+            relu: true,
+        }
+    }
+}
+
+/// The spatial feature layer a CAM method works on: the named one, or the CAM layer.
+pub fn feature_layer(model: &Model, name: Option<&str>) -> Result<ValueId> {
+    let v = match name {
+        Some(n) => model.layer(n)?,
+        None => model.graph.cam_layer().ok_or_else(|| {
+            Error::bad_input(format!(
+                "model '{}' has no global average pooling, so no default feature layer; name one with --layer",
+                model.name
+            ))
+        })?,
+    };
+    let shape = &model.graph.values[v].shape;
+    if shape.len() != 3 {
+        return Err(Error::bad_input(format!(
+            "layer '{}' has shape [N, {shape:?}]; CAM methods need a spatial [N, C, h, w] layer",
+            model.graph.values[v].name
+        )));
+    }
+    Ok(v)
+}
+
+/// `sum_k weights[k] * A[k]` over `[C, h, w]` activations, then an optional ReLU.
+pub(crate) fn weighted_sum(a: &[f32], weights: &[f32], hw: usize, relu: bool) -> Vec<f32> {
+    let mut cam = vec![0.0f32; hw];
+    for (k, &w) in weights.iter().enumerate() {
+        for (c, &v) in cam.iter_mut().zip(&a[k * hw..(k + 1) * hw]) {
+            *c += w * v;
+        }
+    }
+    if relu {
+        cam.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+    cam
+}
+
+impl GradCam {
+    pub fn attribute<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        x: &HostTensor,
+        classes: &[usize],
+    ) -> Result<Vec<CamMap>> {
+        check_single_image(model, x)?;
+        let layer = feature_layer(model, self.layer.as_deref())?;
+        let shape = model.graph.values[layer].shape.clone();
+        let (c, h, w) = (shape[0], shape[1], shape[2]);
+        let hw = h * w;
+        let batch = b.upload(&repeat(x, classes.len()))?;
+        let seed = score_seed(b, model, self.score, classes)?;
+        let g = b.gradients(model, &batch, &seed, GradRule::Standard, &[layer], &[layer])?;
+        let missing = || Error::internal("backend returned no feature-layer tensors");
+        let acts = b.read(g.tap(layer).ok_or_else(missing)?)?;
+        let grads = b.read(g.layer_grad(layer).ok_or_else(missing)?)?;
+        let logits = b.read(&g.output)?;
+        let scores = scores(&logits, self.score, classes);
+        let (in_h, in_w) = (x.shape[2], x.shape[3]);
+        let mut maps = Vec::with_capacity(classes.len());
+        for (i, (&class, score)) in classes.iter().zip(scores).enumerate() {
+            let (a, d) = (acts.sample(i), grads.sample(i));
+            let cam = match self.variant {
+                CamVariant::GradCam => {
+                    let weights: Vec<f32> = (0..c)
+                        .map(|k| d[k * hw..(k + 1) * hw].iter().sum::<f32>() / hw as f32)
+                        .collect();
+                    weighted_sum(a, &weights, hw, self.relu)
+                }
+                CamVariant::GradCamPlusPlus => {
+                    let weights: Vec<f32> = (0..c)
+                        .map(|k| {
+                            let (ak, dk) = (&a[k * hw..(k + 1) * hw], &d[k * hw..(k + 1) * hw]);
+                            let sum_a: f32 = ak.iter().sum();
+                            dk.iter()
+                                .map(|&g| {
+                                    if g == 0.0 {
+                                        return 0.0;
+                                    }
+                                    let (g2, g3) = (g * g, g * g * g);
+                                    let alpha = g2 / (2.0 * g2 + sum_a * g3 + 1e-6);
+                                    g.max(0.0) * alpha
+                                })
+                                .sum()
+                        })
+                        .collect();
+                    weighted_sum(a, &weights, hw, self.relu)
+                }
+                CamVariant::LayerCam => {
+                    let mut cam = vec![0.0f32; hw];
+                    for k in 0..c {
+                        for (j, v) in cam.iter_mut().enumerate() {
+                            *v += d[k * hw + j].max(0.0) * a[k * hw + j];
+                        }
+                    }
+                    if self.relu {
+                        cam.iter_mut().for_each(|v| *v = v.max(0.0));
+                    }
+                    cam
+                }
+            };
+            let lowres = HostTensor {
+                shape: vec![h, w],
+                data: cam,
+            };
+            let upsampled = upsample_bilinear(&lowres, in_h, in_w);
+            maps.push(CamMap {
+                class,
+                score,
+                layer: model.graph.values[layer].name.clone(),
+                lowres,
+                upsampled,
+            });
+        }
+        Ok(maps)
+    }
+}
+
+/// Guided Grad-CAM: guided backprop `[C, H, W]` times the min-max normalised, upsampled Grad-CAM.
+pub fn guided_gradcam<B: Backend>(
+    b: &B,
+    model: &Model,
+    x: &HostTensor,
+    classes: &[usize],
+    cam: &GradCam,
+) -> Result<Vec<(CamMap, HostTensor)>> {
+    let guided = Saliency {
+        score: cam.score,
+        times_input: false,
+        rule: GradRule::Guided,
+    }
+    .attribute(b, model, x, classes)?;
+    let maps = cam.attribute(b, model, x, classes)?;
+    Ok(maps
+        .into_iter()
+        .zip(guided)
+        .map(|(m, gb)| {
+            let mask = normalize_min_max(&m.upsampled);
+            let hw = mask.data.len();
+            let data = gb
+                .map
+                .data
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * mask.data[i % hw])
+                .collect();
+            (
+                m,
+                HostTensor {
+                    shape: gb.map.shape.clone(),
+                    data,
+                },
+            )
+        })
+        .collect())
+}

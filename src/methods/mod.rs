@@ -1,0 +1,202 @@
+//! Attribution methods, each written once against the [`Backend`] surface.
+//!
+//! Every method takes one image `[1, C, H, W]` and builds its whole batch (classes, noisy copies,
+//! interpolation steps) up front, so that it costs one `gradients` call: one forward + backward
+//! submission on the GPU, then the read-backs of its results.
+
+pub mod cam;
+pub mod gradcam;
+pub mod integrated_gradients;
+pub mod saliency;
+pub mod smoothgrad;
+
+use crate::backend::{Backend, HostTensor, Seed};
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// Which score of a class the attribution explains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Score {
+    /// The pre-softmax logit (Captum's and pytorch-grad-cam's default).
+    #[default]
+    Logit,
+    /// The softmax probability.
+    Probability,
+}
+
+impl Score {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "logit" => Ok(Score::Logit),
+            "prob" | "probability" => Ok(Score::Probability),
+            other => Err(Error::bad_input(format!(
+                "unknown score '{other}': use logit or prob"
+            ))),
+        }
+    }
+}
+
+/// A pixel-space attribution for one class.
+#[derive(Clone, Debug)]
+pub struct PixelAttribution {
+    pub class: usize,
+    /// The explained score (logit or probability) of `class` on the original image.
+    pub score: f32,
+    /// Signed attribution in model-input space, `[C, H, W]`.
+    pub map: HostTensor,
+}
+
+impl PixelAttribution {
+    /// MATLAB's display form: max over channels of |attribution|, `[H, W]`.
+    pub fn display(&self) -> HostTensor {
+        channel_abs_max(&self.map)
+    }
+}
+
+/// `max_c |x[c, h, w]|` of a `[C, H, W]` tensor.
+pub fn channel_abs_max(map: &HostTensor) -> HostTensor {
+    let (c, hw) = (map.shape[0], map.shape[1..].iter().product::<usize>());
+    let data = (0..hw)
+        .map(|i| {
+            (0..c)
+                .map(|ch| map.data[ch * hw + i].abs())
+                .fold(0.0, f32::max)
+        })
+        .collect();
+    HostTensor {
+        shape: map.shape[1..].to_vec(),
+        data,
+    }
+}
+
+/// Checks that `x` is one image matching the model's input.
+pub(crate) fn check_single_image(model: &Model, x: &HostTensor) -> Result<()> {
+    let mut want = vec![1];
+    want.extend_from_slice(model.input_shape());
+    if x.shape != want {
+        return Err(Error::bad_input(format!(
+            "expected one image of shape {want:?}, got {:?}",
+            x.shape
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_class(model: &Model, class: usize) -> Result<()> {
+    let k = model.num_classes();
+    if class >= k {
+        return Err(Error::bad_input(format!(
+            "class {class} is out of range: the model has {k} classes (0..{})",
+            k - 1
+        )));
+    }
+    Ok(())
+}
+
+/// The seed for `score` of `targets[i]` in sample `i`.
+pub(crate) fn score_seed<B: Backend>(
+    b: &B,
+    model: &Model,
+    score: Score,
+    targets: &[usize],
+) -> Result<Seed<B::Tensor>> {
+    for &t in targets {
+        check_class(model, t)?;
+    }
+    let at = model.graph.output;
+    match score {
+        Score::Probability => Ok(Seed::SoftmaxProb {
+            at,
+            targets: targets.to_vec(),
+        }),
+        Score::Logit => {
+            let k = model.num_classes();
+            let mut grad = HostTensor::zeros(vec![targets.len(), k]);
+            for (i, &t) in targets.iter().enumerate() {
+                grad.data[i * k + t] = 1.0;
+            }
+            Ok(Seed::Grad {
+                at,
+                grad: b.upload(&grad)?,
+            })
+        }
+    }
+}
+
+/// The explained score of each sample's target, from read-back logits.
+pub(crate) fn scores(logits: &HostTensor, score: Score, targets: &[usize]) -> Vec<f32> {
+    let k = logits.sample_len();
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let row = &logits.data[i * k..(i + 1) * k];
+            match score {
+                Score::Logit => row[t],
+                Score::Probability => {
+                    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let z: f32 = row.iter().map(|v| (v - m).exp()).sum();
+                    (row[t] - m).exp() / z
+                }
+            }
+        })
+        .collect()
+}
+
+/// `n` copies of one image, stacked into a batch.
+pub(crate) fn repeat(x: &HostTensor, n: usize) -> HostTensor {
+    let mut shape = x.shape.clone();
+    shape[0] = n;
+    HostTensor {
+        shape,
+        data: x.data.repeat(n),
+    }
+}
+
+/// Splits a `[N, ...]` tensor into its samples, each with the batch axis dropped.
+pub(crate) fn samples(t: &HostTensor) -> Vec<HostTensor> {
+    let shape = t.shape[1..].to_vec();
+    (0..t.batch())
+        .map(|i| HostTensor {
+            shape: shape.clone(),
+            data: t.sample(i).to_vec(),
+        })
+        .collect()
+}
+
+/// Bilinear resize of a `[h, w]` map to `[out_h, out_w]` with half-pixel centres (OpenCV's
+/// INTER_LINEAR and PyTorch's `align_corners=False`).
+pub fn upsample_bilinear(map: &HostTensor, out_h: usize, out_w: usize) -> HostTensor {
+    let (h, w) = (map.shape[0], map.shape[1]);
+    let src = |o: usize, out: usize, inp: usize| -> (usize, usize, f32) {
+        let x = ((o as f32 + 0.5) * inp as f32 / out as f32 - 0.5).max(0.0);
+        let i0 = (x.floor() as usize).min(inp - 1);
+        let i1 = (i0 + 1).min(inp - 1);
+        (i0, i1, x - i0 as f32)
+    };
+    let mut data = Vec::with_capacity(out_h * out_w);
+    for oy in 0..out_h {
+        let (y0, y1, fy) = src(oy, out_h, h);
+        for ox in 0..out_w {
+            let (x0, x1, fx) = src(ox, out_w, w);
+            let top = map.data[y0 * w + x0] * (1.0 - fx) + map.data[y0 * w + x1] * fx;
+            let bottom = map.data[y1 * w + x0] * (1.0 - fx) + map.data[y1 * w + x1] * fx;
+            data.push(top * (1.0 - fy) + bottom * fy);
+        }
+    }
+    HostTensor {
+        shape: vec![out_h, out_w],
+        data,
+    }
+}
+
+/// Min-max normalisation to [0, 1] (pytorch-grad-cam's `scale_cam_image`).
+pub fn normalize_min_max(map: &HostTensor) -> HostTensor {
+    let min = map.data.iter().copied().fold(f32::INFINITY, f32::min);
+    let shifted: Vec<f32> = map.data.iter().map(|v| v - min).collect();
+    let max = shifted.iter().copied().fold(0.0, f32::max);
+    HostTensor {
+        shape: map.shape.clone(),
+        data: shifted.iter().map(|v| v / (1e-7 + max)).collect(),
+    }
+}

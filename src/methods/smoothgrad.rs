@@ -1,0 +1,151 @@
+//! SmoothGrad (Smilkov et al.), SmoothGrad² and VarGrad (Adebayo et al.): gradients of N noisy
+//! copies, run as one batch.
+
+use super::{check_class, check_single_image, score_seed, scores, PixelAttribution, Score};
+use crate::backend::{Backend, GradRule, HostTensor};
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Variant {
+    /// Mean of the gradients.
+    #[default]
+    SmoothGrad,
+    /// Mean of the squared gradients.
+    SmoothGradSq,
+    /// Variance of the gradients.
+    VarGrad,
+}
+
+impl Variant {
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "smoothgrad" => Variant::SmoothGrad,
+            "smoothgrad_sq" => Variant::SmoothGradSq,
+            "vargrad" => Variant::VarGrad,
+            other => {
+                return Err(Error::bad_input(format!(
+                    "unknown SmoothGrad variant '{other}'"
+                )))
+            }
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SmoothGrad {
+    pub samples: usize,
+    /// Noise standard deviation as a fraction of the input's range (max - min), as in the paper.
+    pub noise: f32,
+    pub variant: Variant,
+    pub score: Score,
+    pub seed: u64,
+}
+
+impl Default for SmoothGrad {
+    fn default() -> Self {
+        SmoothGrad {
+            samples: 25,
+            noise: 0.15,
+            variant: Variant::SmoothGrad,
+            score: Score::Logit,
+            seed: 0,
+        }
+    }
+}
+
+/// A small, fast, reproducible generator (SplitMix64) with Box-Muller normals.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in (0, 1].
+    pub(crate) fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+    pub(crate) fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+impl SmoothGrad {
+    pub fn attribute<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        x: &HostTensor,
+        class: usize,
+    ) -> Result<PixelAttribution> {
+        check_single_image(model, x)?;
+        check_class(model, class)?;
+        if self.samples == 0 {
+            return Err(Error::bad_input("samples must be at least 1"));
+        }
+        if !(self.noise >= 0.0 && self.noise.is_finite()) {
+            return Err(Error::bad_input(format!(
+                "noise must be a non-negative fraction, got {}",
+                self.noise
+            )));
+        }
+        let (lo, hi) = x
+            .data
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                (l.min(v), h.max(v))
+            });
+        let sigma = (self.noise * (hi - lo)) as f64;
+        let n = self.samples;
+        let mut rng = Rng::new(self.seed);
+        let mut data = Vec::with_capacity(n * x.data.len());
+        for _ in 0..n {
+            data.extend(x.data.iter().map(|&v| v + (sigma * rng.normal()) as f32));
+        }
+        // The clean image rides along as the last sample, for the score it explains.
+        data.extend_from_slice(&x.data);
+        let mut shape = x.shape.clone();
+        shape[0] = n + 1;
+        let batch = b.upload(&HostTensor { shape, data })?;
+        let targets = vec![class; n + 1];
+        let seed = score_seed(b, model, self.score, &targets)?;
+        let g = b.gradients(model, &batch, &seed, GradRule::Standard, &[], &[])?;
+        let grads = b.read(&g.input_grad)?;
+        let score = scores(&b.read(&g.output)?, self.score, &targets)[n];
+        let len = x.data.len();
+        let (mut sum, mut sq) = (vec![0.0f64; len], vec![0.0f64; len]);
+        for i in 0..n {
+            for (j, &g) in grads.sample(i).iter().enumerate() {
+                sum[j] += g as f64;
+                sq[j] += (g as f64) * (g as f64);
+            }
+        }
+        let nf = n as f64;
+        let data = (0..len)
+            .map(|j| {
+                let mean = sum[j] / nf;
+                (match self.variant {
+                    Variant::SmoothGrad => mean,
+                    Variant::SmoothGradSq => sq[j] / nf,
+                    Variant::VarGrad => sq[j] / nf - mean * mean,
+                }) as f32
+            })
+            .collect();
+        Ok(PixelAttribution {
+            class,
+            score,
+            map: HostTensor {
+                shape: x.shape[1..].to_vec(),
+                data,
+            },
+        })
+    }
+}

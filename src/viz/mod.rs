@@ -1,0 +1,101 @@
+//! Pictures: colormaps and heat-map overlays, written as PNG.
+
+use std::path::Path;
+
+use crate::backend::HostTensor;
+use crate::error::{Error, Result};
+use crate::input::Preprocess;
+
+/// Google's Turbo colormap (Mikhailov's polynomial fit), `t` in [0, 1] → RGB in [0, 1].
+pub fn turbo(t: f32) -> [f32; 3] {
+    let x = t.clamp(0.0, 1.0) as f64;
+    let v4 = [1.0, x, x * x, x * x * x];
+    let v2 = [v4[2] * v4[2], v4[3] * v4[2]];
+    let dot = |a: [f64; 4], b: [f64; 2]| {
+        a.iter().zip(&v4).map(|(p, q)| p * q).sum::<f64>() + b[0] * v2[0] + b[1] * v2[1]
+    };
+    let r = dot(
+        [0.13572138, 4.61539260, -42.66032258, 132.13108234],
+        [-152.94239396, 59.28637943],
+    );
+    let g = dot(
+        [0.09140261, 2.19418839, 4.84296658, -14.18503333],
+        [4.27729857, 2.82956604],
+    );
+    let b = dot(
+        [0.10667330, 12.64194608, -60.58204836, 110.36276771],
+        [-89.90310912, 27.34824973],
+    );
+    [
+        r.clamp(0.0, 1.0) as f32,
+        g.clamp(0.0, 1.0) as f32,
+        b.clamp(0.0, 1.0) as f32,
+    ]
+}
+
+/// The model input `[1, C, H, W]` back in display space: interleaved RGB in [0, 1], undoing the
+/// normalisation (gray models are replicated to RGB).
+pub fn display_image(x: &HostTensor, pre: &Preprocess) -> Vec<f32> {
+    let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3]);
+    let hw = h * w;
+    let mut rgb = Vec::with_capacity(hw * 3);
+    for i in 0..hw {
+        for ch in 0..3 {
+            let src = ch.min(c - 1);
+            let mean = pre.mean.get(src).copied().unwrap_or(0.0) as f32;
+            let std = pre.std.get(src).copied().unwrap_or(1.0) as f32;
+            rgb.push((x.data[src * hw + i] * std + mean).clamp(0.0, 1.0));
+        }
+    }
+    rgb
+}
+
+/// pytorch-grad-cam's `show_cam_on_image`: the min-max normalised map in Turbo, blended 50/50
+/// with the image, then rescaled so the brightest pixel is 1. `image` is interleaved RGB [0, 1].
+pub fn overlay(image: &[f32], map: &HostTensor) -> Vec<u8> {
+    let norm = crate::methods::normalize_min_max(map);
+    let mut out: Vec<f32> = norm
+        .data
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &v)| {
+            let heat = turbo(v);
+            (0..3).map(move |ch| 0.5 * heat[ch] + 0.5 * image[i * 3 + ch])
+        })
+        .collect();
+    let max = out.iter().copied().fold(1e-7, f32::max);
+    out.iter_mut().for_each(|v| *v /= max);
+    out.iter().map(|v| (v * 255.0).round() as u8).collect()
+}
+
+/// A map alone in Turbo, min-max normalised, as RGB bytes.
+pub fn heatmap(map: &HostTensor) -> Vec<u8> {
+    crate::methods::normalize_min_max(map)
+        .data
+        .iter()
+        .flat_map(|&v| turbo(v).map(|c| (c * 255.0).round() as u8))
+        .collect()
+}
+
+pub fn save_rgb_png(path: &Path, width: usize, height: usize, rgb: Vec<u8>) -> Result<()> {
+    let img = image::RgbImage::from_raw(width as u32, height as u32, rgb)
+        .ok_or_else(|| Error::internal("image buffer does not match its size"))?;
+    img.save(path)
+        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turbo_endpoints_and_middle() {
+        // Turbo runs from dark blue through green to dark red.
+        let lo = turbo(0.0);
+        let mid = turbo(0.5);
+        let hi = turbo(1.0);
+        assert!(lo[2] > lo[0] && lo[2] > lo[1], "{lo:?}");
+        assert!(mid[1] > 0.8, "{mid:?}");
+        assert!(hi[0] > hi[1] && hi[0] > hi[2], "{hi:?}");
+    }
+}
