@@ -3,6 +3,7 @@
 
 mod naive;
 mod ops;
+mod vjp;
 
 use std::sync::Arc;
 
