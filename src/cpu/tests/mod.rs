@@ -1,8 +1,10 @@
 //! CPU backend tests: ops against naive references (`ops`), and whole graphs through
 //! `Backend::forward` (here): fusion, in-place reuse, taps, batch splitting, errors.
 
+mod grad;
 mod naive;
 mod ops;
+mod vjp;
 
 use std::sync::Arc;
 

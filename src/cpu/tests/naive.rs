@@ -1,9 +1,72 @@
 //! Deliberately naive reference implementations: plain loops over every output element and every
-//! tap, f64 accumulation, bounds checks instead of precomputed ranges.
+//! tap, f64 accumulation, bounds checks instead of precomputed ranges. The `*64` forms work in
+//! f64 end to end, for finite differences; the others round their result to f32.
 
-use crate::model::{strides_of, BinaryKind, Conv, Pool, PoolKind, ReduceKind};
+use crate::model::{strides_of, BinaryKind, Conv, Pool, PoolKind, ReduceKind, Unary};
+
+pub fn to64(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
+
+pub fn to32(x: &[f64]) -> Vec<f32> {
+    x.iter().map(|&v| v as f32).collect()
+}
 
 pub fn conv(x: &[f32], xs: &[usize], c: &Conv, oh: usize, ow: usize) -> Vec<f32> {
+    to32(&conv64(&to64(x), xs, c, oh, ow))
+}
+
+pub fn linear(x: &[f32], k: usize, w: &[f32], b: Option<&[f32]>, o: usize) -> Vec<f32> {
+    to32(&linear64(&to64(x), k, w, b, o))
+}
+
+pub fn binary(
+    k: BinaryKind,
+    a: &[f32],
+    as_: &[usize],
+    b: &[f32],
+    bs: &[usize],
+    os: &[usize],
+) -> Vec<f32> {
+    to32(&binary64(k, &to64(a), as_, &to64(b), bs, os))
+}
+
+pub fn pool(x: &[f32], xs: &[usize], p: &Pool, oh: usize, ow: usize) -> Vec<f32> {
+    to32(&pool64(&to64(x), xs, p, oh, ow))
+}
+
+pub fn reduce(x: &[f32], xs: &[usize], kind: ReduceKind, axes: &[usize]) -> Vec<f32> {
+    to32(&reduce64(&to64(x), xs, kind, axes))
+}
+
+pub fn softmax(x: &[f32], xs: &[usize], axis: usize) -> Vec<f32> {
+    to32(&softmax64(&to64(x), xs, axis))
+}
+
+pub fn lrn(x: &[f32], xs: &[usize], size: usize, alpha: f32, beta: f32, bias: f32) -> Vec<f32> {
+    to32(&lrn64(&to64(x), xs, size, alpha, beta, bias))
+}
+
+/// `Unary::apply` in f64.
+pub fn unary64(u: Unary, x: f64) -> f64 {
+    match u {
+        Unary::Relu => x.max(0.0),
+        Unary::LeakyRelu { alpha } => {
+            if x >= 0.0 {
+                x
+            } else {
+                alpha as f64 * x
+            }
+        }
+        Unary::Clip { min, max } => x.max(min as f64).min(max as f64),
+        Unary::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        Unary::Tanh => x.tanh(),
+        Unary::HardSigmoid { alpha, beta } => (alpha as f64 * x + beta as f64).clamp(0.0, 1.0),
+        Unary::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+    }
+}
+
+pub fn conv64(x: &[f64], xs: &[usize], c: &Conv, oh: usize, ow: usize) -> Vec<f64> {
     let (n, ic, h, w) = (xs[0], xs[1], xs[2], xs[3]);
     let ws = &c.weight.shape;
     let (oc, icg, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
@@ -28,11 +91,11 @@ pub fn conv(x: &[f32], xs: &[usize], c: &Conv, oh: usize, ow: usize) -> Vec<f32>
                                 }
                                 let xv = x[((b * ic + chan) * h + iy as usize) * w + ix as usize];
                                 let wv = c.weight.data[((o * icg + ci) * kh + ki) * kw + kj];
-                                s += xv as f64 * wv as f64;
+                                s += xv * wv as f64;
                             }
                         }
                     }
-                    y[((b * oc + o) * oh + oy) * ow + ox] = s as f32;
+                    y[((b * oc + o) * oh + oy) * ow + ox] = s;
                 }
             }
         }
@@ -40,16 +103,16 @@ pub fn conv(x: &[f32], xs: &[usize], c: &Conv, oh: usize, ow: usize) -> Vec<f32>
     y
 }
 
-pub fn linear(x: &[f32], k: usize, w: &[f32], b: Option<&[f32]>, o: usize) -> Vec<f32> {
+pub fn linear64(x: &[f64], k: usize, w: &[f32], b: Option<&[f32]>, o: usize) -> Vec<f64> {
     let rows = x.len() / k;
     let mut y = vec![0.0; rows * o];
     for r in 0..rows {
         for j in 0..o {
             let mut s = b.map_or(0.0, |b| b[j] as f64);
             for i in 0..k {
-                s += x[r * k + i] as f64 * w[j * k + i] as f64;
+                s += x[r * k + i] * w[j * k + i] as f64;
             }
-            y[r * o + j] = s as f32;
+            y[r * o + j] = s;
         }
     }
     y
@@ -66,7 +129,7 @@ pub fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
 }
 
 /// Reads `x` (shape `xs`, right-aligned, size-1 axes broadcast) at the output index `idx`.
-fn bcast_at(x: &[f32], xs: &[usize], idx: &[usize]) -> f32 {
+fn bcast_at(x: &[f64], xs: &[usize], idx: &[usize]) -> f64 {
     let off = idx.len() - xs.len();
     let mut flat = 0;
     for d in 0..xs.len() {
@@ -76,29 +139,29 @@ fn bcast_at(x: &[f32], xs: &[usize], idx: &[usize]) -> f32 {
     x[flat]
 }
 
-pub fn binary(
+pub fn binary64(
     k: BinaryKind,
-    a: &[f32],
+    a: &[f64],
     as_: &[usize],
-    b: &[f32],
+    b: &[f64],
     bs: &[usize],
     os: &[usize],
-) -> Vec<f32> {
+) -> Vec<f64> {
     (0..os.iter().product())
         .map(|i| {
             let idx = unravel(i, os);
-            let (x, z) = (bcast_at(a, as_, &idx) as f64, bcast_at(b, bs, &idx) as f64);
-            (match k {
+            let (x, z) = (bcast_at(a, as_, &idx), bcast_at(b, bs, &idx));
+            match k {
                 BinaryKind::Add => x + z,
                 BinaryKind::Sub => x - z,
                 BinaryKind::Mul => x * z,
                 BinaryKind::Div => x / z,
-            }) as f32
+            }
         })
         .collect()
 }
 
-pub fn pool(x: &[f32], xs: &[usize], p: &Pool, oh: usize, ow: usize) -> Vec<f32> {
+pub fn pool64(x: &[f64], xs: &[usize], p: &Pool, oh: usize, ow: usize) -> Vec<f64> {
     let (n, c, h, w) = (xs[0], xs[1], xs[2] as i64, xs[3] as i64);
     let mut y = Vec::new();
     for plane in 0..n * c {
@@ -119,20 +182,20 @@ pub fn pool(x: &[f32], xs: &[usize], p: &Pool, oh: usize, ow: usize) -> Vec<f32>
                         if iy < 0 || ix < 0 || iy >= h || ix >= w {
                             continue;
                         }
-                        let v = x[plane * (h * w) as usize + (iy * w + ix) as usize] as f64;
+                        let v = x[plane * (h * w) as usize + (iy * w + ix) as usize];
                         mx = mx.max(v);
                         sum += v;
                         inb += 1;
                     }
                 }
                 y.push(match p.kind {
-                    PoolKind::Max => mx as f32,
+                    PoolKind::Max => mx,
                     PoolKind::Avg {
                         count_include_pad: true,
-                    } => (sum / padded as f64) as f32,
+                    } => sum / padded as f64,
                     PoolKind::Avg {
                         count_include_pad: false,
-                    } => (sum / inb as f64) as f32,
+                    } => sum / inb as f64,
                 });
             }
         }
@@ -140,7 +203,7 @@ pub fn pool(x: &[f32], xs: &[usize], p: &Pool, oh: usize, ow: usize) -> Vec<f32>
     y
 }
 
-pub fn reduce(x: &[f32], xs: &[usize], kind: ReduceKind, axes: &[usize]) -> Vec<f32> {
+pub fn reduce64(x: &[f64], xs: &[usize], kind: ReduceKind, axes: &[usize]) -> Vec<f64> {
     let kept: Vec<usize> = (0..xs.len())
         .map(|d| if axes.contains(&d) { 1 } else { xs[d] })
         .collect();
@@ -161,25 +224,31 @@ pub fn reduce(x: &[f32], xs: &[usize], kind: ReduceKind, axes: &[usize]) -> Vec<
             .map(|d| idx[d] * ks[d])
             .sum();
         acc[o] = if kind == ReduceKind::Max {
-            acc[o].max(v as f64)
+            acc[o].max(v)
         } else {
-            acc[o] + v as f64
+            acc[o] + v
         };
     }
     let count: usize = axes.iter().map(|&a| xs[a]).product();
     acc.iter()
-        .map(|&v| if kind == ReduceKind::Mean { v / count as f64 } else { v } as f32)
+        .map(|&v| {
+            if kind == ReduceKind::Mean {
+                v / count as f64
+            } else {
+                v
+            }
+        })
         .collect()
 }
 
 /// `y[idx] = x[map(idx)]` over the output shape, or `fill` where `map` returns `None`.
-pub fn gather(
-    x: &[f32],
+pub fn gather<T: Copy>(
+    x: &[T],
     xs: &[usize],
     ys: &[usize],
-    fill: f32,
+    fill: T,
     map: impl Fn(&[usize]) -> Option<Vec<usize>>,
-) -> Vec<f32> {
+) -> Vec<T> {
     let st = strides_of(xs);
     (0..ys.iter().product())
         .map(|i| match map(&unravel(i, ys)) {
@@ -189,23 +258,21 @@ pub fn gather(
         .collect()
 }
 
-pub fn softmax(x: &[f32], xs: &[usize], axis: usize) -> Vec<f32> {
+pub fn softmax64(x: &[f64], xs: &[usize], axis: usize) -> Vec<f64> {
     let st = strides_of(xs);
     (0..x.len())
         .map(|i| {
             let idx = unravel(i, xs);
             let base = i - idx[axis] * st[axis];
-            let row: Vec<f64> = (0..xs[axis])
-                .map(|j| x[base + j * st[axis]] as f64)
-                .collect();
+            let row: Vec<f64> = (0..xs[axis]).map(|j| x[base + j * st[axis]]).collect();
             let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let s: f64 = row.iter().map(|v| (v - m).exp()).sum();
-            ((x[i] as f64 - m).exp() / s) as f32
+            (x[i] - m).exp() / s
         })
         .collect()
 }
 
-pub fn lrn(x: &[f32], xs: &[usize], size: usize, alpha: f32, beta: f32, bias: f32) -> Vec<f32> {
+pub fn lrn64(x: &[f64], xs: &[usize], size: usize, alpha: f32, beta: f32, bias: f32) -> Vec<f64> {
     let st = strides_of(xs);
     (0..x.len())
         .map(|i| {
@@ -216,11 +283,11 @@ pub fn lrn(x: &[f32], xs: &[usize], size: usize, alpha: f32, beta: f32, bias: f3
             let mut s = 0.0f64;
             for cc in lo..=hi {
                 if cc >= 0 && cc < xs[1] as i64 {
-                    let v = x[i - idx[1] * st[1] + cc as usize * st[1]] as f64;
+                    let v = x[i - idx[1] * st[1] + cc as usize * st[1]];
                     s += v * v;
                 }
             }
-            (x[i] as f64 / (bias as f64 + alpha as f64 / size as f64 * s).powf(beta as f64)) as f32
+            x[i] / (bias as f64 + alpha as f64 / size as f64 * s).powf(beta as f64)
         })
         .collect()
 }
