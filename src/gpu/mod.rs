@@ -3,6 +3,7 @@
 //! A forward records every op of the graph (for every batch chunk) into one command encoder and
 //! submits once; `read` is the only path back to the host.
 
+mod backward;
 mod exec;
 mod kernels;
 mod ops;
@@ -12,6 +13,7 @@ mod readback;
 mod tests;
 #[cfg(test)]
 mod tests_reference;
+mod vjp;
 
 use crate::backend::{Backend, Forward, GradRule, Gradients, HostTensor, Seed};
 use crate::error::{Error, Result};
@@ -379,13 +381,13 @@ impl Backend for GpuBackend {
 
     fn gradients(
         &self,
-        _model: &Model,
-        _input: &GpuTensor,
-        _seed: &Seed<GpuTensor>,
-        _rule: GradRule,
-        _wrt: &[ValueId],
-        _taps: &[ValueId],
+        model: &Model,
+        input: &GpuTensor,
+        seed: &Seed<GpuTensor>,
+        rule: GradRule,
+        wrt: &[ValueId],
+        taps: &[ValueId],
     ) -> Result<Gradients<GpuTensor>> {
-        Err(Error::internal("the GPU backend has no backward pass yet"))
+        backward::gradients(self, model, input, seed, rule, wrt, taps)
     }
 }
