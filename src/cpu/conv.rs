@@ -361,3 +361,209 @@ fn im2col_conv(x: &[f32], g: &Geom, conv: &Conv, act: Option<Unary>, par: bool, 
             .for_each(|(i, ys)| one(i, ys, par));
     }
 }
+
+/// `dx = d conv(x) / dx ^T · dy`, overwriting all of `dx` (shape `xs`). Only the weights enter:
+/// the VJP of a convolution w.r.t. its input needs no forward activation.
+pub(crate) fn conv2d_vjp(
+    dy: &[f32],
+    ys: &[usize],
+    conv: &Conv,
+    xs: &[usize],
+    par: bool,
+    dx: &mut [f32],
+) -> Result<()> {
+    let g = geometry(dx, xs, conv, ys, dy)?;
+    if g.n == 0 || dx.is_empty() {
+        return Ok(());
+    }
+    let [sh, sw] = conv.strides;
+    if g.groups == g.ic && conv.weight.shape[1] == 1 && g.groups > 1 {
+        depthwise_vjp(dy, &g, conv, par, dx);
+    } else if g.kh == 1
+        && g.kw == 1
+        && sh == 1
+        && sw == 1
+        && conv.pads == [0; 4]
+        && g.groups == 1
+        && (g.oh, g.ow) == (g.h, g.w)
+    {
+        pointwise_vjp(dy, &g, conv, par, dx);
+    } else {
+        col2im_conv_vjp(dy, &g, conv, par, dx);
+    }
+    Ok(())
+}
+
+/// Runs `one(sample, dx_sample, inner_par)` over samples, across threads when allowed.
+fn per_sample(
+    dx: &mut [f32],
+    per: usize,
+    n: usize,
+    par: bool,
+    one: impl Fn(usize, &mut [f32], bool) + Sync,
+) {
+    if par && n > 1 {
+        dx.par_chunks_mut(per)
+            .enumerate()
+            .for_each(|(i, d)| one(i, d, false));
+    } else {
+        dx.chunks_mut(per)
+            .enumerate()
+            .for_each(|(i, d)| one(i, d, par));
+    }
+}
+
+fn pointwise_vjp(dy: &[f32], g: &Geom, conv: &Conv, par: bool, dx: &mut [f32]) {
+    let hw = g.h * g.w;
+    let w = &conv.weight.data[..];
+    per_sample(dx, g.ic * hw, g.n, par, |i, d, inner| {
+        // W is [oc, ic]; swapped strides read W^T [ic, oc] in place.
+        gemm(
+            g.ic,
+            g.oc,
+            hw,
+            Mat::new(w, 0, 1, g.ic),
+            Mat::rows(dy, i * g.oc * hw, hw),
+            d,
+            hw,
+            false,
+            inner,
+        );
+    });
+}
+
+fn depthwise_vjp(dy: &[f32], g: &Geom, conv: &Conv, par: bool, dx: &mut [f32]) {
+    let mult = g.oc / g.ic;
+    let (ohw, hw, kk) = (g.oh * g.ow, g.h * g.w, g.kh * g.kw);
+    let [sh, sw] = conv.strides;
+    let [dh, dw] = conv.dilations;
+    let [pt, pl, _, _] = conv.pads;
+    let wt = &conv.weight.data[..];
+    let cols: Vec<(usize, usize, isize)> = (0..g.kw)
+        .map(|kj| {
+            let off = (kj * dw) as isize - pl as isize;
+            let (lo, hi) = valid_range(g.ow, sw, off, g.w);
+            (lo, hi, off)
+        })
+        .collect();
+    // Scatter form of the forward: each output row adds `w * dy_row` into the input rows its
+    // taps read. One input plane collects from the `mult` output planes of its channel.
+    let plane = |p: usize, out: &mut [f32]| {
+        out.fill(0.0);
+        let (n, c) = (p / g.ic, p % g.ic);
+        for m in 0..mult {
+            let o = c * mult + m;
+            let src = &dy[(n * g.oc + o) * ohw..][..ohw];
+            let k = &wt[o * kk..(o + 1) * kk];
+            for (oy, row) in src.chunks(g.ow).enumerate() {
+                for ki in 0..g.kh {
+                    let iy = (oy * sh + ki * dh) as isize - pt as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let in_row = &mut out[iy as usize * g.w..][..g.w];
+                    for (kj, &(lo, hi, off)) in cols.iter().enumerate() {
+                        if lo >= hi {
+                            continue;
+                        }
+                        let wv = k[ki * g.kw + kj];
+                        let start = ((lo * sw) as isize + off) as usize;
+                        if sw == 1 {
+                            for (d, &v) in
+                                in_row[start..start + hi - lo].iter_mut().zip(&row[lo..hi])
+                            {
+                                *d += wv * v;
+                            }
+                        } else {
+                            for (d, &v) in in_row[start..].iter_mut().step_by(sw).zip(&row[lo..hi])
+                            {
+                                *d += wv * v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if par {
+        dx.par_chunks_mut(hw)
+            .enumerate()
+            .for_each(|(p, out)| plane(p, out));
+    } else {
+        dx.chunks_mut(hw)
+            .enumerate()
+            .for_each(|(p, out)| plane(p, out));
+    }
+}
+
+/// Adjoint of `im2col`: adds `col[(c * kh + ki) * kw + kj, oy * ow + ox]` back into the input tap
+/// it was read from, for channels `c0..`; `dx` holds those channels' planes.
+fn col2im(col: &[f32], g: &Geom, conv: &Conv, dx: &mut [f32], par: bool) {
+    let ohw = g.oh * g.ow;
+    let [sh, sw] = conv.strides;
+    let [dh, dw] = conv.dilations;
+    let [pt, pl, _, _] = conv.pads;
+    let (hw, kk) = (g.h * g.w, g.kh * g.kw);
+    // One task per channel: the kernel rows of a channel all write the same plane.
+    let chan = |c: usize, dst: &mut [f32]| {
+        dst.fill(0.0);
+        for r in c * kk..(c + 1) * kk {
+            let (ki, kj) = ((r / g.kw) % g.kh, r % g.kw);
+            let src = &col[r * ohw..(r + 1) * ohw];
+            let off = (kj * dw) as isize - pl as isize;
+            let (lo, hi) = valid_range(g.ow, sw, off, g.w);
+            if lo >= hi {
+                continue;
+            }
+            for (oy, row) in src.chunks(g.ow).enumerate() {
+                let iy = (oy * sh + ki * dh) as isize - pt as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    continue;
+                }
+                let in_row = &mut dst[iy as usize * g.w..][..g.w];
+                let start = ((lo * sw) as isize + off) as usize;
+                if sw == 1 {
+                    for (d, &v) in in_row[start..start + hi - lo].iter_mut().zip(&row[lo..hi]) {
+                        *d += v;
+                    }
+                } else {
+                    for (d, &v) in in_row[start..].iter_mut().step_by(sw).zip(&row[lo..hi]) {
+                        *d += v;
+                    }
+                }
+            }
+        }
+    };
+    if par {
+        dx.par_chunks_mut(hw)
+            .enumerate()
+            .for_each(|(c, d)| chan(c, d));
+    } else {
+        dx.chunks_mut(hw).enumerate().for_each(|(c, d)| chan(c, d));
+    }
+}
+
+fn col2im_conv_vjp(dy: &[f32], g: &Geom, conv: &Conv, par: bool, dx: &mut [f32]) {
+    let (ohw, hw) = (g.oh * g.ow, g.h * g.w);
+    let (icg, ocg) = (g.ic / g.groups, g.oc / g.groups);
+    let kdim = icg * g.kh * g.kw;
+    let wt = &conv.weight.data[..];
+    per_sample(dx, g.ic * hw, g.n, par, |i, d, inner| {
+        let mut col = vec![0.0f32; kdim * ohw];
+        for (gi, dg) in d.chunks_mut(icg * hw).enumerate() {
+            // W_g is [ocg, kdim]; swapped strides read W_g^T [kdim, ocg] in place.
+            gemm(
+                kdim,
+                ocg,
+                ohw,
+                Mat::new(wt, gi * ocg * kdim, 1, kdim),
+                Mat::rows(dy, (i * g.oc + gi * ocg) * ohw, ohw),
+                &mut col,
+                ohw,
+                false,
+                inner,
+            );
+            col2im(&col, g, conv, dg, inner);
+        }
+    });
+}

@@ -1,5 +1,6 @@
 //! Elementwise ops: activations, per-channel affine, broadcasting binaries.
 
+use crate::backend::GradRule;
 use crate::error::{Error, Result};
 use crate::model::{broadcast_strides, strides_of, BinaryKind, Unary};
 
@@ -158,19 +159,22 @@ pub(crate) fn binary_assign(
 
 /// Checks that `x` has `shape` and that `shape` broadcasts against `out_shape` without growing it.
 fn check_operand(x: &[f32], shape: &[usize], out_shape: &[usize]) -> Result<()> {
-    let fits = shape.len() <= out_shape.len()
-        && shape
-            .iter()
-            .rev()
-            .zip(out_shape.iter().rev())
-            .all(|(&s, &o)| s == o || s == 1);
-    if !fits || shape.iter().product::<usize>() != x.len() {
+    if !broadcasts(shape, out_shape) || shape.iter().product::<usize>() != x.len() {
         return Err(Error::internal(format!(
             "binary: operand of shape {shape:?} ({} values) does not broadcast to {out_shape:?}",
             x.len()
         )));
     }
     Ok(())
+}
+
+fn broadcasts(shape: &[usize], out_shape: &[usize]) -> bool {
+    shape.len() <= out_shape.len()
+        && shape
+            .iter()
+            .rev()
+            .zip(out_shape.iter().rev())
+            .all(|(&s, &o)| s == o || s == 1)
 }
 
 fn check_out(len: usize, shape: &[usize]) -> Result<()> {
@@ -219,4 +223,147 @@ fn walk(
             idx[d] = 0;
         }
     }
+}
+
+/// Whether the VJP of `u` reads the op's input; otherwise it reads its output. The output is
+/// enough wherever it determines the derivative (ReLU/Clip masks, `y(1-y)`, `1-y²`); LeakyRelu
+/// with `alpha <= 0` and HardSwish are not invertible from the output.
+pub(crate) fn unary_vjp_reads_input(u: Unary) -> bool {
+    matches!(u, Unary::LeakyRelu { .. } | Unary::HardSwish)
+}
+
+/// In place: `g = g * u'(x)` under `rule`, where `saved` is the op's input or output as
+/// [`unary_vjp_reads_input`] says. Rules only change ReLU-like ops:
+/// Guided passes `g * u'(x)` where `g > 0`, Deconvnet passes `max(g, 0)` and never reads `saved`.
+/// Derivatives at breakpoints follow the forward's branches: Relu and Clip pass only strictly
+/// inside the active region (`x > 0`, `min < x < max`), LeakyRelu takes slope 1 at `x = 0`.
+pub(crate) fn unary_vjp_inplace(
+    u: Unary,
+    rule: GradRule,
+    saved: &[f32],
+    g: &mut [f32],
+) -> Result<()> {
+    if u.is_relu_like() && rule == GradRule::Deconvnet {
+        g.iter_mut().for_each(|v| *v = v.max(0.0));
+        return Ok(());
+    }
+    check_len(saved.len(), g.len(), "unary VJP")?;
+    let guided = u.is_relu_like() && rule == GradRule::Guided;
+    // `pos` keeps only positive incoming gradients under Guided (a select, so -0/NaN-free).
+    let pos = |v: f32| if guided && v <= 0.0 { 0.0 } else { v };
+    let it = g.iter_mut().zip(saved);
+    match u {
+        Unary::Relu => it.for_each(|(v, &y)| *v = if y > 0.0 { pos(*v) } else { 0.0 }),
+        Unary::Clip { min, max } => {
+            it.for_each(|(v, &y)| *v = if y > min && y < max { pos(*v) } else { 0.0 })
+        }
+        Unary::LeakyRelu { alpha } => {
+            it.for_each(|(v, &x)| *v = if x >= 0.0 { pos(*v) } else { pos(*v) * alpha })
+        }
+        Unary::Sigmoid => it.for_each(|(v, &y)| *v *= y * (1.0 - y)),
+        Unary::Tanh => it.for_each(|(v, &y)| *v *= 1.0 - y * y),
+        Unary::HardSigmoid { alpha, .. } => {
+            it.for_each(|(v, &y)| *v = if y > 0.0 && y < 1.0 { *v * alpha } else { 0.0 })
+        }
+        Unary::HardSwish => it.for_each(|(v, &x)| {
+            *v = if x <= -3.0 {
+                0.0
+            } else if x >= 3.0 {
+                *v
+            } else {
+                *v * (x / 3.0 + 0.5)
+            }
+        }),
+    }
+    Ok(())
+}
+
+/// In place: `g = g * scale[c]` over full axis 1.
+pub(crate) fn channel_affine_vjp_inplace(
+    g: &mut [f32],
+    shape: &[usize],
+    scale: &[f32],
+) -> Result<()> {
+    let zeros = vec![0.0; scale.len()];
+    channel_affine_inplace(g, shape, scale, &zeros)
+}
+
+/// The gradient of `out = a ∘ b` w.r.t. one operand (`lhs` picks `a`), summed over the axes
+/// along which that operand was broadcast; overwrites `dx` (the operand's shape). Add and Sub do
+/// not read the operands, and Mul/Div w.r.t. `a` do not read `a`: what is not read may be `None`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn binary_vjp(
+    kind: BinaryKind,
+    lhs: bool,
+    a: Option<&[f32]>,
+    a_shape: &[usize],
+    b: Option<&[f32]>,
+    b_shape: &[usize],
+    dy: &[f32],
+    out_shape: &[usize],
+    dx: &mut [f32],
+) -> Result<()> {
+    check_out(dy.len(), out_shape)?;
+    let (own_shape, _) = if lhs {
+        (a_shape, b_shape)
+    } else {
+        (b_shape, a_shape)
+    };
+    check_len(own_shape.iter().product(), dx.len(), "binary VJP")?;
+    for (x, s, is_a) in [(a, a_shape, true), (b, b_shape, false)] {
+        match x {
+            Some(x) => check_operand(x, s, out_shape)?,
+            None => {
+                let needed = match kind {
+                    BinaryKind::Add | BinaryKind::Sub => false,
+                    BinaryKind::Mul => lhs != is_a,
+                    BinaryKind::Div => !lhs || !is_a,
+                };
+                if needed {
+                    return Err(Error::internal("binary VJP: a Mul/Div operand is missing"));
+                }
+                if !broadcasts(s, out_shape) {
+                    return Err(Error::internal(format!(
+                        "binary VJP: {s:?} does not broadcast to {out_shape:?}"
+                    )));
+                }
+            }
+        }
+    }
+    let sa = broadcast_strides(out_shape, a_shape);
+    let sb = broadcast_strides(out_shape, b_shape);
+    let (a, b) = (a.unwrap_or(&[]), b.unwrap_or(&[]));
+    // Fast paths: no broadcast on this side and no operand read.
+    let same = own_shape == out_shape;
+    match (kind, lhs, same) {
+        (BinaryKind::Add, _, true) | (BinaryKind::Sub, true, true) => {
+            dx.copy_from_slice(dy);
+            return Ok(());
+        }
+        (BinaryKind::Sub, false, true) => {
+            dx.iter_mut().zip(dy).for_each(|(d, &g)| *d = -g);
+            return Ok(());
+        }
+        _ => {}
+    }
+    dx.fill(0.0);
+    walk(out_shape, &sa, &sb, |o, ia, ib, n, ca, cb| {
+        let (dst, cd) = if lhs { (ia, ca) } else { (ib, cb) };
+        for j in 0..n {
+            let g = dy[o + j];
+            let d = match (kind, lhs) {
+                (BinaryKind::Add, _) | (BinaryKind::Sub, true) => g,
+                (BinaryKind::Sub, false) => -g,
+                (BinaryKind::Mul, true) => g * b[ib + j * cb],
+                (BinaryKind::Mul, false) => g * a[ia + j * ca],
+                (BinaryKind::Div, true) => g / b[ib + j * cb],
+                (BinaryKind::Div, false) => {
+                    let z = b[ib + j * cb];
+                    -g * a[ia + j * ca] / (z * z)
+                }
+            };
+            dx[dst + j * cd] += d;
+        }
+    });
+    Ok(())
 }

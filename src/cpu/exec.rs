@@ -24,39 +24,8 @@ pub(crate) fn forward(
     taps: &[ValueId],
 ) -> Result<Forward<Arc<HostTensor>>> {
     let g = &model.graph;
-    validate(g)?;
-    let produced = produced_values(g);
-    for &t in taps {
-        if t >= g.values.len() || !produced[t] {
-            return Err(Error::bad_input(format!(
-                "model '{}' has no computed value with id {t} to tap",
-                model.name
-            )));
-        }
-    }
+    let batch = check_input(model, input, taps)?;
     let in_shape = &g.values[g.input].shape;
-    if input.shape.len() != in_shape.len() + 1 || input.shape[1..] != in_shape[..] {
-        return Err(Error::bad_input(format!(
-            "input of shape {:?} does not match the model's input [N, {}]",
-            input.shape,
-            in_shape
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    if input.data.len() != numel(&input.shape) {
-        return Err(Error::bad_input(format!(
-            "input has {} values for shape {:?}",
-            input.data.len(),
-            input.shape
-        )));
-    }
-    let batch = input.shape[0];
-    if batch == 0 {
-        return Err(Error::bad_input("input batch is empty"));
-    }
 
     let mut keep = vec![g.output];
     let tap_slot: Vec<usize> = taps
@@ -137,7 +106,46 @@ pub(crate) fn forward(
     })
 }
 
-fn produced_values(g: &Graph) -> Vec<bool> {
+/// Validates the graph, the input batch and the tap ids; returns the batch size.
+pub(super) fn check_input(model: &Model, input: &HostTensor, taps: &[ValueId]) -> Result<usize> {
+    let g = &model.graph;
+    validate(g)?;
+    let produced = produced_values(g);
+    for &t in taps {
+        if t >= g.values.len() || !produced[t] {
+            return Err(Error::bad_input(format!(
+                "model '{}' has no computed value with id {t} to tap",
+                model.name
+            )));
+        }
+    }
+    let in_shape = &g.values[g.input].shape;
+    if input.shape.len() != in_shape.len() + 1 || input.shape[1..] != in_shape[..] {
+        return Err(Error::bad_input(format!(
+            "input of shape {:?} does not match the model's input [N, {}]",
+            input.shape,
+            in_shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if input.data.len() != numel(&input.shape) {
+        return Err(Error::bad_input(format!(
+            "input has {} values for shape {:?}",
+            input.data.len(),
+            input.shape
+        )));
+    }
+    let batch = input.shape[0];
+    if batch == 0 {
+        return Err(Error::bad_input("input batch is empty"));
+    }
+    Ok(batch)
+}
+
+pub(super) fn produced_values(g: &Graph) -> Vec<bool> {
     let mut p = vec![false; g.values.len()];
     if let Some(x) = p.get_mut(g.input) {
         *x = true;
@@ -206,7 +214,7 @@ fn validate(g: &Graph) -> Result<()> {
 
 /// Per-forward facts about the graph: when values die, which values must survive, which
 /// conv/linear + activation pairs run as one op.
-struct Plan {
+pub(super) struct Plan {
     keep: Vec<ValueId>,
     last: Vec<Option<usize>>,
     kept: Vec<bool>,
@@ -214,7 +222,8 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(g: &Graph, keep: &[ValueId]) -> Plan {
+    /// `keep`: values that survive the pass (never fused away or overwritten in place).
+    pub(super) fn new(g: &Graph, keep: &[ValueId]) -> Plan {
         let last = g.last_uses();
         let mut kept = vec![false; g.values.len()];
         keep.iter().for_each(|&v| kept[v] = true);
@@ -241,13 +250,13 @@ impl Plan {
 
 /// Freed activation buffers, handed out again so steady-state passes do not allocate.
 #[derive(Default)]
-struct BufPool {
+pub(super) struct BufPool {
     free: Vec<Vec<f32>>,
 }
 
 impl BufPool {
     /// A buffer of length `n` with unspecified contents (every op overwrites its output).
-    fn take(&mut self, n: usize) -> Vec<f32> {
+    pub(super) fn take(&mut self, n: usize) -> Vec<f32> {
         // Best fit among buffers already long enough: truncating costs nothing.
         let fit = (0..self.free.len())
             .filter(|&i| self.free[i].len() >= n)
@@ -268,7 +277,7 @@ impl BufPool {
         vec![0.0; n]
     }
 
-    fn put(&mut self, v: Vec<f32>) {
+    pub(super) fn put(&mut self, v: Vec<f32>) {
         if v.capacity() > 0 {
             self.free.push(v);
         }
@@ -276,21 +285,42 @@ impl BufPool {
 }
 
 /// One pass over the graph for `batch` samples of `input`.
-struct Cx<'a> {
-    g: &'a Graph,
-    plan: &'a Plan,
-    input: &'a [f32],
-    batch: usize,
-    par: bool,
+pub(super) struct Cx<'a> {
+    pub(super) g: &'a Graph,
+    pub(super) plan: &'a Plan,
+    pub(super) input: &'a [f32],
+    pub(super) batch: usize,
+    pub(super) par: bool,
 }
 
 impl Cx<'_> {
-    fn shape(&self, v: ValueId) -> Vec<usize> {
+    pub(super) fn shape(&self, v: ValueId) -> Vec<usize> {
         self.g.values[v].full_shape(self.batch)
     }
 
     /// Runs every node, then copies the kept values (output first, then taps) into `dests`.
     fn run(&self, pool: &mut BufPool, dests: Vec<&mut [f32]>) -> Result<()> {
+        let vals = self.run_values(pool)?;
+        if self.plan.keep.len() != dests.len() {
+            return Err(Error::internal("kept values and destinations differ"));
+        }
+        for (dest, &v) in dests.into_iter().zip(&self.plan.keep) {
+            let src = self.get(&vals, v)?;
+            if src.len() != dest.len() {
+                return Err(Error::internal(format!(
+                    "value {v} has {} values",
+                    src.len()
+                )));
+            }
+            dest.copy_from_slice(src);
+        }
+        vals.into_iter().flatten().for_each(|b| pool.put(b));
+        Ok(())
+    }
+
+    /// Runs every node; the kept values are still in the returned slots (the input never is:
+    /// read it through `get`).
+    pub(super) fn run_values(&self, pool: &mut BufPool) -> Result<Vec<Option<Vec<f32>>>> {
         let g = self.g;
         let mut vals: Vec<Option<Vec<f32>>> = vec![None; g.values.len()];
         let mut i = 0;
@@ -323,28 +353,10 @@ impl Cx<'_> {
             }
             i += if fused { 2 } else { 1 };
         }
-        if self.plan.keep.len() != dests.len() {
-            return Err(Error::internal("kept values and destinations differ"));
-        }
-        for (dest, &v) in dests.into_iter().zip(&self.plan.keep) {
-            let src = if v == g.input {
-                self.input
-            } else {
-                self.get(&vals, v)?
-            };
-            if src.len() != dest.len() {
-                return Err(Error::internal(format!(
-                    "value {v} has {} values",
-                    src.len()
-                )));
-            }
-            dest.copy_from_slice(src);
-        }
-        vals.into_iter().flatten().for_each(|b| pool.put(b));
-        Ok(())
+        Ok(vals)
     }
 
-    fn get<'v>(&'v self, vals: &'v [Option<Vec<f32>>], v: ValueId) -> Result<&'v [f32]> {
+    pub(super) fn get<'v>(&'v self, vals: &'v [Option<Vec<f32>>], v: ValueId) -> Result<&'v [f32]> {
         if v == self.g.input {
             return Ok(self.input);
         }

@@ -163,3 +163,115 @@ pub(crate) fn pad(
     copy_strided(xs, x, 0, &istrides(xs), y, off, &dst_st);
     Ok(())
 }
+
+/// Gradient of `transpose`: `dy` (shape `perm(xs)`) transposed back by the inverse permutation.
+pub(crate) fn transpose_vjp(
+    dy: &[f32],
+    xs: &[usize],
+    perm: &[usize],
+    dx: &mut [f32],
+) -> Result<()> {
+    if perm.len() != xs.len() || perm.iter().any(|&p| p >= xs.len()) {
+        return Err(Error::internal(format!("Transpose VJP {perm:?} of {xs:?}")));
+    }
+    let ys: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
+    let mut inv = vec![0; perm.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        inv[p] = i;
+    }
+    transpose(dy, &ys, &inv, dx)
+}
+
+/// Gradient of `slice`: `dy` scattered back to the positions it was read from, zeros elsewhere.
+pub(crate) fn slice_vjp(
+    dy: &[f32],
+    ys: &[usize],
+    starts: &[i64],
+    steps: &[i64],
+    xs: &[usize],
+    dx: &mut [f32],
+) -> Result<()> {
+    let r = xs.len();
+    let bad = || {
+        Error::internal(format!(
+            "Slice VJP {starts:?}:{steps:?} of {xs:?} -> {ys:?}"
+        ))
+    };
+    if starts.len() != r || steps.len() != r || ys.len() != r {
+        return Err(bad());
+    }
+    if dx.len() != numel(xs) || dy.len() != numel(ys) {
+        return Err(bad());
+    }
+    dx.fill(0.0);
+    if dy.is_empty() {
+        return Ok(());
+    }
+    for d in 0..r {
+        let last = starts[d] + (ys[d] as i64 - 1) * steps[d];
+        let inside = |i: i64| i >= 0 && i < xs[d] as i64;
+        if steps[d] == 0 || !inside(starts[d]) || !inside(last) {
+            return Err(bad());
+        }
+    }
+    let st = istrides(xs);
+    let off: isize = (0..r).map(|d| starts[d] as isize * st[d]).sum();
+    let dst_st: Vec<isize> = (0..r).map(|d| steps[d] as isize * st[d]).collect();
+    copy_strided(ys, dy, 0, &istrides(ys), dx, off, &dst_st);
+    Ok(())
+}
+
+/// Gradient of `concat` w.r.t. the input of shape `xs` that starts at `offset` along `axis`:
+/// the matching block of `dy`.
+pub(crate) fn concat_vjp(
+    dy: &[f32],
+    ys: &[usize],
+    axis: usize,
+    offset: usize,
+    xs: &[usize],
+    dx: &mut [f32],
+) -> Result<()> {
+    let fits = axis < ys.len()
+        && xs.len() == ys.len()
+        && (0..ys.len()).all(|d| d == axis || xs[d] == ys[d])
+        && offset + xs[axis] <= ys[axis]
+        && dy.len() == numel(ys)
+        && dx.len() == numel(xs);
+    if !fits {
+        return Err(Error::internal(format!(
+            "Concat VJP along {axis}: {xs:?} at {offset} of {ys:?}"
+        )));
+    }
+    let src_st = istrides(ys);
+    copy_strided(
+        xs,
+        dy,
+        offset as isize * src_st[axis],
+        &src_st,
+        dx,
+        0,
+        &istrides(xs),
+    );
+    Ok(())
+}
+
+/// Gradient of `pad`: the interior of `dy` (the padding's value is a constant).
+pub(crate) fn pad_vjp(
+    dy: &[f32],
+    xs: &[usize],
+    pads: &[(usize, usize)],
+    dx: &mut [f32],
+) -> Result<()> {
+    let ys: Vec<usize> = xs.iter().zip(pads).map(|(&n, &(b, a))| n + b + a).collect();
+    if pads.len() != xs.len() || dx.len() != numel(xs) || dy.len() != numel(&ys) {
+        return Err(Error::internal(format!("Pad VJP {pads:?} of {xs:?}")));
+    }
+    let src_st = istrides(&ys);
+    let off: isize = pads
+        .iter()
+        .zip(&src_st)
+        .map(|(&(b, _), &s)| b as isize * s)
+        .sum();
+    copy_strided(xs, dy, off, &src_st, dx, 0, &istrides(xs));
+    Ok(())
+}

@@ -47,3 +47,39 @@ pub(crate) fn linear(
     }
     Ok(())
 }
+
+/// `dx[r, k] = sum_o dy[r, o] * W[o, k]`, overwriting `dx` (shape `xs`).
+pub(crate) fn linear_vjp(
+    dy: &[f32],
+    lin: &Linear,
+    xs: &[usize],
+    par: bool,
+    dx: &mut [f32],
+) -> Result<()> {
+    let ws = &lin.weight.shape;
+    let k = xs.last().copied().unwrap_or(0);
+    if ws.len() != 2 || ws[1] != k || xs.is_empty() {
+        return Err(Error::internal(format!(
+            "Linear VJP: weight {ws:?} on input {xs:?}"
+        )));
+    }
+    let o = ws[0];
+    let rows: usize = xs[..xs.len() - 1].iter().product();
+    if dx.len() != rows * k || dy.len() != rows * o {
+        return Err(Error::internal(format!(
+            "Linear VJP: data length does not match {xs:?}"
+        )));
+    }
+    gemm(
+        rows,
+        o,
+        k,
+        Mat::rows(dy, 0, o),
+        Mat::rows(&lin.weight.data, 0, k),
+        dx,
+        k,
+        false,
+        par,
+    );
+    Ok(())
+}

@@ -8,6 +8,7 @@ mod conv;
 mod eltwise;
 mod exec;
 mod gemm;
+mod grad;
 mod layout;
 mod linear;
 mod lrn;
@@ -21,7 +22,7 @@ mod tests;
 use std::sync::Arc;
 
 use crate::backend::{Backend, Forward, GradRule, Gradients, HostTensor, Seed};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{Model, ValueId};
 
 /// Runs models on the host with rayon (batch samples across threads, or one sample's ops across
@@ -67,13 +68,13 @@ impl Backend for CpuBackend {
 
     fn gradients(
         &self,
-        _model: &Model,
-        _input: &Self::Tensor,
-        _seed: &Seed<Self::Tensor>,
-        _rule: GradRule,
-        _wrt: &[ValueId],
-        _taps: &[ValueId],
+        model: &Model,
+        input: &Self::Tensor,
+        seed: &Seed<Self::Tensor>,
+        rule: GradRule,
+        wrt: &[ValueId],
+        taps: &[ValueId],
     ) -> Result<Gradients<Self::Tensor>> {
-        Err(Error::internal("the CPU backend has no backward pass yet"))
+        grad::gradients(model, input, seed, rule, wrt, taps)
     }
 }
