@@ -101,7 +101,7 @@ fn unary_grad(op: u32, rule: u32, v: f32, g: f32, a: f32, b: f32) -> f32 {
         case 4u: { let t = tanh(v); d = 1.0 - t * t; }
         case 5u: { let u = a * v + b; d = select(0.0, a, u > 0.0 && u < 1.0); }
         case 6u: {
-            if (v > 3.0) { d = 1.0; } else if (v >= -3.0) { d = v / 3.0 + 0.5; }
+            if (v >= 3.0) { d = 1.0; } else if (v > -3.0) { d = v / 3.0 + 0.5; }
         }
         default: { d = 1.0; }
     }

@@ -12,6 +12,8 @@ mod readback;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_grad;
+#[cfg(test)]
 mod tests_reference;
 mod vjp;
 
