@@ -1,7 +1,9 @@
 //! The GPU backend: imported models re-executed with hand-written WGSL compute kernels on wgpu.
 //!
 //! A forward records every op of the graph (for every batch chunk) into one command encoder and
-//! submits once; `read` is the only path back to the host.
+//! submits once; `read` is the only path back to the host. `gradients` does the same with each
+//! chunk's forward followed by its backward (one VJP kernel family beside each forward one), so
+//! gradients never leave the GPU until read.
 
 mod backward;
 mod exec;

@@ -603,6 +603,7 @@ fn one_gradients_call_is_one_submission() {
             gpu.gradients(&m, &x, &seed, GradRule::Standard, &[5], &[5])
                 .unwrap(),
         );
+        let created = gpu.buffers_created();
         gpu.reset_stats();
         let r = gpu
             .gradients(&m, &x, &seed, GradRule::Standard, &[5], &[5])
@@ -610,6 +611,11 @@ fn one_gradients_call_is_one_submission() {
         let s = gpu.stats();
         assert_eq!(s.submissions, 1, "limit {limit:?}: {s:?}");
         assert_eq!(s.readbacks, 0);
+        assert_eq!(
+            gpu.buffers_created(),
+            created,
+            "limit {limit:?}: activations and gradients come back to the pool"
+        );
         let _ = gpu.read(&r.input_grad).unwrap();
         assert_eq!(gpu.stats().submissions, 2);
     }
