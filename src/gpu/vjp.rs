@@ -453,6 +453,9 @@ pub(super) fn vjp(
     }
 }
 
+/// Largest input channels per group for which the conv VJP uses the direct kernel.
+const DIRECT_MAX_ICG: usize = 8;
+
 fn conv_bwd(
     gpu: &GpuBackend,
     rec: &mut Recorder,
@@ -484,7 +487,9 @@ fn conv_bwd(
         .i(c.pads[1] as i64)
         .us(&[icg, ocg, 0, 0]);
     let binds = [gy.into(), (&wbuf).into(), dx.into()];
-    if icg == 1 {
+    // The GEMM's 64-wide column tile spans input channels here, so a stem conv (3 channels)
+    // would waste ~95% of it; the direct kernel is cheaper below a handful of channels.
+    if icg <= DIRECT_MAX_ICG {
         rec.dispatch_1d(Kernel::ConvBwdDirect, &binds, p, dx.len())
     } else {
         rec.dispatch(
