@@ -43,3 +43,37 @@ fn gather(@builtin(local_invocation_index) li: u32,
         dst[doff] = v;
     }
 }
+
+// Input gradient of Slice, gathered from the input side: dx at coordinate c is dy at
+// (c - start) / step where that is a whole in-range index on every axis, else 0. Transpose,
+// Pad and Concat need no kernel of their own: their gradients are plain `gather`s.
+// params: 0 total, 4..9 x shape, 10..15 start (i32), 16..21 step (i32), 22..27 dy shape,
+// 28..33 dy strides
+@compute @workgroup_size(256)
+fn slice_bwd(@builtin(local_invocation_index) li: u32,
+             @builtin(workgroup_id) wg: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let total = pu(0u);
+    for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
+        var rest = i;
+        var so = 0u;
+        var inside = true;
+        for (var d = 5; d >= 0; d--) {
+            let du = u32(d);
+            let n = pu(4u + du);
+            let c = i32(rest % n);
+            rest = rest / n;
+            let num = c - bitcast<i32>(pu(10u + du));
+            let step = bitcast<i32>(pu(16u + du));
+            let q = num / step;
+            if (q * step != num || q < 0 || q >= i32(pu(22u + du))) {
+                inside = false;
+            } else {
+                so += u32(q) * pu(28u + du);
+            }
+        }
+        var v = 0.0;
+        if (inside) { v = src[so]; }
+        dst[i] = v;
+    }
+}

@@ -5,6 +5,8 @@ struct Params { w: array<vec4<u32>, 16> }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+// Backward only: the output gradient.
+@group(0) @binding(3) var<storage, read> gy: array<f32>;
 
 fn pu(i: u32) -> u32 { return P.w[i >> 2u][i & 3u]; }
 fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
@@ -32,5 +34,46 @@ fn lrn(@builtin(local_invocation_index) li: u32,
             sq += v * v;
         }
         dst[i] = src[i] / pow(bias + alpha / f32(size) * sq, beta);
+    }
+}
+
+fn lrn_denom(plane0: u32, ch: i32, c: i32, inner: u32, lo_off: i32, hi_off: i32, k: f32) -> f32 {
+    var sq = 0.0;
+    for (var cc = max(ch - lo_off, 0); cc <= min(ch + hi_off, c - 1); cc++) {
+        let v = src[plane0 + u32(cc) * inner];
+        sq += v * v;
+    }
+    return k * sq;
+}
+
+// Input gradient of lrn. With D_i = bias + alpha/size * sum_{win(i)} x^2 and y_i = x_i D_i^-beta:
+// dx_j = dy_j D_j^-beta - 2 alpha beta / size * x_j * sum_{i : j in win(i)} dy_i x_i D_i^(-beta-1).
+// Recomputes D from x rather than keeping it. Same params as lrn; src: x, gy: dy.
+@compute @workgroup_size(256)
+fn lrn_bwd(@builtin(local_invocation_index) li: u32,
+           @builtin(workgroup_id) wg: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let total = pu(0u);
+    let c = i32(pu(1u));
+    let inner = pu(2u);
+    let size = pu(3u);
+    let alpha = pf(4u);
+    let beta = pf(5u);
+    let bias = pf(6u);
+    let k = alpha / f32(size);
+    let lo_off = i32((size - 1u) / 2u);
+    let hi_off = i32(size / 2u);
+    for (var j = wg.x * 256u + li; j < total; j += nwg.x * 256u) {
+        let ch = i32((j / inner) % u32(c));
+        let plane0 = j - u32(ch) * inner;
+        let dj = bias + lrn_denom(plane0, ch, c, inner, lo_off, hi_off, k);
+        var cross = 0.0;
+        // i's window [i - lo_off, i + hi_off] contains j  <=>  i in [j - hi_off, j + lo_off].
+        for (var ci = max(ch - hi_off, 0); ci <= min(ch + lo_off, c - 1); ci++) {
+            let o = plane0 + u32(ci) * inner;
+            let di = bias + lrn_denom(plane0, ci, c, inner, lo_off, hi_off, k);
+            cross += gy[o] * src[o] * pow(di, -beta - 1.0);
+        }
+        dst[j] = gy[j] * pow(dj, -beta) - 2.0 * k * beta * src[j] * cross;
     }
 }

@@ -4,6 +4,8 @@ struct Params { w: array<vec4<u32>, 16> }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+// Backward only: the output gradient (softmax_bwd) or the targets (softmax_prob_seed).
+@group(0) @binding(3) var<storage, read> aux: array<f32>;
 
 fn pu(i: u32) -> u32 { return P.w[i >> 2u][i & 3u]; }
 
@@ -27,5 +29,51 @@ fn softmax(@builtin(local_invocation_index) li: u32,
         }
         let inv = 1.0 / sum;
         for (var j = 0u; j < len; j++) { dst[base + j * inner] *= inv; }
+    }
+}
+
+// Input gradient of softmax: dx = y * (dy - sum(dy * y)) along the axis. src: forward output y,
+// aux: dy. Same params as softmax.
+@compute @workgroup_size(256)
+fn softmax_bwd(@builtin(local_invocation_index) li: u32,
+               @builtin(workgroup_id) wg: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let total = pu(0u);
+    let len = pu(1u);
+    let inner = pu(2u);
+    for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
+        let base = (i / inner) * len * inner + i % inner;
+        var dot = 0.0;
+        for (var j = 0u; j < len; j++) {
+            let o = base + j * inner;
+            dot += aux[o] * src[o];
+        }
+        for (var j = 0u; j < len; j++) {
+            let o = base + j * inner;
+            dst[o] = src[o] * (aux[o] - dot);
+        }
+    }
+}
+
+// The seed d p_t / d logits = p_t (e_t - p) for each row of logits [rows, K]. src: logits,
+// aux: target class per row (as f32, exact below 2^24). params: 0 rows, 1 K
+@compute @workgroup_size(256)
+fn softmax_prob_seed(@builtin(local_invocation_index) li: u32,
+                     @builtin(workgroup_id) wg: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let rows = pu(0u);
+    let k = pu(1u);
+    for (var i = wg.x * 256u + li; i < rows; i += nwg.x * 256u) {
+        let base = i * k;
+        let t = u32(aux[i]);
+        var mx = -3.402823e38;
+        for (var j = 0u; j < k; j++) { mx = max(mx, src[base + j]); }
+        var sum = 0.0;
+        for (var j = 0u; j < k; j++) { sum += exp(src[base + j] - mx); }
+        let pt = exp(src[base + t] - mx) / sum;
+        for (var j = 0u; j < k; j++) {
+            let p = exp(src[base + j] - mx) / sum;
+            dst[base + j] = pt * (select(0.0, 1.0, j == t) - p);
+        }
     }
 }

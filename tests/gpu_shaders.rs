@@ -55,14 +55,39 @@ fn all_shaders_parse_and_validate() {
 #[test]
 fn expected_entry_points_exist() {
     let expected = [
-        ("conv.wgsl", &["conv_gemm", "conv_direct"][..]),
-        ("gemm.wgsl", &["linear"]),
-        ("eltwise.wgsl", &["unary", "channel_affine", "binary"]),
-        ("pool.wgsl", &["pool2d", "global_pool"]),
-        ("reduce.wgsl", &["reduce"]),
-        ("softmax.wgsl", &["softmax"]),
-        ("layout.wgsl", &["gather"]),
-        ("norm.wgsl", &["lrn"]),
+        (
+            "conv.wgsl",
+            &[
+                "conv_gemm",
+                "conv_direct",
+                "conv_bwd_gemm",
+                "conv_bwd_direct",
+            ][..],
+        ),
+        ("gemm.wgsl", &["linear", "linear_bwd"]),
+        (
+            "eltwise.wgsl",
+            &[
+                "unary",
+                "channel_affine",
+                "binary",
+                "unary_bwd",
+                "channel_scale_bwd",
+                "binary_bwd",
+                "accumulate",
+            ],
+        ),
+        (
+            "pool.wgsl",
+            &["pool2d", "global_pool", "pool2d_bwd", "global_pool_bwd"],
+        ),
+        ("reduce.wgsl", &["reduce", "reduce_bwd"]),
+        (
+            "softmax.wgsl",
+            &["softmax", "softmax_bwd", "softmax_prob_seed"],
+        ),
+        ("layout.wgsl", &["gather", "slice_bwd"]),
+        ("norm.wgsl", &["lrn", "lrn_bwd"]),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     for (file, entries) in expected {

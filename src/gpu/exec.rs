@@ -18,33 +18,7 @@ pub(crate) fn forward(
     taps: &[ValueId],
 ) -> Result<Forward<GpuTensor>> {
     let g = &model.graph;
-    let in_shape = &g.values[g.input].shape;
-    if input.shape.len() != in_shape.len() + 1 || input.shape[1..] != in_shape[..] {
-        return Err(Error::bad_input(format!(
-            "model '{}' takes inputs of shape [N, {}], got {:?}",
-            model.name,
-            in_shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            input.shape
-        )));
-    }
-    let batch = input.shape[0];
-    if batch == 0 {
-        return Err(Error::bad_input(
-            "empty batch: at least one image is needed",
-        ));
-    }
-    for &t in taps {
-        if t >= g.values.len() {
-            return Err(Error::bad_input(format!(
-                "model '{}' has no value #{t} to tap",
-                model.name
-            )));
-        }
-    }
+    let batch = check_input(model, input, taps)?;
     let chunk = chunk_size(gpu, g)?.min(batch);
     let single = chunk == batch;
     let fusion = plan_fusion(g, taps);
@@ -154,7 +128,40 @@ pub(crate) fn forward(
     Ok(Forward { output, taps })
 }
 
-fn node_label(node: &Node) -> &str {
+/// Validates the input's shape and the tapped values; returns the batch size.
+pub(super) fn check_input(model: &Model, input: &GpuTensor, taps: &[ValueId]) -> Result<usize> {
+    let g = &model.graph;
+    let in_shape = &g.values[g.input].shape;
+    if input.shape.len() != in_shape.len() + 1 || input.shape[1..] != in_shape[..] {
+        return Err(Error::bad_input(format!(
+            "model '{}' takes inputs of shape [N, {}], got {:?}",
+            model.name,
+            in_shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            input.shape
+        )));
+    }
+    let batch = input.shape[0];
+    if batch == 0 {
+        return Err(Error::bad_input(
+            "empty batch: at least one image is needed",
+        ));
+    }
+    for &t in taps {
+        if t >= g.values.len() {
+            return Err(Error::bad_input(format!(
+                "model '{}' has no value #{t} to tap",
+                model.name
+            )));
+        }
+    }
+    Ok(batch)
+}
+
+pub(super) fn node_label(node: &Node) -> &str {
     if node.name.is_empty() {
         "<unnamed>"
     } else {
@@ -179,7 +186,7 @@ fn release(
 }
 
 /// The largest batch chunk for which no activation exceeds the binding limit.
-fn chunk_size(gpu: &GpuBackend, g: &Graph) -> Result<usize> {
+pub(super) fn chunk_size(gpu: &GpuBackend, g: &Graph) -> Result<usize> {
     let limit = gpu.binding_limit;
     let mut largest = 4u64;
     for (id, v) in g.values.iter().enumerate() {
@@ -204,15 +211,15 @@ fn chunk_size(gpu: &GpuBackend, g: &Graph) -> Result<usize> {
     Ok(((limit / largest) as usize).max(1))
 }
 
-struct Fusion {
+pub(super) struct Fusion {
     /// For a conv node: the activation node folded into it and its clamp range.
-    fused: Vec<Option<(usize, f32, f32)>>,
+    pub(super) fused: Vec<Option<(usize, f32, f32)>>,
     /// Nodes computed inside another node's kernel.
-    skip: Vec<bool>,
+    pub(super) skip: Vec<bool>,
 }
 
 /// Folds a Relu/Clip into the conv before it when nothing else can observe the conv's output.
-fn plan_fusion(g: &Graph, taps: &[ValueId]) -> Fusion {
+pub(super) fn plan_fusion(g: &Graph, taps: &[ValueId]) -> Fusion {
     let mut readers = vec![0usize; g.values.len()];
     for n in &g.nodes {
         for &v in &n.inputs {
@@ -265,7 +272,7 @@ pub(super) fn pad6<T: Copy>(v: &[T], fill: T) -> Vec<T> {
     out
 }
 
-fn run_node(
+pub(super) fn run_node(
     gpu: &GpuBackend,
     rec: &mut Recorder,
     node: &Node,

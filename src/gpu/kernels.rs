@@ -23,6 +23,21 @@ pub(crate) enum Kernel {
     Softmax,
     Gather,
     Lrn,
+    // Backward (vector-Jacobian products).
+    ConvBwdGemm,
+    ConvBwdDirect,
+    LinearBwd,
+    UnaryBwd,
+    ChannelScaleBwd,
+    BinaryBwd,
+    Accumulate,
+    Pool2dBwd,
+    GlobalPoolBwd,
+    ReduceBwd,
+    SoftmaxBwd,
+    SoftmaxProbSeed,
+    SliceBwd,
+    LrnBwd,
 }
 
 struct Spec {
@@ -62,6 +77,22 @@ impl Kernel {
             Kernel::Softmax => s("softmax", SOFTMAX, "softmax", &[1, 2]),
             Kernel::Gather => s("layout", LAYOUT, "gather", &[1, 2]),
             Kernel::Lrn => s("norm", NORM, "lrn", &[1, 2]),
+            Kernel::ConvBwdGemm => s("conv", CONV, "conv_bwd_gemm", &[1, 2, 4]),
+            Kernel::ConvBwdDirect => s("conv", CONV, "conv_bwd_direct", &[1, 2, 4]),
+            Kernel::LinearBwd => s("gemm", GEMM, "linear_bwd", &[1, 2, 4]),
+            Kernel::UnaryBwd => s("eltwise", ELTWISE, "unary_bwd", &[1, 2, 4]),
+            Kernel::ChannelScaleBwd => s("eltwise", ELTWISE, "channel_scale_bwd", &[1, 2, 4]),
+            Kernel::BinaryBwd => s("eltwise", ELTWISE, "binary_bwd", &[1, 2, 3, 4]),
+            Kernel::Accumulate => s("eltwise", ELTWISE, "accumulate", &[1, 4]),
+            // Backward kernels with an extra read-only input take it at binding 3, listed
+            // second so call sites pass (forward value, dy, dx).
+            Kernel::Pool2dBwd => s("pool", POOL, "pool2d_bwd", &[1, 3, 2]),
+            Kernel::GlobalPoolBwd => s("pool", POOL, "global_pool_bwd", &[1, 3, 2]),
+            Kernel::ReduceBwd => s("reduce", REDUCE, "reduce_bwd", &[1, 3, 2]),
+            Kernel::SoftmaxBwd => s("softmax", SOFTMAX, "softmax_bwd", &[1, 3, 2]),
+            Kernel::SoftmaxProbSeed => s("softmax", SOFTMAX, "softmax_prob_seed", &[1, 3, 2]),
+            Kernel::SliceBwd => s("layout", LAYOUT, "slice_bwd", &[1, 2]),
+            Kernel::LrnBwd => s("norm", NORM, "lrn_bwd", &[1, 3, 2]),
         }
     }
 }
@@ -215,6 +246,11 @@ enum Cmd {
         dst_off: u64,
         size: u64,
     },
+    Clear {
+        dst: wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    },
 }
 
 /// Collects a forward's dispatches and copies, then records them into one encoder with all
@@ -319,6 +355,17 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// Zeroes `size` bytes of `dst` from `offset` (both multiples of 4).
+    pub(crate) fn clear(&mut self, dst: &wgpu::Buffer, offset: u64, size: u64) {
+        if size > 0 {
+            self.cmds.push(Cmd::Clear {
+                dst: dst.clone(),
+                offset,
+                size,
+            });
+        }
+    }
+
     /// Encodes everything into one command buffer. The uniform buffer comes from the pool and
     /// is written here, before the submit that uses it.
     /// The uniform buffer is returned too: keep it until the command buffer is submitted.
@@ -358,6 +405,11 @@ impl<'a> Recorder<'a> {
             } = &self.cmds[i]
             {
                 encoder.copy_buffer_to_buffer(src, *src_off, dst, *dst_off, *size);
+                i += 1;
+                continue;
+            }
+            if let Cmd::Clear { dst, offset, size } = &self.cmds[i] {
+                encoder.clear_buffer(dst, *offset, Some(*size));
                 i += 1;
                 continue;
             }

@@ -1,8 +1,11 @@
 //! The GPU backend: imported models re-executed with hand-written WGSL compute kernels on wgpu.
 //!
 //! A forward records every op of the graph (for every batch chunk) into one command encoder and
-//! submits once; `read` is the only path back to the host.
+//! submits once; `read` is the only path back to the host. `gradients` does the same with each
+//! chunk's forward followed by its backward (one VJP kernel family beside each forward one), so
+//! gradients never leave the GPU until read.
 
+mod backward;
 mod exec;
 mod kernels;
 mod ops;
@@ -11,7 +14,10 @@ mod readback;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_grad;
+#[cfg(test)]
 mod tests_reference;
+mod vjp;
 
 use crate::backend::{Backend, Forward, GradRule, Gradients, HostTensor, Seed};
 use crate::error::{Error, Result};
@@ -379,13 +385,13 @@ impl Backend for GpuBackend {
 
     fn gradients(
         &self,
-        _model: &Model,
-        _input: &GpuTensor,
-        _seed: &Seed<GpuTensor>,
-        _rule: GradRule,
-        _wrt: &[ValueId],
-        _taps: &[ValueId],
+        model: &Model,
+        input: &GpuTensor,
+        seed: &Seed<GpuTensor>,
+        rule: GradRule,
+        wrt: &[ValueId],
+        taps: &[ValueId],
     ) -> Result<Gradients<GpuTensor>> {
-        Err(Error::internal("the GPU backend has no backward pass yet"))
+        backward::gradients(self, model, input, seed, rule, wrt, taps)
     }
 }

@@ -13,7 +13,7 @@ use super::tests_reference::reference;
 
 /// One device for the whole test binary, and one test on it at a time: wgpu's GL backend
 /// (`WGPU_BACKEND=gl`) slowed ~150x with several devices busy in one process.
-fn shared_device() -> (wgpu::Device, wgpu::Queue) {
+pub(super) fn shared_device() -> (wgpu::Device, wgpu::Queue) {
     static DEVICE: OnceLock<std::result::Result<(wgpu::Device, wgpu::Queue), String>> =
         OnceLock::new();
     match DEVICE.get_or_init(|| super::open_device().map_err(|e| e.to_string())) {
@@ -22,12 +22,12 @@ fn shared_device() -> (wgpu::Device, wgpu::Queue) {
     }
 }
 
-fn serial() -> MutexGuard<'static, ()> {
+pub(super) fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn gpu_with(max_binding_bytes: Option<u64>) -> GpuBackend {
+pub(super) fn gpu_with(max_binding_bytes: Option<u64>) -> GpuBackend {
     let (device, queue) = shared_device();
     match GpuBackend::from_wgpu(device, queue, &GpuOptions { max_binding_bytes }) {
         Ok(g) => g,
@@ -35,12 +35,12 @@ fn gpu_with(max_binding_bytes: Option<u64>) -> GpuBackend {
     }
 }
 
-fn gpu() -> GpuBackend {
+pub(super) fn gpu() -> GpuBackend {
     gpu_with(None)
 }
 
 /// Deterministic values in [-1, 1).
-fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+pub(super) fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
@@ -54,17 +54,17 @@ fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn konst(shape: &[usize], seed: u64) -> Const {
+pub(super) fn konst(shape: &[usize], seed: u64) -> Const {
     Const::new(shape.to_vec(), rand_vec(shape.iter().product(), seed))
 }
 
-struct Builder {
+pub(super) struct Builder {
     values: Vec<Value>,
     nodes: Vec<Node>,
 }
 
 impl Builder {
-    fn new(input: &[usize]) -> Builder {
+    pub(super) fn new(input: &[usize]) -> Builder {
         Builder {
             values: vec![Value {
                 name: "input".into(),
@@ -73,7 +73,7 @@ impl Builder {
             nodes: vec![],
         }
     }
-    fn add(&mut self, op: Op, inputs: &[ValueId], shape: &[usize]) -> ValueId {
+    pub(super) fn add(&mut self, op: Op, inputs: &[ValueId], shape: &[usize]) -> ValueId {
         let id = self.values.len();
         self.values.push(Value {
             name: format!("v{id}"),
@@ -87,7 +87,7 @@ impl Builder {
         });
         id
     }
-    fn model(self, output: ValueId) -> Model {
+    pub(super) fn model(self, output: ValueId) -> Model {
         Model {
             graph: Graph {
                 values: self.values,
@@ -100,7 +100,7 @@ impl Builder {
     }
 }
 
-fn assert_close(got: &HostTensor, want: &HostTensor, tol: f32, what: &str) {
+pub(super) fn assert_close(got: &HostTensor, want: &HostTensor, tol: f32, what: &str) {
     assert_eq!(got.shape, want.shape, "{what}: shape");
     for (i, (&a, &b)) in got.data.iter().zip(&want.data).enumerate() {
         assert!(
@@ -142,7 +142,7 @@ fn check_all(gpu: &GpuBackend, model: &Model, batch: usize, seed: u64) {
     }
 }
 
-fn conv(
+pub(super) fn conv(
     w: &[usize],
     bias: bool,
     groups: usize,
@@ -160,7 +160,7 @@ fn conv(
     })
 }
 
-fn conv_out(c: &Op, in_hw: [usize; 2]) -> [usize; 2] {
+pub(super) fn conv_out(c: &Op, in_hw: [usize; 2]) -> [usize; 2] {
     let Op::Conv(c) = c else { unreachable!() };
     let k = c.kernel();
     [0, 1].map(|a| {
@@ -615,7 +615,7 @@ fn layout_ops() {
 
 /// A MobileNetV2-style classifier: stem conv + clip, inverted residual (1x1 expand, depthwise,
 /// 1x1 project, Add), global pool, reshape, linear.
-fn mobilenet_like() -> Model {
+pub(super) fn mobilenet_like() -> Model {
     let relu6 = Op::Unary(Unary::Clip { min: 0.0, max: 6.0 });
     let mut b = Builder::new(&[3, 9, 11]);
     let stem = b.add(
