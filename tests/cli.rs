@@ -261,3 +261,99 @@ fn classify_default_runs_mobilenetv2_on_the_cat() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["results"][0]["top"][0]["class"], 285);
 }
+
+/// `netlens gradcam` on the cat: the hottest pixel of the upsampled map lies on the cat's face,
+/// hand-marked in the 224×224 crop as x 30..224, y 20..224 (the background strip at the top-left
+/// corner is excluded).
+#[test]
+fn gradcam_cli_peak_is_on_the_cat() {
+    let dir = scratch("gradcam_cat");
+    let model = asset("models/mobilenetv2_imagenet.onnx");
+    let image = asset("images/chelsea.png");
+    let out = netlens(&[
+        "gradcam",
+        &model,
+        &image,
+        "-o",
+        dir.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("gradcam_285.png").exists() && dir.join("gradcam_285_lowres.npy").exists());
+    let map = read_npy(dir.join("gradcam_285.npy").to_str().unwrap());
+    assert_eq!(map.shape, vec![224, 224]);
+    let peak = argmax(&map.data);
+    let (y, x) = (peak / 224, peak % 224);
+    assert!(
+        (30..224).contains(&x) && (20..224).contains(&y),
+        "peak at ({x}, {y})"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["results"][0]["class"], 285);
+}
+
+#[test]
+fn explain_bad_inputs_exit_2() {
+    let dir = scratch("bad_explain");
+    let d = dir.to_str().unwrap();
+    assert_bad_input(
+        &netlens(&[
+            "gradcam",
+            DIGITS,
+            DIGIT_PNG,
+            "-o",
+            d,
+            "--layer",
+            "nope",
+            "--backend",
+            "cpu",
+        ]),
+        "nope",
+    );
+    assert_bad_input(
+        &netlens(&[
+            "saliency",
+            DIGITS,
+            DIGIT_PNG,
+            "-o",
+            d,
+            "--class",
+            "10",
+            "--backend",
+            "cpu",
+        ]),
+        "out of range",
+    );
+    // A classifier without global average pooling: conv -> flatten -> gemm.
+    let mut b = OnnxBuilder::new(&[1, 4, 4]);
+    let w = b.weight("w", &[2, 1, 3, 3]);
+    let fc = b.weight("fc", &[3, 8]);
+    b.node("Conv", &["input", &w], &["c"], vec![]);
+    b.node("Flatten", &["c"], &["f"], vec![]);
+    b.node("Gemm", &["f", &fc], &["y"], vec![a_int("transB", 1)]);
+    let p = scratch("nogap.onnx");
+    std::fs::write(&p, b.build("y")).unwrap();
+    let img = scratch("nogap.png");
+    image::GrayImage::from_pixel(4, 4, image::Luma([128]))
+        .save(&img)
+        .unwrap();
+    assert_bad_input(
+        &netlens(&[
+            "cam",
+            p.to_str().unwrap(),
+            img.to_str().unwrap(),
+            "-o",
+            d,
+            "--backend",
+            "cpu",
+        ]),
+        "global average pool",
+    );
+}
