@@ -125,6 +125,11 @@ pub trait Backend {
     /// Copies a backend tensor to the host (for the GPU: one submission and one read-back).
     fn read(&self, tensor: &Self::Tensor) -> Result<HostTensor>;
 
+    /// Copies several tensors to the host; the GPU does it in one submission and one read-back.
+    fn read_many(&self, tensors: &[&Self::Tensor]) -> Result<Vec<HostTensor>> {
+        tensors.iter().map(|t| self.read(t)).collect()
+    }
+
     /// Full shape of a backend tensor.
     fn shape(&self, tensor: &Self::Tensor) -> Vec<usize>;
 

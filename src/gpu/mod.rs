@@ -367,7 +367,13 @@ impl Backend for GpuBackend {
     }
 
     fn read(&self, tensor: &GpuTensor) -> Result<HostTensor> {
-        readback::read(self, tensor)
+        let mut one = readback::read_many(self, &[tensor])?;
+        one.pop()
+            .ok_or_else(|| Error::internal("read-back returned nothing"))
+    }
+
+    fn read_many(&self, tensors: &[&GpuTensor]) -> Result<Vec<HostTensor>> {
+        readback::read_many(self, tensors)
     }
 
     fn shape(&self, tensor: &GpuTensor) -> Vec<usize> {

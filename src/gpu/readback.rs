@@ -6,10 +6,23 @@ use crate::backend::HostTensor;
 use crate::error::{Error, Result};
 use std::sync::atomic::Ordering;
 
-pub(crate) fn read(gpu: &GpuBackend, tensor: &GpuTensor) -> Result<HostTensor> {
-    let bytes = tensor.byte_len();
+/// Reads several tensors back with one copy submission and one map: a method's results (its
+/// logits, gradients, maps) cross to the host in a single read-back.
+pub(crate) fn read_many(gpu: &GpuBackend, tensors: &[&GpuTensor]) -> Result<Vec<HostTensor>> {
+    let offsets: Vec<u64> = tensors
+        .iter()
+        .scan(0u64, |at, t| {
+            let start = *at;
+            *at += t.byte_len();
+            Some(start)
+        })
+        .collect();
+    let bytes: u64 = tensors.iter().map(|t| t.byte_len()).sum();
     if bytes == 0 {
-        return HostTensor::new(tensor.shape.clone(), Vec::new());
+        return tensors
+            .iter()
+            .map(|t| HostTensor::new(t.shape.clone(), Vec::new()))
+            .collect();
     }
     let staging = gpu.pool.get(Usage::Staging, bytes);
     let mut encoder = gpu
@@ -17,7 +30,11 @@ pub(crate) fn read(gpu: &GpuBackend, tensor: &GpuTensor) -> Result<HostTensor> {
         .create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("netlens read"),
         });
-    encoder.copy_buffer_to_buffer(tensor.buffer(), 0, staging.buffer(), 0, bytes);
+    for (t, &at) in tensors.iter().zip(&offsets) {
+        if t.byte_len() > 0 {
+            encoder.copy_buffer_to_buffer(t.buffer(), 0, staging.buffer(), at, t.byte_len());
+        }
+    }
     let index = gpu.submit(encoder.finish());
     let (tx, rx) = std::sync::mpsc::channel();
     staging
@@ -44,5 +61,15 @@ pub(crate) fn read(gpu: &GpuBackend, tensor: &GpuTensor) -> Result<HostTensor> {
     staging.buffer().unmap();
     gpu.stats.readbacks.fetch_add(1, Ordering::Relaxed);
     gpu.stats.bytes_read.fetch_add(bytes, Ordering::Relaxed);
-    HostTensor::new(tensor.shape.clone(), data)
+    tensors
+        .iter()
+        .zip(&offsets)
+        .map(|(t, &at)| {
+            let start = (at / 4) as usize;
+            HostTensor::new(
+                t.shape.clone(),
+                data[start..start + (t.byte_len() / 4) as usize].to_vec(),
+            )
+        })
+        .collect()
 }

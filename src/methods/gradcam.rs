@@ -116,9 +116,15 @@ impl GradCam {
         let seed = score_seed(b, model, self.score, classes)?;
         let g = b.gradients(model, &batch, &seed, GradRule::Standard, &[layer], &[layer])?;
         let missing = || Error::internal("backend returned no feature-layer tensors");
-        let acts = b.read(g.tap(layer).ok_or_else(missing)?)?;
-        let grads = b.read(g.layer_grad(layer).ok_or_else(missing)?)?;
-        let logits = b.read(&g.output)?;
+        let mut read = b.read_many(&[
+            g.tap(layer).ok_or_else(missing)?,
+            g.layer_grad(layer).ok_or_else(missing)?,
+            &g.output,
+        ])?;
+        let (logits, grads, acts) = (read.pop(), read.pop(), read.pop());
+        let (Some(acts), Some(grads), Some(logits)) = (acts, grads, logits) else {
+            return Err(missing());
+        };
         let scores = scores(&logits, self.score, classes);
         let (in_h, in_w) = (x.shape[2], x.shape[3]);
         let mut maps = Vec::with_capacity(classes.len());

@@ -1,7 +1,7 @@
 //! Integrated Gradients (Sundararajan et al.) with Captum's quadrature rules. All steps, plus the
 //! image and the baseline themselves (for the convergence delta), run as one batch.
 
-use super::{check_class, check_single_image, score_seed, scores, PixelAttribution, Score};
+use super::{check_class, check_single_image, read2, score_seed, scores, PixelAttribution, Score};
 use crate::backend::{Backend, GradRule, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -172,8 +172,7 @@ impl IntegratedGradients {
         let targets = vec![class; n];
         let seed = score_seed(b, model, self.score, &targets)?;
         let g = b.gradients(model, &batch, &seed, GradRule::Standard, &[], &[])?;
-        let logits = b.read(&g.output)?;
-        let grads = b.read(&g.input_grad)?;
+        let [logits, grads] = read2(b, &g.output, &g.input_grad)?;
         let s = scores(&logits, self.score, &targets);
         let mut acc = vec![0.0f64; len];
         for (i, w) in weights.iter().enumerate() {

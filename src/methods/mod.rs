@@ -143,6 +143,21 @@ pub(crate) fn scores(logits: &HostTensor, score: Score, targets: &[usize]) -> Ve
         .collect()
 }
 
+/// Reads two tensors in one read-back.
+pub(crate) fn read2<B: Backend>(
+    b: &B,
+    first: &B::Tensor,
+    second: &B::Tensor,
+) -> Result<[HostTensor; 2]> {
+    let mut v = b.read_many(&[first, second])?;
+    match (v.pop(), v.pop()) {
+        (Some(s), Some(f)) => Ok([f, s]),
+        _ => Err(Error::internal(
+            "read-back returned fewer tensors than asked",
+        )),
+    }
+}
+
 /// `n` copies of one image, stacked into a batch.
 pub(crate) fn repeat(x: &HostTensor, n: usize) -> HostTensor {
     let mut shape = x.shape.clone();

@@ -1,7 +1,9 @@
 //! Vanilla gradients (Simonyan et al.), gradient × input, and guided backprop: one backward pass
 //! for all requested classes at once (class `i` is sample `i`).
 
-use super::{check_single_image, repeat, samples, score_seed, scores, PixelAttribution, Score};
+use super::{
+    check_single_image, read2, repeat, samples, score_seed, scores, PixelAttribution, Score,
+};
 use crate::backend::{Backend, GradRule, HostTensor};
 use crate::error::Result;
 use crate::model::Model;
@@ -28,8 +30,7 @@ impl Saliency {
         let batch = b.upload(&repeat(x, classes.len()))?;
         let seed = score_seed(b, model, self.score, classes)?;
         let g = b.gradients(model, &batch, &seed, self.rule, &[], &[])?;
-        let logits = b.read(&g.output)?;
-        let grads = b.read(&g.input_grad)?;
+        let [logits, grads] = read2(b, &g.output, &g.input_grad)?;
         let scores = scores(&logits, self.score, classes);
         Ok(samples(&grads)
             .into_iter()

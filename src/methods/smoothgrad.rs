@@ -1,7 +1,7 @@
 //! SmoothGrad (Smilkov et al.), SmoothGrad² and VarGrad (Adebayo et al.): gradients of N noisy
 //! copies, run as one batch.
 
-use super::{check_class, check_single_image, score_seed, scores, PixelAttribution, Score};
+use super::{check_class, check_single_image, read2, score_seed, scores, PixelAttribution, Score};
 use crate::backend::{Backend, GradRule, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -118,8 +118,8 @@ impl SmoothGrad {
         let targets = vec![class; n + 1];
         let seed = score_seed(b, model, self.score, &targets)?;
         let g = b.gradients(model, &batch, &seed, GradRule::Standard, &[], &[])?;
-        let grads = b.read(&g.input_grad)?;
-        let score = scores(&b.read(&g.output)?, self.score, &targets)[n];
+        let [logits, grads] = read2(b, &g.output, &g.input_grad)?;
+        let score = scores(&logits, self.score, &targets)[n];
         let len = x.data.len();
         let (mut sum, mut sq) = (vec![0.0f64; len], vec![0.0f64; len]);
         for i in 0..n {

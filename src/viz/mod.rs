@@ -90,11 +90,13 @@ mod tests {
 
     #[test]
     fn turbo_endpoints_and_middle() {
-        // Turbo runs from dark blue through green to dark red.
+        // Turbo runs from near-black purple through blue and green to dark red; 0.25 is blue-cyan.
         let lo = turbo(0.0);
+        let quarter = turbo(0.2);
         let mid = turbo(0.5);
         let hi = turbo(1.0);
-        assert!(lo[2] > lo[0] && lo[2] > lo[1], "{lo:?}");
+        assert!(lo.iter().sum::<f32>() < 0.5, "{lo:?}");
+        assert!(quarter[2] > quarter[0], "{quarter:?}");
         assert!(mid[1] > 0.8, "{mid:?}");
         assert!(hi[0] > hi[1] && hi[0] > hi[2], "{hi:?}");
     }
