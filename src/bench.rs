@@ -170,3 +170,142 @@ pub fn markdown(report: &ForwardReport) -> String {
     }
     s
 }
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MethodRow {
+    pub method: String,
+    pub runner: String,
+    /// Median seconds per call (one image).
+    pub seconds: f64,
+    /// Queue submissions per call (GPU only), read-backs included.
+    pub submissions_per_call: Option<f64>,
+}
+
+/// Times each attribution method on one image, on the GPU (if `gpu`) and the CPU backend.
+pub fn bench_methods(
+    model_path: &str,
+    image: &HostTensor,
+    class: usize,
+    repeat: usize,
+    gpu: bool,
+    mut log: impl FnMut(&MethodRow),
+) -> Result<Vec<MethodRow>> {
+    let model = load_model(model_path)?;
+    let mut rows = Vec::new();
+    if gpu {
+        let g = GpuBackend::new(&GpuOptions::default())?;
+        let name = format!("gpu ({})", g.name());
+        for &method in METHODS {
+            let before = g.stats().submissions;
+            let mut calls = 0u64;
+            let ms = time_ms(repeat, || {
+                calls += 1;
+                run_method(&g, &model, image, class, method)
+            })?;
+            let subs = (g.stats().submissions - before) as f64 / calls as f64;
+            rows.push(MethodRow {
+                method: method.into(),
+                runner: name.clone(),
+                seconds: ms / 1e3,
+                submissions_per_call: Some(subs),
+            });
+            log(rows.last().expect("pushed"));
+        }
+    }
+    let cpu = CpuBackend::new();
+    let name = format!("cpu ({} threads)", rayon::current_num_threads());
+    for &method in METHODS {
+        let ms = time_ms(repeat, || run_method(&cpu, &model, image, class, method))?;
+        rows.push(MethodRow {
+            method: method.into(),
+            runner: name.clone(),
+            seconds: ms / 1e3,
+            submissions_per_call: None,
+        });
+        log(rows.last().expect("pushed"));
+    }
+    Ok(rows)
+}
+
+/// The methods the bench covers, with the parameters the README table states.
+pub const METHODS: &[&str] = &[
+    "saliency",
+    "guided",
+    "smoothgrad (25)",
+    "ig (32 steps)",
+    "cam",
+    "gradcam",
+    "gradcam++",
+    "layercam",
+    "guided-gradcam",
+];
+
+fn run_method<B: Backend>(
+    b: &B,
+    model: &crate::Model,
+    x: &HostTensor,
+    class: usize,
+    method: &str,
+) -> Result<()> {
+    use crate::methods::gradcam::{guided_gradcam, CamVariant, GradCam};
+    use crate::methods::{cam, integrated_gradients, saliency::Saliency, smoothgrad::SmoothGrad};
+    let classes = [class];
+    let gradcam = |variant| GradCam {
+        variant,
+        ..Default::default()
+    };
+    match method {
+        "saliency" => Saliency::default()
+            .attribute(b, model, x, &classes)
+            .map(drop),
+        "guided" => Saliency {
+            rule: crate::GradRule::Guided,
+            ..Default::default()
+        }
+        .attribute(b, model, x, &classes)
+        .map(drop),
+        "smoothgrad (25)" => SmoothGrad::default()
+            .attribute(b, model, x, class)
+            .map(drop),
+        "ig (32 steps)" => integrated_gradients::IntegratedGradients {
+            steps: 32,
+            ..Default::default()
+        }
+        .attribute(b, model, x, class)
+        .map(drop),
+        "cam" => cam::cam(b, model, x, &classes).map(drop),
+        "gradcam" => gradcam(CamVariant::GradCam)
+            .attribute(b, model, x, &classes)
+            .map(drop),
+        "gradcam++" => gradcam(CamVariant::GradCamPlusPlus)
+            .attribute(b, model, x, &classes)
+            .map(drop),
+        "layercam" => gradcam(CamVariant::LayerCam)
+            .attribute(b, model, x, &classes)
+            .map(drop),
+        "guided-gradcam" => {
+            guided_gradcam(b, model, x, &classes, &gradcam(CamVariant::GradCam)).map(drop)
+        }
+        other => Err(Error::bad_input(format!("unknown method '{other}'"))),
+    }
+}
+
+/// Method rows as a Markdown table: one line per method, GPU and CPU side by side.
+pub fn methods_markdown(rows: &[MethodRow]) -> String {
+    let mut s = String::from(
+        "| method | GPU s/image | GPU submissions/call | CPU s/image |\n|---|---:|---:|---:|\n",
+    );
+    for m in METHODS {
+        let find = |gpu: bool| {
+            rows.iter()
+                .find(|r| r.method == *m && r.runner.starts_with("gpu") == gpu)
+        };
+        let gpu = find(true).map_or("".into(), |r| format!("{:.3}", r.seconds));
+        let subs = find(true)
+            .and_then(|r| r.submissions_per_call)
+            .map_or("".into(), |v| format!("{v:.0}"));
+        let cpu = find(false).map_or("".into(), |r| format!("{:.3}", r.seconds));
+        s += &format!("| {m} | {gpu} | {subs} | {cpu} |\n");
+    }
+    s
+}

@@ -54,20 +54,7 @@ pub(crate) fn forward(
         cx.run(&mut BufPool::default(), dests)?;
     } else {
         let isl = numel(in_shape);
-        let mut rests: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[..]).collect();
-        let mut work = Vec::with_capacity(threads);
-        let mut start = 0;
-        for t in 0..threads {
-            let count = batch / threads + usize::from(t < batch % threads);
-            let mut mine = Vec::with_capacity(keep.len());
-            for (rest, &n) in rests.iter_mut().zip(&sample_lens) {
-                let (head, tail) = std::mem::take(rest).split_at_mut(count * n);
-                mine.push(head);
-                *rest = tail;
-            }
-            work.push((start, count, mine));
-            start += count;
-        }
+        let work = split_by_thread(&mut outs, &sample_lens, batch, threads);
         work.into_par_iter()
             .map(|(start, count, mut dests)| {
                 let mut pool = BufPool::default();
@@ -514,4 +501,32 @@ impl Cx<'_> {
             }
         }
     }
+}
+
+/// Work of one thread: its first sample, its sample count, and its slice of each output.
+pub(super) type ThreadWork<'a> = (usize, usize, Vec<&'a mut [f32]>);
+
+/// Splits each full-batch output (`sample_lens[i]` floats per sample) into contiguous runs of
+/// samples, one run per thread, so threads write disjoint slices without locks.
+pub(super) fn split_by_thread<'a>(
+    outs: &'a mut [Vec<f32>],
+    sample_lens: &[usize],
+    batch: usize,
+    threads: usize,
+) -> Vec<ThreadWork<'a>> {
+    let mut rests: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[..]).collect();
+    let mut work = Vec::with_capacity(threads);
+    let mut start = 0;
+    for t in 0..threads {
+        let count = batch / threads + usize::from(t < batch % threads);
+        let mut mine = Vec::with_capacity(sample_lens.len());
+        for (rest, &n) in rests.iter_mut().zip(sample_lens) {
+            let (head, tail) = std::mem::take(rest).split_at_mut(count * n);
+            mine.push(head);
+            *rest = tail;
+        }
+        work.push((start, count, mine));
+        start += count;
+    }
+    work
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::exec::{check_input, produced_values, BufPool, Cx, Plan};
+use super::exec::{check_input, produced_values, split_by_thread, BufPool, Cx, Plan};
 use super::{conv, eltwise, layout, linear, lrn, pool, reduce, softmax};
 use crate::backend::{GradRule, Gradients, HostTensor, Seed};
 use crate::error::{Error, Result};
@@ -109,20 +109,7 @@ pub(crate) fn gradients(
         let dests = outs.iter_mut().map(|o| &mut o[..]).collect();
         run.run(&cx, &mut BufPool::default(), seed_part(0, batch), dests)?;
     } else {
-        let mut rests: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[..]).collect();
-        let mut work = Vec::with_capacity(threads);
-        let mut start = 0;
-        for t in 0..threads {
-            let count = batch / threads + usize::from(t < batch % threads);
-            let mut mine = Vec::with_capacity(lens.len());
-            for (rest, &n) in rests.iter_mut().zip(&lens) {
-                let (head, tail) = std::mem::take(rest).split_at_mut(count * n);
-                mine.push(head);
-                *rest = tail;
-            }
-            work.push((start, count, mine));
-            start += count;
-        }
+        let work = split_by_thread(&mut outs, &lens, batch, threads);
         work.into_par_iter()
             .map(|(start, count, mut dests)| {
                 let mut pool = BufPool::default();

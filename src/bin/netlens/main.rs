@@ -98,6 +98,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Seconds per image of every attribution method, GPU and CPU (MobileNetV2 on the cat, class 285).
+    Methods {
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Skip the GPU backend.
+        #[arg(long)]
+        no_gpu: bool,
+        /// Also write the rows as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     Forward {
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: String,
@@ -155,6 +166,14 @@ fn main() -> ExitCode {
             common,
         }) => run(&model, image, input_npy, &output, &taps, &common),
         Some(Command::Adapters) => adapters(),
+        Some(Command::Bench {
+            what:
+                BenchCmd::Methods {
+                    repeat,
+                    no_gpu,
+                    json,
+                },
+        }) => bench_methods(repeat, !no_gpu, json),
         Some(Command::Saliency(a)) => run_explain(explain::Method::Saliency, &a),
         Some(Command::Smoothgrad(a)) => run_explain(explain::Method::SmoothGrad, &a),
         Some(Command::Ig(a)) => run_explain(explain::Method::Ig, &a),
@@ -435,6 +454,30 @@ fn adapters() -> Result<()> {
             "{} [{}] {} driver: {}",
             a.name, a.backend, a.device_type, a.driver
         );
+    }
+    Ok(())
+}
+
+fn bench_methods(repeat: usize, gpu: bool, json: Option<PathBuf>) -> Result<()> {
+    let model = load_model(DEFAULT_MODEL)?;
+    let (x, _) = load_images(
+        Path::new(DEFAULT_MODEL),
+        &model,
+        &[PathBuf::from(DEFAULT_IMAGE)],
+        None,
+    )?;
+    let rows = netlens::bench::bench_methods(DEFAULT_MODEL, &x, 285, repeat, gpu, |r| {
+        eprintln!(
+            "  {:<18} {:<48} {:>9.3} s/image",
+            r.method, r.runner, r.seconds
+        )
+    })?;
+    println!("{}", netlens::bench::methods_markdown(&rows));
+    if let Some(path) = json {
+        let text =
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::internal(e.to_string()))?;
+        std::fs::write(&path, text)
+            .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(())
 }
