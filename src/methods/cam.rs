@@ -69,11 +69,10 @@ pub fn cam<B: Backend>(
     }
     let input = b.upload(x)?;
     let f = b.forward(model, &input, &[layer])?;
-    let acts = b.read(
-        f.tap(layer)
-            .ok_or_else(|| Error::internal("backend returned no tap"))?,
-    )?;
-    let logits = b.read(&f.output)?;
+    let tap = f
+        .tap(layer)
+        .ok_or_else(|| Error::internal("backend returned no tap"))?;
+    let [acts, logits] = super::read2(b, tap, &f.output)?;
     let k = logits.sample_len();
     Ok(classes
         .iter()
