@@ -425,3 +425,39 @@ fn bad_settings_are_rejected() {
     let e = run(Occlusion::default(), &[10]);
     assert!(e.contains("out of range"), "{e}");
 }
+
+#[test]
+fn gpu_occlude_refuses_a_batch_over_the_binding_limit() {
+    let g = GpuBackend::new(&GpuOptions {
+        max_binding_bytes: Some(4096),
+    })
+    .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    let x = g.upload(&random(&[1, 1, 16, 16], 3)).expect("upload");
+    // 3 samples of 1 KiB fit, 5 do not.
+    let ok = g.occlude(&x, &[win(0, 0, 2, 2); 3], &[0.0]).expect("fits");
+    assert_eq!(g.shape(&ok), vec![3, 1, 16, 16]);
+    let e = g
+        .occlude(&x, &[win(0, 0, 2, 2); 5], &[0.0])
+        .expect_err("over the limit")
+        .to_string();
+    assert!(
+        e.contains("binding limit") && e.contains("mini-batch"),
+        "{e}"
+    );
+}
+
+#[test]
+fn upsampling_keeps_constants_and_same_size_maps() {
+    use netlens::methods::occlusion::{resize_bicubic, resize_nearest};
+    let flat = HostTensor::new(vec![3, 4], vec![2.5; 12]).expect("map");
+    for up in [resize_bicubic(&flat, 7, 9), resize_nearest(&flat, 7, 9)] {
+        assert_eq!(up.shape, vec![7, 9]);
+        assert!(up.data.iter().all(|v| (v - 2.5).abs() < 1e-6), "{up:?}");
+    }
+    let m = random(&[5, 6], 9);
+    assert_eq!(resize_bicubic(&m, 5, 6), m);
+    assert_eq!(resize_nearest(&m, 5, 6), m);
+    // Upsampling by 2: nearest repeats each value in a 2×2 block.
+    let n = resize_nearest(&m, 10, 12);
+    assert_eq!(n.data[3 * 12 + 5], m.data[6 + 2]);
+}
