@@ -333,6 +333,9 @@ fn source(o: usize, out: usize, inp: usize) -> f64 {
 /// Nearest-neighbour resize of a `[h, w]` map (half-pixel centres).
 pub fn resize_nearest(map: &HostTensor, out_h: usize, out_w: usize) -> HostTensor {
     let (h, w) = (map.shape[0], map.shape[1]);
+    if h == 0 || w == 0 {
+        return HostTensor::zeros(vec![out_h, out_w]);
+    }
     let idx = |o: usize, out: usize, inp: usize| {
         (((o as f64 + 0.5) * inp as f64 / out as f64).floor() as usize).min(inp - 1)
     };
@@ -363,6 +366,9 @@ fn cubic(t: f64) -> f64 {
 /// Bicubic resize of a `[h, w]` map (Keys a = -0.5, half-pixel centres, edges repeated).
 pub fn resize_bicubic(map: &HostTensor, out_h: usize, out_w: usize) -> HostTensor {
     let (h, w) = (map.shape[0], map.shape[1]);
+    if h == 0 || w == 0 {
+        return HostTensor::zeros(vec![out_h, out_w]);
+    }
     let taps = |o: usize, out: usize, inp: usize| -> [(usize, f64); 4] {
         let x = source(o, out, inp);
         let x0 = x.floor();
