@@ -111,6 +111,28 @@ impl<T> Gradients<T> {
     }
 }
 
+/// One occluding window in pixel coordinates of the image; it may reach past the border (only the
+/// part inside the image is occluded), and a window of zero height or width occludes nothing,
+/// which lets the unoccluded image ride along in the same batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OcclusionWindow {
+    pub top: i64,
+    pub left: i64,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl OcclusionWindow {
+    /// Whether pixel `(y, x)` lies inside the window.
+    pub fn covers(&self, y: usize, x: usize) -> bool {
+        let (y, x) = (y as i64, x as i64);
+        y >= self.top
+            && y < self.top + self.height as i64
+            && x >= self.left
+            && x < self.left + self.width as i64
+    }
+}
+
 /// The surface every method is written against. Tensors are backend handles; `read` is the only
 /// way data crosses back to the host.
 pub trait Backend {
@@ -155,4 +177,45 @@ pub trait Backend {
         wrt: &[ValueId],
         taps: &[ValueId],
     ) -> Result<Gradients<Self::Tensor>>;
+
+    /// From one image `[1, C, H, W]`, the batch `[windows.len(), C, H, W]` whose sample `i` is the
+    /// image with window `i` (clipped to the image) set to `value[c]` on channel `c`. The batch is
+    /// built where the image lives (on the GPU: one kernel, one submission), never on the host.
+    fn occlude(
+        &self,
+        image: &Self::Tensor,
+        windows: &[OcclusionWindow],
+        value: &[f32],
+    ) -> Result<Self::Tensor>;
+}
+
+/// Checks the operands of [`Backend::occlude`]; returns `(C, H, W)`.
+pub(crate) fn check_occlude(
+    shape: &[usize],
+    windows: &[OcclusionWindow],
+    value: &[f32],
+) -> Result<(usize, usize, usize)> {
+    if shape.len() != 4 || shape[0] != 1 {
+        return Err(Error::bad_input(format!(
+            "occlusion needs one image [1, C, H, W], got {shape:?}"
+        )));
+    }
+    let (c, h, w) = (shape[1], shape[2], shape[3]);
+    if value.len() != c {
+        return Err(Error::bad_input(format!(
+            "occlusion mask value has {} channel(s), the image has {c}",
+            value.len()
+        )));
+    }
+    // The GPU kernel does its window arithmetic in i32.
+    let lim = i32::MAX as i64 / 4;
+    for win in windows {
+        let fits = |v: i64| (-lim..=lim).contains(&v);
+        if !(fits(win.top) && fits(win.left) && fits(win.height as i64) && fits(win.width as i64)) {
+            return Err(Error::bad_input(format!(
+                "occlusion window {win:?} is out of range"
+            )));
+        }
+    }
+    Ok((c, h, w))
 }

@@ -12,6 +12,7 @@ mod grad;
 mod layout;
 mod linear;
 mod lrn;
+mod perturb;
 mod pool;
 mod reduce;
 mod softmax;
@@ -21,7 +22,9 @@ mod tests;
 
 use std::sync::Arc;
 
-use crate::backend::{Backend, Forward, GradRule, Gradients, HostTensor, Seed};
+use crate::backend::{
+    check_occlude, Backend, Forward, GradRule, Gradients, HostTensor, OcclusionWindow, Seed,
+};
 use crate::error::Result;
 use crate::model::{Model, ValueId};
 
@@ -76,5 +79,17 @@ impl Backend for CpuBackend {
         taps: &[ValueId],
     ) -> Result<Gradients<Self::Tensor>> {
         grad::gradients(model, input, seed, rule, wrt, taps)
+    }
+
+    fn occlude(
+        &self,
+        image: &Self::Tensor,
+        windows: &[OcclusionWindow],
+        value: &[f32],
+    ) -> Result<Self::Tensor> {
+        let (c, h, w) = check_occlude(&image.shape, windows, value)?;
+        let mut out = HostTensor::zeros(vec![windows.len(), c, h, w]);
+        perturb::occlude(&image.data, (c, h, w), windows, value, &mut out.data);
+        Ok(Arc::new(out))
     }
 }

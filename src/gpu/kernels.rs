@@ -23,6 +23,7 @@ pub(crate) enum Kernel {
     Softmax,
     Gather,
     Lrn,
+    Occlude,
     // Backward (vector-Jacobian products).
     ConvBwdGemm,
     ConvBwdDirect,
@@ -55,6 +56,7 @@ const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const LAYOUT: &str = include_str!("../../shaders/layout.wgsl");
 const NORM: &str = include_str!("../../shaders/norm.wgsl");
+const PERTURB: &str = include_str!("../../shaders/perturb.wgsl");
 
 impl Kernel {
     fn spec(self) -> Spec {
@@ -77,6 +79,7 @@ impl Kernel {
             Kernel::Softmax => s("softmax", SOFTMAX, "softmax", &[1, 2]),
             Kernel::Gather => s("layout", LAYOUT, "gather", &[1, 2]),
             Kernel::Lrn => s("norm", NORM, "lrn", &[1, 2]),
+            Kernel::Occlude => s("perturb", PERTURB, "occlude", &[1, 2, 3]),
             Kernel::ConvBwdGemm => s("conv", CONV, "conv_bwd_gemm", &[1, 2, 4]),
             Kernel::ConvBwdDirect => s("conv", CONV, "conv_bwd_direct", &[1, 2, 4]),
             Kernel::LinearBwd => s("gemm", GEMM, "linear_bwd", &[1, 2, 4]),

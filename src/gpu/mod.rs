@@ -9,6 +9,7 @@ mod backward;
 mod exec;
 mod kernels;
 mod ops;
+mod perturb;
 mod pool;
 mod readback;
 #[cfg(test)]
@@ -19,7 +20,7 @@ mod tests_grad;
 mod tests_reference;
 mod vjp;
 
-use crate::backend::{Backend, Forward, GradRule, Gradients, HostTensor, Seed};
+use crate::backend::{Backend, Forward, GradRule, Gradients, HostTensor, OcclusionWindow, Seed};
 use crate::error::{Error, Result};
 use crate::model::{Model, ValueId};
 use pool::{Pool, PooledBuffer, Usage};
@@ -399,5 +400,14 @@ impl Backend for GpuBackend {
         taps: &[ValueId],
     ) -> Result<Gradients<GpuTensor>> {
         backward::gradients(self, model, input, seed, rule, wrt, taps)
+    }
+
+    fn occlude(
+        &self,
+        image: &GpuTensor,
+        windows: &[OcclusionWindow],
+        value: &[f32],
+    ) -> Result<GpuTensor> {
+        perturb::occlude(self, image, windows, value)
     }
 }

@@ -7,6 +7,7 @@
 pub mod cam;
 pub mod gradcam;
 pub mod integrated_gradients;
+pub mod occlusion;
 pub mod saliency;
 pub mod smoothgrad;
 

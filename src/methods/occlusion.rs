@@ -1,0 +1,403 @@
+//! Occlusion sensitivity (Zeiler & Fergus; MATLAB `occlusionSensitivity`, Captum `Occlusion`):
+//! slide a window filled with a constant over the image and record how much the class score
+//! drops at each position.
+//!
+//! The occluded copies are built by the backend from the one uploaded image
+//! ([`Backend::occlude`]) and run in chunks of `mini_batch` samples: per chunk one `occlude`
+//! and one `forward` (on the GPU two submissions, see [`Occlusion::attribute`]). Only the logits
+//! stay behind, and all chunks' logits cross to the host in one `read_many` at the end; the
+//! unoccluded image rides along as an extra, empty window in the first chunk.
+
+use super::{check_class, check_single_image, scores, Score};
+use crate::backend::{Backend, HostTensor, OcclusionWindow};
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// What the occluding window is filled with.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum MaskValue {
+    /// The per-channel mean of the image (MATLAB's `MaskValue="auto"`).
+    #[default]
+    Auto,
+    /// One value on every channel (Captum's `baselines`, 0 by default there).
+    Scalar(f32),
+    /// One value per channel.
+    PerChannel(Vec<f32>),
+}
+
+/// How [`OcclusionMap::upsampled`] is made from the window grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Upsampling {
+    /// No upsampled map.
+    None,
+    /// Nearest neighbour, half-pixel centres.
+    Nearest,
+    /// Keys cubic convolution (a = -0.5, MATLAB `imresize`'s bicubic kernel), half-pixel
+    /// centres, edge samples repeated past the border (MATLAB's `OutputUpsampling` default).
+    #[default]
+    Bicubic,
+}
+
+/// Occlusion settings; `Default` is MATLAB's defaults with a logit score.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Occlusion {
+    /// `[height, width]` of the window; `None`: MATLAB's auto, `floor(0.2 * side)` (at least 1).
+    pub mask_size: Option<[usize; 2]>,
+    /// `[rows, columns]` between window positions; `None`: MATLAB's auto, `ceil(0.1 * side)`.
+    pub stride: Option<[usize; 2]>,
+    pub mask_value: MaskValue,
+    /// MATLAB's `MaskClipping`; see [`Occlusion::windows`].
+    pub clipping: bool,
+    /// Samples per forward; `None`: as many as fit 64 MiB of input, at most 64.
+    pub mini_batch: Option<usize>,
+    pub score: Score,
+    pub upsampling: Upsampling,
+}
+
+impl Default for Occlusion {
+    fn default() -> Self {
+        Occlusion {
+            mask_size: None,
+            stride: None,
+            mask_value: MaskValue::Auto,
+            clipping: true,
+            mini_batch: None,
+            score: Score::Logit,
+            upsampling: Upsampling::Bicubic,
+        }
+    }
+}
+
+/// The occlusion result for one class.
+#[derive(Clone, Debug)]
+pub struct OcclusionMap {
+    pub class: usize,
+    /// The explained score of `class` on the unoccluded image.
+    pub score: f32,
+    /// `[rows, cols]`: score drop `f(x) - f(x occluded)` per window position (MATLAB's map before
+    /// upsampling).
+    pub grid: HostTensor,
+    /// `[H, W]`: per pixel, the mean score drop over the windows covering it (Captum's
+    /// attribution); 0 where no window covers the pixel.
+    pub per_pixel: HostTensor,
+    /// `[H, W]`: `grid` resized to the image, unless [`Upsampling::None`].
+    pub upsampled: Option<HostTensor>,
+}
+
+/// Budget for one chunk's occluded input; the activations of a chunk scale with it.
+const AUTO_BATCH_BYTES: usize = 64 << 20;
+const AUTO_BATCH_MAX: usize = 64;
+
+impl Occlusion {
+    /// The window positions on an `h × w` image, row-major: `(rows, cols, windows)`.
+    ///
+    /// Per axis, with window `m` and stride `s` on a side of `n` pixels:
+    /// - clipping off (Captum): starts `0, s, 2s, …, ⌊(n - m)/s⌋·s`; only whole windows, so the
+    ///   last `(n - m) mod s` pixels may be left uncovered. A window larger than the image is an
+    ///   error.
+    /// - clipping on (MATLAB): the window's centre pixel `start + ⌊m/2⌋` visits `0, s, 2s, …`
+    ///   while it is inside the image (`k·s ≤ n - 1`), i.e. starts `-⌊m/2⌋ + k·s`; windows are
+    ///   clipped to the image, so border windows are smaller.
+    pub fn windows(&self, h: usize, w: usize) -> Result<(usize, usize, Vec<OcclusionWindow>)> {
+        let [mh, mw] = self.mask_size.unwrap_or([auto_mask(h), auto_mask(w)]);
+        let [sh, sw] = self.stride.unwrap_or([auto_stride(h), auto_stride(w)]);
+        if mh == 0 || mw == 0 {
+            return Err(Error::bad_input(format!(
+                "occlusion mask size must be positive, got [{mh}, {mw}]"
+            )));
+        }
+        if sh == 0 || sw == 0 {
+            return Err(Error::bad_input(format!(
+                "occlusion stride must be positive, got [{sh}, {sw}]"
+            )));
+        }
+        if h == 0 || w == 0 {
+            return Err(Error::bad_input("occlusion needs a non-empty image"));
+        }
+        if !self.clipping && (mh > h || mw > w) {
+            return Err(Error::bad_input(format!(
+                "occlusion mask [{mh}, {mw}] is larger than the image [{h}, {w}]; \
+                 use a smaller mask or turn mask clipping on"
+            )));
+        }
+        let starts = |n: usize, m: usize, s: usize| -> Vec<i64> {
+            if self.clipping {
+                (0..=(n - 1) / s)
+                    .map(|k| (k * s) as i64 - (m / 2) as i64)
+                    .collect()
+            } else {
+                (0..=(n - m) / s).map(|k| (k * s) as i64).collect()
+            }
+        };
+        let (tops, lefts) = (starts(h, mh, sh), starts(w, mw, sw));
+        let windows = tops
+            .iter()
+            .flat_map(|&top| {
+                lefts.iter().map(move |&left| OcclusionWindow {
+                    top,
+                    left,
+                    height: mh,
+                    width: mw,
+                })
+            })
+            .collect();
+        Ok((tops.len(), lefts.len(), windows))
+    }
+
+    /// Occlusion maps of `x` (`[1, C, H, W]`) for each class in `classes`; all classes share
+    /// the same forwards.
+    ///
+    /// Cost on the GPU, with `P` window positions and `B = mini_batch`: `⌈(P + 1)/B⌉` chunks
+    /// (the `+ 1` is the unoccluded image), each one `occlude` submission and one `forward`
+    /// submission, then one read-back (one more submission) for all chunks' logits.
+    pub fn attribute<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        x: &HostTensor,
+        classes: &[usize],
+    ) -> Result<Vec<OcclusionMap>> {
+        check_single_image(model, x)?;
+        for &class in classes {
+            check_class(model, class)?;
+        }
+        if x.shape.len() != 4 {
+            return Err(Error::bad_input(format!(
+                "occlusion needs an image input [1, C, H, W], got {:?}",
+                x.shape
+            )));
+        }
+        let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3]);
+        let value = self.fill(x, c)?;
+        let (rows, cols, windows) = self.windows(h, w)?;
+        if classes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mini_batch = match self.mini_batch {
+            Some(0) => return Err(Error::bad_input("occlusion mini-batch must be positive")),
+            Some(n) => n,
+            None => (AUTO_BATCH_BYTES / (c * h * w * 4).max(1)).clamp(1, AUTO_BATCH_MAX),
+        };
+
+        let reference = OcclusionWindow {
+            top: 0,
+            left: 0,
+            height: 0,
+            width: 0,
+        };
+        let samples: Vec<OcclusionWindow> = std::iter::once(reference)
+            .chain(windows.iter().copied())
+            .collect();
+        let image = b.upload(x)?;
+        let mut outputs = Vec::with_capacity(samples.len().div_ceil(mini_batch));
+        for chunk in samples.chunks(mini_batch) {
+            let batch = b.occlude(&image, chunk, &value)?;
+            outputs.push(b.forward(model, &batch, &[])?.output);
+        }
+        let logits = concat_rows(b.read_many(&outputs.iter().collect::<Vec<_>>())?)?;
+        if logits.batch() != samples.len() {
+            return Err(Error::internal(format!(
+                "occlusion read {} rows of logits for {} samples",
+                logits.batch(),
+                samples.len()
+            )));
+        }
+
+        let coverage = coverage(&windows, h, w);
+        classes
+            .iter()
+            .map(|&class| {
+                let s = scores(&logits, self.score, &vec![class; samples.len()]);
+                let base = s[0];
+                let drops: Vec<f32> = s[1..].iter().map(|v| base - v).collect();
+                let per_pixel = per_pixel(&windows, &drops, &coverage, h, w);
+                let grid = HostTensor::new(vec![rows, cols], drops)?;
+                let upsampled = match self.upsampling {
+                    Upsampling::None => None,
+                    Upsampling::Nearest => Some(resize_nearest(&grid, h, w)),
+                    Upsampling::Bicubic => Some(resize_bicubic(&grid, h, w)),
+                };
+                Ok(OcclusionMap {
+                    class,
+                    score: base,
+                    grid,
+                    per_pixel,
+                    upsampled,
+                })
+            })
+            .collect()
+    }
+
+    fn fill(&self, x: &HostTensor, c: usize) -> Result<Vec<f32>> {
+        match &self.mask_value {
+            MaskValue::Auto => {
+                let hw = x.sample_len() / c.max(1);
+                Ok((0..c)
+                    .map(|ch| {
+                        let plane = &x.data[ch * hw..(ch + 1) * hw];
+                        (plane.iter().map(|&v| v as f64).sum::<f64>() / hw.max(1) as f64) as f32
+                    })
+                    .collect())
+            }
+            MaskValue::Scalar(v) => Ok(vec![*v; c]),
+            MaskValue::PerChannel(v) if v.len() == c => Ok(v.clone()),
+            MaskValue::PerChannel(v) => Err(Error::bad_input(format!(
+                "occlusion mask value has {} channel(s), the image has {c}",
+                v.len()
+            ))),
+        }
+    }
+}
+
+fn auto_mask(side: usize) -> usize {
+    (side / 5).max(1)
+}
+
+fn auto_stride(side: usize) -> usize {
+    side.div_ceil(10).max(1)
+}
+
+/// Stacks `[n_i, K]` tensors into one `[Σ n_i, K]`.
+fn concat_rows(parts: Vec<HostTensor>) -> Result<HostTensor> {
+    let k = parts.first().map_or(0, |p| p.sample_len());
+    if parts.iter().any(|p| p.sample_len() != k) {
+        return Err(Error::internal(
+            "occlusion chunks returned different output sizes",
+        ));
+    }
+    let n = parts.iter().map(|p| p.batch()).sum();
+    let data = parts.into_iter().flat_map(|p| p.data).collect();
+    HostTensor::new(vec![n, k], data)
+}
+
+/// The part of `win` inside an `h × w` image, as row and column ranges.
+fn clipped(
+    win: &OcclusionWindow,
+    h: usize,
+    w: usize,
+) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let clip = |start: i64, len: usize, dim: usize| {
+        let lo = start.clamp(0, dim as i64) as usize;
+        let hi = (start + len as i64).clamp(0, dim as i64) as usize;
+        lo..hi.max(lo)
+    };
+    (clip(win.top, win.height, h), clip(win.left, win.width, w))
+}
+
+/// How many windows cover each pixel.
+fn coverage(windows: &[OcclusionWindow], h: usize, w: usize) -> Vec<u32> {
+    let mut count = vec![0u32; h * w];
+    for win in windows {
+        let (rows, cols) = clipped(win, h, w);
+        for y in rows {
+            count[y * w + cols.start..y * w + cols.end]
+                .iter_mut()
+                .for_each(|c| *c += 1);
+        }
+    }
+    count
+}
+
+fn per_pixel(
+    windows: &[OcclusionWindow],
+    drops: &[f32],
+    coverage: &[u32],
+    h: usize,
+    w: usize,
+) -> HostTensor {
+    let mut sum = vec![0f64; h * w];
+    for (win, &d) in windows.iter().zip(drops) {
+        let (rows, cols) = clipped(win, h, w);
+        for y in rows {
+            sum[y * w + cols.start..y * w + cols.end]
+                .iter_mut()
+                .for_each(|s| *s += d as f64);
+        }
+    }
+    let data = sum
+        .iter()
+        .zip(coverage)
+        .map(|(&s, &n)| if n == 0 { 0.0 } else { (s / n as f64) as f32 })
+        .collect();
+    HostTensor {
+        shape: vec![h, w],
+        data,
+    }
+}
+
+/// Source coordinate of output pixel `o` under half-pixel centres.
+fn source(o: usize, out: usize, inp: usize) -> f64 {
+    (o as f64 + 0.5) * inp as f64 / out as f64 - 0.5
+}
+
+/// Nearest-neighbour resize of a `[h, w]` map (half-pixel centres).
+pub fn resize_nearest(map: &HostTensor, out_h: usize, out_w: usize) -> HostTensor {
+    let (h, w) = (map.shape[0], map.shape[1]);
+    if h == 0 || w == 0 {
+        return HostTensor::zeros(vec![out_h, out_w]);
+    }
+    let idx = |o: usize, out: usize, inp: usize| {
+        (((o as f64 + 0.5) * inp as f64 / out as f64).floor() as usize).min(inp - 1)
+    };
+    let data = (0..out_h)
+        .flat_map(|oy| {
+            let y = idx(oy, out_h, h);
+            (0..out_w).map(move |ox| map.data[y * w + idx(ox, out_w, w)])
+        })
+        .collect();
+    HostTensor {
+        shape: vec![out_h, out_w],
+        data,
+    }
+}
+
+/// Keys' cubic convolution kernel with a = -0.5.
+fn cubic(t: f64) -> f64 {
+    let t = t.abs();
+    if t <= 1.0 {
+        1.5 * t * t * t - 2.5 * t * t + 1.0
+    } else if t < 2.0 {
+        -0.5 * t * t * t + 2.5 * t * t - 4.0 * t + 2.0
+    } else {
+        0.0
+    }
+}
+
+/// Bicubic resize of a `[h, w]` map (Keys a = -0.5, half-pixel centres, edges repeated).
+pub fn resize_bicubic(map: &HostTensor, out_h: usize, out_w: usize) -> HostTensor {
+    let (h, w) = (map.shape[0], map.shape[1]);
+    if h == 0 || w == 0 {
+        return HostTensor::zeros(vec![out_h, out_w]);
+    }
+    let taps = |o: usize, out: usize, inp: usize| -> [(usize, f64); 4] {
+        let x = source(o, out, inp);
+        let x0 = x.floor();
+        let mut t = [(0usize, 0.0); 4];
+        for (k, slot) in t.iter_mut().enumerate() {
+            let i = x0 + k as f64 - 1.0;
+            *slot = (i.clamp(0.0, (inp - 1) as f64) as usize, cubic(x - i));
+        }
+        t
+    };
+    let mut data = Vec::with_capacity(out_h * out_w);
+    for oy in 0..out_h {
+        let ty = taps(oy, out_h, h);
+        for ox in 0..out_w {
+            let tx = taps(ox, out_w, w);
+            let v: f64 = ty
+                .iter()
+                .map(|&(y, wy)| {
+                    wy * tx
+                        .iter()
+                        .map(|&(x, wx)| wx * map.data[y * w + x] as f64)
+                        .sum::<f64>()
+                })
+                .sum();
+            data.push(v as f32);
+        }
+    }
+    HostTensor {
+        shape: vec![out_h, out_w],
+        data,
+    }
+}
