@@ -357,3 +357,72 @@ fn explain_bad_inputs_exit_2() {
         "global average pool",
     );
 }
+
+#[test]
+fn occlusion_cli_writes_maps_and_rejects_bad_geometry() {
+    let dir = scratch("occlusion");
+    let d = dir.to_str().unwrap();
+    let ok = netlens(&[
+        "occlusion",
+        DIGITS,
+        DIGIT_PNG,
+        "-o",
+        d,
+        "--mask-size",
+        "4",
+        "--stride",
+        "2",
+        "--backend",
+        "cpu",
+    ]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let grid = read_npy(dir.join("occlusion_3_grid.npy").to_str().unwrap());
+    let per_pixel = read_npy(dir.join("occlusion_3.npy").to_str().unwrap());
+    assert_eq!(per_pixel.shape, vec![16, 16]);
+    assert!(
+        grid.data.iter().any(|v| *v != 0.0),
+        "occluding the digit must change its score"
+    );
+    assert!(dir.join("occlusion_3.png").exists());
+    for (flag, value, needle) in [
+        ("--mask-size", "0", "mask size"),
+        ("--stride", "0", "stride"),
+        ("--mask-size", "2x0", "mask size"),
+    ] {
+        assert_bad_input(
+            &netlens(&[
+                "occlusion",
+                DIGITS,
+                DIGIT_PNG,
+                "-o",
+                d,
+                flag,
+                value,
+                "--backend",
+                "cpu",
+            ]),
+            needle,
+        );
+    }
+    assert_bad_input(
+        &netlens(&[
+            "occlusion",
+            DIGITS,
+            DIGIT_PNG,
+            "-o",
+            d,
+            "--mask-size",
+            "20",
+            "--clipping",
+            "off",
+            "--backend",
+            "cpu",
+        ]),
+        "larger",
+    );
+}

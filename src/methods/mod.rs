@@ -1,8 +1,9 @@
 //! Attribution methods, each written once against the [`Backend`] surface.
 //!
 //! Every method takes one image `[1, C, H, W]` and builds its whole batch (classes, noisy copies,
-//! interpolation steps) up front, so that it costs one `gradients` call: one forward + backward
-//! submission on the GPU, then the read-backs of its results.
+//! interpolation steps, occluded copies) up front: a gradient method costs one `gradients` call
+//! (one forward + backward submission on the GPU), occlusion one occlude + forward per
+//! mini-batch, and each method reads its results back once at the end.
 
 pub mod cam;
 pub mod gradcam;

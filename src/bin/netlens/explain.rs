@@ -10,6 +10,7 @@ use netlens::error::{Error, Result};
 use netlens::input::{self, Preprocess};
 use netlens::methods::gradcam::{guided_gradcam, CamMap, CamVariant, GradCam};
 use netlens::methods::integrated_gradients::{Baseline, IntegratedGradients, Quadrature};
+use netlens::methods::occlusion::{MaskValue, Occlusion, Upsampling};
 use netlens::methods::saliency::Saliency;
 use netlens::methods::smoothgrad::{SmoothGrad, Variant};
 use netlens::methods::{cam, PixelAttribution, Score};
@@ -63,6 +64,24 @@ pub struct ExplainArgs {
     /// Saliency: multiply the gradient by the input.
     #[arg(long)]
     pub times_input: bool,
+    /// Occlusion: mask size, `auto`, `S` or `HxW` (MATLAB MaskSize).
+    #[arg(long, default_value = "auto")]
+    pub mask_size: String,
+    /// Occlusion: stride, `auto`, `S` or `HxW` (MATLAB Stride).
+    #[arg(long, default_value = "auto")]
+    pub stride: String,
+    /// Occlusion: `auto` (per-channel image mean), a scalar, or comma-separated per-channel values.
+    #[arg(long, default_value = "auto")]
+    pub mask_value: String,
+    /// Occlusion: MATLAB MaskClipping, on (windows may overrun the border, clipped) or off.
+    #[arg(long, default_value = "on")]
+    pub clipping: String,
+    /// Occlusion: samples per forward (MATLAB MiniBatchSize); default from the adapter's limits.
+    #[arg(long)]
+    pub mini_batch: Option<usize>,
+    /// Occlusion: none, nearest or bicubic (MATLAB OutputUpsampling).
+    #[arg(long, default_value = "bicubic")]
+    pub upsampling: String,
     #[command(flatten)]
     pub common: crate::Common,
 }
@@ -76,6 +95,7 @@ pub enum Method {
     GuidedGradCam,
     Cam,
     Cams(CamVariant),
+    Occlusion,
 }
 
 impl Method {
@@ -88,6 +108,7 @@ impl Method {
             Method::GuidedGradCam => "guided-gradcam",
             Method::Cam => "cam",
             Method::Cams(v) => v.name(),
+            Method::Occlusion => "occlusion",
         }
     }
 }
@@ -292,6 +313,21 @@ fn run<B: Backend>(
                 results.push(out.cam(&m)?);
             }
         }
+        Method::Occlusion => {
+            let occ = occlusion_options(args, score)?;
+            for m in occ.attribute(b, model, x, &classes)? {
+                let shown = m.upsampled.as_ref().unwrap_or(&m.per_pixel);
+                let png = out.png(m.class, shown)?;
+                let grid = out.file(m.class, "_grid.npy");
+                input::write_npy(&grid, &m.grid.shape, &m.grid.data)?;
+                let npy = out.file(m.class, ".npy");
+                input::write_npy(&npy, &m.per_pixel.shape, &m.per_pixel.data)?;
+                results.push(json!({"class": m.class, "score": m.score, "png": png, "npy": npy, "grid_npy": grid}));
+            }
+            params = json!({"score": args.score, "mask_size": args.mask_size, "stride": args.stride,
+                "mask_value": args.mask_value, "clipping": args.clipping, "mini_batch": args.mini_batch,
+                "upsampling": args.upsampling});
+        }
         Method::Cams(variant) => {
             let gc = GradCam {
                 variant,
@@ -326,6 +362,71 @@ fn run<B: Backend>(
         args.output.display()
     );
     Ok(())
+}
+
+/// `auto` → None, `S` → [S, S], `HxW` → [H, W].
+fn size_pair(name: &str, spec: &str) -> Result<Option<[usize; 2]>> {
+    if spec == "auto" {
+        return Ok(None);
+    }
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|_| Error::bad_input(format!("--{name} '{spec}': use auto, S or HxW")))
+    };
+    Ok(Some(match spec.split_once(['x', 'X']) {
+        Some((h, w)) => [parse(h)?, parse(w)?],
+        None => {
+            let s = parse(spec)?;
+            [s, s]
+        }
+    }))
+}
+
+fn occlusion_options(args: &ExplainArgs, score: Score) -> Result<Occlusion> {
+    let mask_value = match args.mask_value.as_str() {
+        "auto" => MaskValue::Auto,
+        v if v.contains(',') => MaskValue::PerChannel(
+            v.split(',')
+                .map(|x| {
+                    x.trim().parse::<f32>().map_err(|_| {
+                        Error::bad_input(format!("--mask-value '{v}' is not a list of numbers"))
+                    })
+                })
+                .collect::<Result<_>>()?,
+        ),
+        v => MaskValue::Scalar(v.parse().map_err(|_| {
+            Error::bad_input(format!("--mask-value '{v}': use auto, a number or a list"))
+        })?),
+    };
+    let clipping = match args.clipping.as_str() {
+        "on" | "true" => true,
+        "off" | "false" => false,
+        other => {
+            return Err(Error::bad_input(format!(
+                "--clipping '{other}': use on or off"
+            )))
+        }
+    };
+    let upsampling = match args.upsampling.as_str() {
+        "none" => Upsampling::None,
+        "nearest" => Upsampling::Nearest,
+        "bicubic" => Upsampling::Bicubic,
+        other => {
+            return Err(Error::bad_input(format!(
+                "--upsampling '{other}': use none, nearest or bicubic"
+            )))
+        }
+    };
+    Ok(Occlusion {
+        mask_size: size_pair("mask-size", &args.mask_size)?,
+        stride: size_pair("stride", &args.stride)?,
+        mask_value,
+        clipping,
+        mini_batch: args.mini_batch,
+        score,
+        upsampling,
+    })
 }
 
 struct Output<'a> {

@@ -87,6 +87,8 @@ enum Command {
     GradcamPlusPlus(explain::ExplainArgs),
     /// LayerCAM.
     Layercam(explain::ExplainArgs),
+    /// Occlusion sensitivity (MATLAB occlusionSensitivity, Captum Occlusion), batched on the device.
+    Occlusion(explain::ExplainArgs),
     /// List the GPU adapters wgpu sees.
     Adapters,
     /// Benchmarks. `netlens bench forward`: images/s on GPU, CPU and tract.
@@ -184,6 +186,7 @@ fn main() -> ExitCode {
         Some(Command::GradcamPlusPlus(a)) => {
             run_explain(explain::Method::Cams(CamVariant::GradCamPlusPlus), &a)
         }
+        Some(Command::Occlusion(a)) => run_explain(explain::Method::Occlusion, &a),
         Some(Command::Layercam(a)) => run_explain(explain::Method::Cams(CamVariant::LayerCam), &a),
         Some(Command::Bench {
             what:
