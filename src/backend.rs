@@ -187,6 +187,56 @@ pub trait Backend {
         windows: &[OcclusionWindow],
         value: &[f32],
     ) -> Result<Self::Tensor>;
+
+    /// The batch whose sample `i` is `baseline + alphas[i] (image - baseline) + sigmas[i] ε_i`,
+    /// where `ε_i` is standard normal noise from a counter-based generator keyed by
+    /// `(seed, i, element)`: Integrated Gradients' path points and SmoothGrad's noisy copies,
+    /// generated where the image lives. `image` and `baseline` are `[1, C, H, W]`.
+    fn path_batch(
+        &self,
+        image: &Self::Tensor,
+        baseline: &Self::Tensor,
+        alphas: &[f32],
+        sigmas: &[f32],
+        seed: u64,
+    ) -> Result<Self::Tensor>;
+}
+
+/// Checks the operands of [`Backend::path_batch`]; returns the per-sample element count.
+pub(crate) fn check_path_batch(
+    image: &[usize],
+    baseline: &[usize],
+    alphas: &[f32],
+    sigmas: &[f32],
+) -> Result<usize> {
+    if image.len() != 4 || image[0] != 1 || image != baseline {
+        return Err(Error::bad_input(format!(
+            "path batches need one image and a baseline of the same shape [1, C, H, W], got {image:?} and {baseline:?}"
+        )));
+    }
+    if alphas.len() != sigmas.len() {
+        return Err(Error::internal(
+            "path batch: one alpha and one sigma per sample",
+        ));
+    }
+    Ok(image[1..].iter().product())
+}
+
+/// Standard normal noise shared bit-for-bit in its integer part by both backends (a PCG hash of
+/// seed, sample and element, then Box-Muller in f32), so a seed means the same noise everywhere.
+pub(crate) mod noise {
+    pub fn pcg(v: u32) -> u32 {
+        let state = v.wrapping_mul(747796405).wrapping_add(2891336453);
+        let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277803737);
+        (word >> 22) ^ word
+    }
+
+    pub fn normal(seed: u64, sample: u32, element: u32) -> f32 {
+        let key = pcg(element ^ pcg(sample ^ pcg(seed as u32 ^ pcg((seed >> 32) as u32))));
+        let u1 = ((key >> 8) as f32 + 1.0) / 16777216.0;
+        let u2 = (pcg(key) >> 8) as f32 / 16777216.0;
+        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    }
 }
 
 /// Checks the operands of [`Backend::occlude`]; returns `(C, H, W)`.

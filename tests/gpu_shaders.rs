@@ -88,6 +88,7 @@ fn expected_entry_points_exist() {
         ),
         ("layout.wgsl", &["gather", "slice_bwd"]),
         ("norm.wgsl", &["lrn", "lrn_bwd"]),
+        ("perturb.wgsl", &["occlude", "path_batch"]),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     for (file, entries) in expected {

@@ -137,8 +137,9 @@ fn digits() -> (Model, HostTensor) {
     (m, x)
 }
 
-/// IG with 32 steps and SmoothGrad with 32 samples are one forward+backward submission each
-/// (plus one per read-back), not 32.
+/// IG with 32 steps and SmoothGrad with 32 samples each cost two submissions besides their one
+/// read-back, whatever the step or sample count: one that generates the batch on the device
+/// (path points or noisy copies) and one for the forward + backward of the whole batch.
 #[test]
 fn gpu_methods_batch_their_samples() {
     let g = GpuBackend::new(&GpuOptions::default())
@@ -151,7 +152,7 @@ fn gpu_methods_batch_their_samples() {
     let after = g.stats();
     assert_eq!(
         after.submissions - before.submissions - after.readbacks + before.readbacks,
-        1,
+        2,
         "IG: {before:?} -> {after:?}"
     );
     assert_eq!(
@@ -169,7 +170,7 @@ fn gpu_methods_batch_their_samples() {
     let after = g.stats();
     assert_eq!(
         after.submissions - before.submissions - after.readbacks + before.readbacks,
-        1,
+        2,
         "SmoothGrad: {before:?} -> {after:?}"
     );
     assert_eq!(
@@ -264,4 +265,82 @@ fn gradcam_fails_the_model_randomisation_test_it_should() {
     let rho = spearman(&original[0].lowres.data, &after[0].lowres.data);
     println!("Spearman between Grad-CAM before and after randomising the classifier: {rho:.3}");
     assert!(rho < 0.5, "Spearman {rho}");
+}
+
+/// SmoothGrad's noise and IG's path points are generated on the device from a seed: the same
+/// seed gives the same batch again, GPU and CPU agree (the integer hash is shared; only f32
+/// log/cos rounding differs), and the noise is standard normal.
+#[test]
+fn path_batches_are_generated_alike_on_both_backends() {
+    let x = random(&[1, 3, 8, 10], 5);
+    let base = random(&[1, 3, 8, 10], 6);
+    let alphas = [0.0, 0.25, 1.0, 1.0, 1.0];
+    let sigmas = [0.0, 0.0, 0.0, 0.5, 2.0];
+    let c = cpu();
+    let on_cpu = c
+        .read(
+            &c.path_batch(
+                &c.upload(&x).unwrap(),
+                &c.upload(&base).unwrap(),
+                &alphas,
+                &sigmas,
+                42,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let g = gpu();
+    let run_gpu = || {
+        g.read(
+            &g.path_batch(
+                &g.upload(&x).unwrap(),
+                &g.upload(&base).unwrap(),
+                &alphas,
+                &sigmas,
+                42,
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let (a, b) = (run_gpu(), run_gpu());
+    assert_eq!(a.data, b.data, "same seed, same batch");
+    assert_eq!(a.shape, vec![5, 3, 8, 10]);
+    let d = a
+        .data
+        .iter()
+        .zip(&on_cpu.data)
+        .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+    assert!(d <= 1e-4, "GPU vs CPU path batch: max |Δ| {d}");
+    let n = 240;
+    for i in 0..n {
+        let want = base.data[i] + 0.25 * (x.data[i] - base.data[i]);
+        assert!((on_cpu.data[n + i] - want).abs() < 1e-6);
+        assert_eq!(on_cpu.data[2 * n + i], x.data[i]);
+    }
+    // The sigma-2 sample's noise: mean ≈ 0, std ≈ 2 over 240 values.
+    let noise: Vec<f32> = (0..n).map(|i| on_cpu.data[4 * n + i] - x.data[i]).collect();
+    let mean = noise.iter().sum::<f32>() / n as f32;
+    let std = (noise.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n as f32).sqrt();
+    assert!(
+        mean.abs() < 0.4 && (std - 2.0).abs() < 0.4,
+        "mean {mean}, std {std}"
+    );
+    let other = c
+        .read(
+            &c.path_batch(
+                &c.upload(&x).unwrap(),
+                &c.upload(&base).unwrap(),
+                &alphas,
+                &sigmas,
+                43,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    assert_ne!(
+        other.data[4 * n..],
+        on_cpu.data[4 * n..],
+        "another seed, other noise"
+    );
 }

@@ -13,6 +13,8 @@ mod layout;
 mod linear;
 mod lrn;
 mod perturb;
+
+pub(crate) use perturb::path_batch as path_batch_into;
 mod pool;
 mod reduce;
 mod softmax;
@@ -23,7 +25,8 @@ mod tests;
 use std::sync::Arc;
 
 use crate::backend::{
-    check_occlude, Backend, Forward, GradRule, Gradients, HostTensor, OcclusionWindow, Seed,
+    check_occlude, check_path_batch, Backend, Forward, GradRule, Gradients, HostTensor,
+    OcclusionWindow, Seed,
 };
 use crate::error::Result;
 use crate::model::{Model, ValueId};
@@ -90,6 +93,29 @@ impl Backend for CpuBackend {
         let (c, h, w) = check_occlude(&image.shape, windows, value)?;
         let mut out = HostTensor::zeros(vec![windows.len(), c, h, w]);
         perturb::occlude(&image.data, (c, h, w), windows, value, &mut out.data);
+        Ok(Arc::new(out))
+    }
+
+    fn path_batch(
+        &self,
+        image: &Self::Tensor,
+        baseline: &Self::Tensor,
+        alphas: &[f32],
+        sigmas: &[f32],
+        seed: u64,
+    ) -> Result<Self::Tensor> {
+        check_path_batch(&image.shape, &baseline.shape, alphas, sigmas)?;
+        let mut shape = image.shape.clone();
+        shape[0] = alphas.len();
+        let mut out = HostTensor::zeros(shape);
+        perturb::path_batch(
+            &image.data,
+            &baseline.data,
+            alphas,
+            sigmas,
+            seed,
+            &mut out.data,
+        );
         Ok(Arc::new(out))
     }
 }

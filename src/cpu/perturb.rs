@@ -34,3 +34,28 @@ pub(crate) fn occlude(
             }
         });
 }
+
+/// Writes `out` (`[alphas.len(), n]`): sample `i` is `base + alphas[i] (image - base)` plus
+/// `sigmas[i]` times the shared counter-based normal noise.
+pub(crate) fn path_batch(
+    image: &[f32],
+    base: &[f32],
+    alphas: &[f32],
+    sigmas: &[f32],
+    seed: u64,
+    out: &mut [f32],
+) {
+    let n = image.len();
+    if n == 0 {
+        return;
+    }
+    out.par_chunks_mut(n).enumerate().for_each(|(s, sample)| {
+        let (a, sigma) = (alphas[s], sigmas[s]);
+        for (j, v) in sample.iter_mut().enumerate() {
+            *v = base[j] + a * (image[j] - base[j]);
+            if sigma != 0.0 {
+                *v += sigma * crate::backend::noise::normal(seed, s as u32, j as u32);
+            }
+        }
+    });
+}

@@ -24,6 +24,7 @@ pub(crate) enum Kernel {
     Gather,
     Lrn,
     Occlude,
+    PathBatch,
     // Backward (vector-Jacobian products).
     ConvBwdGemm,
     ConvBwdDirect,
@@ -80,6 +81,7 @@ impl Kernel {
             Kernel::Gather => s("layout", LAYOUT, "gather", &[1, 2]),
             Kernel::Lrn => s("norm", NORM, "lrn", &[1, 2]),
             Kernel::Occlude => s("perturb", PERTURB, "occlude", &[1, 2, 3]),
+            Kernel::PathBatch => s("perturb", PERTURB, "path_batch", &[1, 4, 2, 3]),
             Kernel::ConvBwdGemm => s("conv", CONV, "conv_bwd_gemm", &[1, 2, 4]),
             Kernel::ConvBwdDirect => s("conv", CONV, "conv_bwd_direct", &[1, 2, 4]),
             Kernel::LinearBwd => s("gemm", GEMM, "linear_bwd", &[1, 2, 4]),

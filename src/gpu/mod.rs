@@ -410,4 +410,15 @@ impl Backend for GpuBackend {
     ) -> Result<GpuTensor> {
         perturb::occlude(self, image, windows, value)
     }
+
+    fn path_batch(
+        &self,
+        image: &GpuTensor,
+        baseline: &GpuTensor,
+        alphas: &[f32],
+        sigmas: &[f32],
+        seed: u64,
+    ) -> Result<GpuTensor> {
+        perturb::path_batch(self, image, baseline, alphas, sigmas, seed)
+    }
 }

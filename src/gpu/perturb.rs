@@ -2,7 +2,7 @@
 
 use super::kernels::{Bind, Kernel, Params, Recorder};
 use super::{GpuBackend, GpuTensor};
-use crate::backend::{check_occlude, OcclusionWindow};
+use crate::backend::{check_occlude, check_path_batch, Backend, HostTensor, OcclusionWindow};
 use crate::error::{Error, Result};
 use std::sync::atomic::Ordering;
 
@@ -64,6 +64,80 @@ pub(crate) fn occlude(
     if let Some(e) = pollster::block_on(scope.pop()) {
         return Err(Error::internal(format!(
             "GPU occlusion failed validation: {e}"
+        )));
+    }
+    Ok(out)
+}
+
+/// Integrated Gradients' path points and SmoothGrad's noisy copies, generated on the device from
+/// the image and baseline already there: one dispatch, one submission.
+pub(crate) fn path_batch(
+    gpu: &GpuBackend,
+    image: &GpuTensor,
+    baseline: &GpuTensor,
+    alphas: &[f32],
+    sigmas: &[f32],
+    seed: u64,
+) -> Result<GpuTensor> {
+    let n = check_path_batch(image.shape(), baseline.shape(), alphas, sigmas)?;
+    let mut shape = image.shape().to_vec();
+    shape[0] = alphas.len();
+    let out = gpu.alloc(shape)?;
+    let total = out.len();
+    if total == 0 {
+        return Ok(out);
+    }
+    // The kernel binds the batch whole. A batch over the binding limit (hundreds of IG steps on a
+    // large input) is built on the host instead and uploaded; the forward chunks it as usual.
+    if out.byte_len() > gpu.binding_limit || total > u32::MAX as usize {
+        let src = gpu.read_many(&[image, baseline])?;
+        let mut host = HostTensor::zeros(out.shape().to_vec());
+        crate::cpu::path_batch_into(
+            &src[0].data,
+            &src[1].data,
+            alphas,
+            sigmas,
+            seed,
+            &mut host.data,
+        );
+        return gpu.upload(&host);
+    }
+    let coeffs: Vec<f32> = alphas.iter().chain(sigmas).copied().collect();
+    let coeff_buf = gpu.alloc(vec![coeffs.len()])?;
+    gpu.queue
+        .write_buffer(coeff_buf.buffer(), 0, bytemuck::cast_slice(&coeffs));
+    gpu.stats.uploads.fetch_add(1, Ordering::Relaxed);
+
+    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let mut rec = Recorder::new(&gpu.device, &gpu.pipelines);
+    let binds: [Bind; 4] = [
+        image.into(),
+        baseline.into(),
+        (&coeff_buf).into(),
+        (&out).into(),
+    ];
+    rec.dispatch_1d(
+        Kernel::PathBatch,
+        &binds,
+        Params::new().us(&[
+            total,
+            n,
+            alphas.len(),
+            seed as u32 as usize,
+            (seed >> 32) as usize,
+        ]),
+        total,
+    )?;
+    let dispatches = rec.dispatches() as u64;
+    let (commands, uniform) = rec.finish(&gpu.queue, &gpu.pool);
+    gpu.submit(commands);
+    drop(uniform);
+    gpu.stats
+        .dispatches
+        .fetch_add(dispatches, Ordering::Relaxed);
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(Error::internal(format!(
+            "GPU path batch failed validation: {e}"
         )));
     }
     Ok(out)

@@ -152,23 +152,18 @@ impl IntegratedGradients {
             }
         };
         let (alphas, weights) = self.quadrature.nodes(self.steps);
-        // Samples: the path points, then the image (alpha 1) and the baseline (alpha 0).
+        // Samples: the path points, then the image (alpha 1) and the baseline (alpha 0), all
+        // generated where the image lives.
         let n = self.steps + 2;
         let len = x.data.len();
-        let mut data = Vec::with_capacity(n * len);
-        for &a in alphas.iter().chain([1.0, 0.0].iter()) {
-            let a = a as f32;
-            data.extend(
-                baseline
-                    .data
-                    .iter()
-                    .zip(&x.data)
-                    .map(|(b0, x0)| b0 + a * (x0 - b0)),
-            );
-        }
-        let mut shape = x.shape.clone();
-        shape[0] = n;
-        let batch = b.upload(&HostTensor { shape, data })?;
+        let path: Vec<f32> = alphas.iter().map(|&a| a as f32).chain([1.0, 0.0]).collect();
+        let batch = b.path_batch(
+            &b.upload(x)?,
+            &b.upload(&baseline)?,
+            &path,
+            &vec![0.0; n],
+            0,
+        )?;
         let targets = vec![class; n];
         let seed = score_seed(b, model, self.score, &targets)?;
         let g = b.gradients(model, &batch, &seed, GradRule::Standard, &[], &[])?;

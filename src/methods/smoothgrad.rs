@@ -54,30 +54,6 @@ impl Default for SmoothGrad {
     }
 }
 
-/// A small, fast, reproducible generator (SplitMix64) with Box-Muller normals.
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1].
-    pub(crate) fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-    pub(crate) fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
-
 impl SmoothGrad {
     pub fn attribute<B: Backend>(
         &self,
@@ -105,16 +81,11 @@ impl SmoothGrad {
             });
         let sigma = (self.noise * (hi - lo)) as f64;
         let n = self.samples;
-        let mut rng = Rng::new(self.seed);
-        let mut data = Vec::with_capacity(n * x.data.len());
-        for _ in 0..n {
-            data.extend(x.data.iter().map(|&v| v + (sigma * rng.normal()) as f32));
-        }
-        // The clean image rides along as the last sample, for the score it explains.
-        data.extend_from_slice(&x.data);
-        let mut shape = x.shape.clone();
-        shape[0] = n + 1;
-        let batch = b.upload(&HostTensor { shape, data })?;
+        // n noisy copies, then the clean image as the last sample, for the score it explains;
+        // the noise is generated where the image lives.
+        let sigmas: Vec<f32> = std::iter::repeat_n(sigma as f32, n).chain([0.0]).collect();
+        let image = b.upload(x)?;
+        let batch = b.path_batch(&image, &image, &vec![1.0; n + 1], &sigmas, self.seed)?;
         let targets = vec![class; n + 1];
         let seed = score_seed(b, model, self.score, &targets)?;
         let g = b.gradients(model, &batch, &seed, GradRule::Standard, &[], &[])?;
