@@ -101,3 +101,31 @@ fn gpu_honours_wgpu_backend_env() {
         _ => {}
     }
 }
+
+/// Several threads sharing one GpuBackend: recording hands buffers back to the pool before the
+/// encoder is submitted, so without serialisation one thread's later commands could overwrite
+/// another's results. Each thread's outputs must equal the single-threaded ones.
+#[test]
+fn gpu_backend_is_safe_to_share_between_threads() {
+    let g = gpu();
+    let model = load_model(asset("models/tiny_digits.onnx")).expect("import");
+    let inputs: Vec<_> = (0..4).map(|i| random(&[5, 1, 16, 16], 100 + i)).collect();
+    let expected: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|x| run_backend(g, &model, x).data)
+        .collect();
+    std::thread::scope(|s| {
+        for (x, want) in inputs.iter().zip(&expected) {
+            let model = &model;
+            s.spawn(move || {
+                for _ in 0..20 {
+                    assert_eq!(
+                        &run_backend(g, model, x).data,
+                        want,
+                        "a thread saw another's data"
+                    );
+                }
+            });
+        }
+    });
+}

@@ -189,6 +189,10 @@ pub struct GpuBackend {
     /// Weights uploaded once per model, keyed by the address of their `Arc`'d data; the `Arc` is
     /// kept so the address cannot be reused by other data while cached.
     consts: Mutex<ConstCache>,
+    /// Held while work is recorded and submitted. Recording hands intermediate buffers back to
+    /// the pool before the encoder is submitted; that is safe only if no other thread can take
+    /// them and get its own work onto the queue first.
+    exclusive: Mutex<()>,
     /// Bound where a kernel takes an optional operand (e.g. no bias).
     dummy: wgpu::Buffer,
 }
@@ -237,6 +241,7 @@ impl GpuBackend {
             pipelines: Default::default(),
             stats: Counters::default(),
             consts: Mutex::new(HashMap::new()),
+            exclusive: Mutex::new(()),
             dummy,
         })
     }
@@ -331,6 +336,13 @@ impl GpuBackend {
     }
 
     /// Submits and counts one command buffer.
+    /// Serialises recording + submission across threads (see `exclusive`).
+    pub(crate) fn exclusive(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.exclusive
+            .lock()
+            .map_err(|_| Error::internal("GPU submission lock poisoned"))
+    }
+
     pub(crate) fn submit(&self, commands: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
         self.stats.submissions.fetch_add(1, Ordering::Relaxed);
         self.queue.submit(Some(commands))
@@ -350,6 +362,7 @@ impl Backend for GpuBackend {
     }
 
     fn upload(&self, tensor: &HostTensor) -> Result<GpuTensor> {
+        let _exclusive = self.exclusive()?;
         let n: usize = tensor.shape.iter().product();
         if n != tensor.data.len() {
             return Err(Error::internal(format!(
@@ -368,12 +381,13 @@ impl Backend for GpuBackend {
     }
 
     fn read(&self, tensor: &GpuTensor) -> Result<HostTensor> {
-        let mut one = readback::read_many(self, &[tensor])?;
+        let mut one = self.read_many(&[tensor])?;
         one.pop()
             .ok_or_else(|| Error::internal("read-back returned nothing"))
     }
 
     fn read_many(&self, tensors: &[&GpuTensor]) -> Result<Vec<HostTensor>> {
+        let _exclusive = self.exclusive()?;
         readback::read_many(self, tensors)
     }
 
@@ -387,6 +401,7 @@ impl Backend for GpuBackend {
         input: &GpuTensor,
         taps: &[ValueId],
     ) -> Result<Forward<GpuTensor>> {
+        let _exclusive = self.exclusive()?;
         exec::forward(self, model, input, taps)
     }
 
@@ -399,6 +414,7 @@ impl Backend for GpuBackend {
         wrt: &[ValueId],
         taps: &[ValueId],
     ) -> Result<Gradients<GpuTensor>> {
+        let _exclusive = self.exclusive()?;
         backward::gradients(self, model, input, seed, rule, wrt, taps)
     }
 
@@ -408,6 +424,7 @@ impl Backend for GpuBackend {
         windows: &[OcclusionWindow],
         value: &[f32],
     ) -> Result<GpuTensor> {
+        let _exclusive = self.exclusive()?;
         perturb::occlude(self, image, windows, value)
     }
 

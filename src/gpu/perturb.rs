@@ -82,16 +82,15 @@ pub(crate) fn path_batch(
     let n = check_path_batch(image.shape(), baseline.shape(), alphas, sigmas)?;
     let mut shape = image.shape().to_vec();
     shape[0] = alphas.len();
-    let out = gpu.alloc(shape)?;
-    let total = out.len();
+    let total: usize = shape.iter().product();
     if total == 0 {
-        return Ok(out);
+        return gpu.alloc(shape);
     }
     // The kernel binds the batch whole. A batch over the binding limit (hundreds of IG steps on a
     // large input) is built on the host instead and uploaded; the forward chunks it as usual.
-    if out.byte_len() > gpu.binding_limit || total > u32::MAX as usize {
+    if total as u64 * 4 > gpu.binding_limit || total > u32::MAX as usize {
         let src = gpu.read_many(&[image, baseline])?;
-        let mut host = HostTensor::zeros(out.shape().to_vec());
+        let mut host = HostTensor::zeros(shape);
         crate::cpu::path_batch_into(
             &src[0].data,
             &src[1].data,
@@ -102,6 +101,8 @@ pub(crate) fn path_batch(
         );
         return gpu.upload(&host);
     }
+    let _exclusive = gpu.exclusive()?;
+    let out = gpu.alloc(shape)?;
     let coeffs: Vec<f32> = alphas.iter().chain(sigmas).copied().collect();
     let coeff_buf = gpu.alloc(vec![coeffs.len()])?;
     gpu.queue
