@@ -1,7 +1,7 @@
 //! Reverse mode: for every batch chunk, the forward (keeping what the backward reads), the seed,
 //! then each node's VJP in reverse order, all recorded into one encoder and submitted once.
 
-use super::exec::{check_input, chunk_size, node_label, plan_fusion, run_node};
+use super::exec::{check_input, chunk_input, chunk_size, node_label, plan_fusion, run_node};
 use super::kernels::{Kernel, Params, Recorder};
 use super::vjp::{needs, vjp};
 use super::{GpuBackend, GpuTensor};
@@ -195,20 +195,7 @@ pub(crate) fn gradients(
     while b0 < batch {
         let nb = chunk.min(batch - b0);
         let mut vals: Vec<Option<GpuTensor>> = vec![None; nv];
-        let x = if single {
-            input.clone()
-        } else {
-            let x = gpu.alloc(g.values[g.input].full_shape(nb))?;
-            let per = g.values[g.input].sample_len() as u64 * 4;
-            rec.copy(
-                input.buffer(),
-                b0 as u64 * per,
-                x.buffer(),
-                0,
-                nb as u64 * per,
-            );
-            x
-        };
+        let x = chunk_input(gpu, &mut rec, g, input, single, b0, nb)?;
         vals[g.input] = Some(x);
 
         // Forward, as `exec::forward`, except that values the backward reads stay alive.

@@ -45,20 +45,7 @@ pub(crate) fn forward(
     while b0 < batch {
         let nb = chunk.min(batch - b0);
         let mut vals: Vec<Option<GpuTensor>> = vec![None; g.values.len()];
-        let x = if single {
-            input.clone()
-        } else {
-            let x = gpu.alloc(g.values[g.input].full_shape(nb))?;
-            let per = g.values[g.input].sample_len() as u64 * 4;
-            rec.copy(
-                input.buffer(),
-                b0 as u64 * per,
-                x.buffer(),
-                0,
-                nb as u64 * per,
-            );
-            x
-        };
+        let x = chunk_input(gpu, &mut rec, g, input, single, b0, nb)?;
         vals[g.input] = Some(x);
         for (i, node) in g.nodes.iter().enumerate() {
             if fusion.skip[i] {
@@ -129,6 +116,32 @@ pub(crate) fn forward(
 }
 
 /// Validates the input's shape and the tapped values; returns the batch size.
+/// The input rows `b0..b0 + nb` of a chunk: the input itself when the batch is one chunk, else a
+/// copy recorded into `rec`.
+pub(super) fn chunk_input(
+    gpu: &GpuBackend,
+    rec: &mut Recorder,
+    g: &Graph,
+    input: &GpuTensor,
+    single: bool,
+    b0: usize,
+    nb: usize,
+) -> Result<GpuTensor> {
+    if single {
+        return Ok(input.clone());
+    }
+    let x = gpu.alloc(g.values[g.input].full_shape(nb))?;
+    let per = g.values[g.input].sample_len() as u64 * 4;
+    rec.copy(
+        input.buffer(),
+        b0 as u64 * per,
+        x.buffer(),
+        0,
+        nb as u64 * per,
+    );
+    Ok(x)
+}
+
 pub(super) fn check_input(model: &Model, input: &GpuTensor, taps: &[ValueId]) -> Result<usize> {
     let g = &model.graph;
     let in_shape = &g.values[g.input].shape;

@@ -45,27 +45,15 @@ pub(crate) fn occlude(
         .write_buffer(meta_buf.buffer(), 0, bytemuck::cast_slice(&meta));
     gpu.stats.uploads.fetch_add(1, Ordering::Relaxed);
 
-    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let mut rec = Recorder::new(&gpu.device, &gpu.pipelines);
     let binds: [Bind; 3] = [image.into(), (&meta_buf).into(), (&out).into()];
-    rec.dispatch_1d(
+    submit_one(
+        gpu,
         Kernel::Occlude,
         &binds,
         Params::new().us(&[total, c, h, w]),
         total,
+        "GPU occlusion",
     )?;
-    let dispatches = rec.dispatches() as u64;
-    let (commands, uniform) = rec.finish(&gpu.queue, &gpu.pool);
-    gpu.submit(commands);
-    drop(uniform);
-    gpu.stats
-        .dispatches
-        .fetch_add(dispatches, Ordering::Relaxed);
-    if let Some(e) = pollster::block_on(scope.pop()) {
-        return Err(Error::internal(format!(
-            "GPU occlusion failed validation: {e}"
-        )));
-    }
     Ok(out)
 }
 
@@ -109,15 +97,14 @@ pub(crate) fn path_batch(
         .write_buffer(coeff_buf.buffer(), 0, bytemuck::cast_slice(&coeffs));
     gpu.stats.uploads.fetch_add(1, Ordering::Relaxed);
 
-    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let mut rec = Recorder::new(&gpu.device, &gpu.pipelines);
     let binds: [Bind; 4] = [
         image.into(),
         baseline.into(),
         (&coeff_buf).into(),
         (&out).into(),
     ];
-    rec.dispatch_1d(
+    submit_one(
+        gpu,
         Kernel::PathBatch,
         &binds,
         Params::new().us(&[
@@ -128,7 +115,24 @@ pub(crate) fn path_batch(
             (seed >> 32) as usize,
         ]),
         total,
+        "GPU path batch",
     )?;
+    Ok(out)
+}
+
+/// Records one 1-D dispatch over `total` elements and submits it, turning a validation error into
+/// an internal error that names `what`.
+fn submit_one(
+    gpu: &GpuBackend,
+    kernel: Kernel,
+    binds: &[Bind],
+    params: Params,
+    total: usize,
+    what: &str,
+) -> Result<()> {
+    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let mut rec = Recorder::new(&gpu.device, &gpu.pipelines);
+    rec.dispatch_1d(kernel, binds, params, total)?;
     let dispatches = rec.dispatches() as u64;
     let (commands, uniform) = rec.finish(&gpu.queue, &gpu.pool);
     gpu.submit(commands);
@@ -137,9 +141,7 @@ pub(crate) fn path_batch(
         .dispatches
         .fetch_add(dispatches, Ordering::Relaxed);
     if let Some(e) = pollster::block_on(scope.pop()) {
-        return Err(Error::internal(format!(
-            "GPU path batch failed validation: {e}"
-        )));
+        return Err(Error::internal(format!("{what} failed validation: {e}")));
     }
-    Ok(out)
+    Ok(())
 }
