@@ -10,6 +10,7 @@ pub mod gpu;
 pub mod input;
 pub mod methods;
 pub mod model;
+pub mod progress;
 pub mod viz;
 
 pub use backend::{Backend, Forward, GradRule, Gradients, HostTensor, Seed};

@@ -12,6 +12,7 @@ use super::{check_class, check_single_image, scores, Score};
 use crate::backend::{Backend, HostTensor, OcclusionWindow};
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::progress::{Progress, Silent};
 
 /// What the occluding window is filled with.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -157,6 +158,18 @@ impl Occlusion {
         x: &HostTensor,
         classes: &[usize],
     ) -> Result<Vec<OcclusionMap>> {
+        self.attribute_with_progress(b, model, x, classes, &Silent)
+    }
+
+    /// [`Occlusion::attribute`], reporting each mini-batch to `progress`.
+    pub fn attribute_with_progress<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        x: &HostTensor,
+        classes: &[usize],
+        progress: &dyn Progress,
+    ) -> Result<Vec<OcclusionMap>> {
         check_single_image(model, x)?;
         for &class in classes {
             check_class(model, class)?;
@@ -190,11 +203,14 @@ impl Occlusion {
             .collect();
         let image = b.upload(x)?;
         let mut outputs = Vec::with_capacity(samples.len().div_ceil(mini_batch));
+        progress.start("occlusion", samples.len().div_ceil(mini_batch) as u64);
         for chunk in samples.chunks(mini_batch) {
             let batch = b.occlude(&image, chunk, &value)?;
             outputs.push(b.forward(model, &batch, &[])?.output);
+            progress.advance(1);
         }
         let logits = concat_rows(b.read_many(&outputs.iter().collect::<Vec<_>>())?)?;
+        progress.finish();
         if logits.batch() != samples.len() {
             return Err(Error::internal(format!(
                 "occlusion read {} rows of logits for {} samples",

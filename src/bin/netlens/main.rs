@@ -1,6 +1,6 @@
 //! The `netlens` command line.
 
-mod explain;
+mod attribute;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,26 +69,26 @@ enum Command {
         common: Common,
     },
     /// Vanilla gradient (or gradient × input with --times-input) per pixel.
-    Saliency(explain::ExplainArgs),
+    Saliency(attribute::AttributeArgs),
     /// SmoothGrad, SmoothGrad² or VarGrad over noisy copies.
-    Smoothgrad(explain::ExplainArgs),
+    Smoothgrad(attribute::AttributeArgs),
     /// Integrated Gradients.
-    Ig(explain::ExplainArgs),
+    Ig(attribute::AttributeArgs),
     /// Guided backprop.
-    Guided(explain::ExplainArgs),
+    Guided(attribute::AttributeArgs),
     /// Guided backprop times the upsampled Grad-CAM.
-    GuidedGradcam(explain::ExplainArgs),
+    GuidedGradcam(attribute::AttributeArgs),
     /// Classic CAM (feature layer → global average pooling → fully connected).
-    Cam(explain::ExplainArgs),
+    Cam(attribute::AttributeArgs),
     /// Grad-CAM.
-    Gradcam(explain::ExplainArgs),
+    Gradcam(attribute::AttributeArgs),
     /// Grad-CAM++.
     #[command(name = "gradcam++")]
-    GradcamPlusPlus(explain::ExplainArgs),
+    GradcamPlusPlus(attribute::AttributeArgs),
     /// LayerCAM.
-    Layercam(explain::ExplainArgs),
+    Layercam(attribute::AttributeArgs),
     /// Occlusion sensitivity (MATLAB occlusionSensitivity, Captum Occlusion), batched on the device.
-    Occlusion(explain::ExplainArgs),
+    Occlusion(attribute::AttributeArgs),
     /// List the GPU adapters wgpu sees.
     Adapters,
     /// Benchmarks. `netlens bench forward`: images/s on GPU, CPU and tract.
@@ -136,6 +136,16 @@ pub(crate) struct Common {
     /// Preprocessing preset overriding the model's sidecar: imagenet, tf, unit.
     #[arg(long)]
     preprocess: Option<String>,
+    /// No progress bars (they are also hidden when stdout is not a terminal).
+    #[arg(long, short = 'q')]
+    pub(crate) quiet: bool,
+}
+
+impl Common {
+    /// The progress bar for this command: hidden with --quiet or when stdout is not a terminal.
+    pub(crate) fn progress(&self) -> netlens::progress::Bar {
+        netlens::progress::Bar::new(self.quiet)
+    }
 }
 
 fn main() -> ExitCode {
@@ -149,6 +159,7 @@ fn main() -> ExitCode {
             &Common {
                 backend: None,
                 preprocess: None,
+                quiet: false,
             },
         ),
         Some(Command::Info { model, json }) => info(&model, json),
@@ -176,18 +187,22 @@ fn main() -> ExitCode {
                     json,
                 },
         }) => bench_methods(repeat, !no_gpu, json),
-        Some(Command::Saliency(a)) => run_explain(explain::Method::Saliency, &a),
-        Some(Command::Smoothgrad(a)) => run_explain(explain::Method::SmoothGrad, &a),
-        Some(Command::Ig(a)) => run_explain(explain::Method::Ig, &a),
-        Some(Command::Guided(a)) => run_explain(explain::Method::Guided, &a),
-        Some(Command::GuidedGradcam(a)) => run_explain(explain::Method::GuidedGradCam, &a),
-        Some(Command::Cam(a)) => run_explain(explain::Method::Cam, &a),
-        Some(Command::Gradcam(a)) => run_explain(explain::Method::Cams(CamVariant::GradCam), &a),
-        Some(Command::GradcamPlusPlus(a)) => {
-            run_explain(explain::Method::Cams(CamVariant::GradCamPlusPlus), &a)
+        Some(Command::Saliency(a)) => run_attribute(attribute::Method::Saliency, &a),
+        Some(Command::Smoothgrad(a)) => run_attribute(attribute::Method::SmoothGrad, &a),
+        Some(Command::Ig(a)) => run_attribute(attribute::Method::Ig, &a),
+        Some(Command::Guided(a)) => run_attribute(attribute::Method::Guided, &a),
+        Some(Command::GuidedGradcam(a)) => run_attribute(attribute::Method::GuidedGradCam, &a),
+        Some(Command::Cam(a)) => run_attribute(attribute::Method::Cam, &a),
+        Some(Command::Gradcam(a)) => {
+            run_attribute(attribute::Method::Cams(CamVariant::GradCam), &a)
         }
-        Some(Command::Occlusion(a)) => run_explain(explain::Method::Occlusion, &a),
-        Some(Command::Layercam(a)) => run_explain(explain::Method::Cams(CamVariant::LayerCam), &a),
+        Some(Command::GradcamPlusPlus(a)) => {
+            run_attribute(attribute::Method::Cams(CamVariant::GradCamPlusPlus), &a)
+        }
+        Some(Command::Occlusion(a)) => run_attribute(attribute::Method::Occlusion, &a),
+        Some(Command::Layercam(a)) => {
+            run_attribute(attribute::Method::Cams(CamVariant::LayerCam), &a)
+        }
         Some(Command::Bench {
             what:
                 BenchCmd::Forward {
@@ -211,9 +226,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_explain(method: explain::Method, args: &explain::ExplainArgs) -> Result<()> {
+fn run_attribute(method: attribute::Method, args: &attribute::AttributeArgs) -> Result<()> {
     let engine = engine(&args.common)?;
-    explain::explain(method, args, &engine, args.common.preprocess.as_deref())
+    attribute::explain(method, args, &engine, args.common.preprocess.as_deref())
 }
 
 fn engine(common: &Common) -> Result<Engine> {

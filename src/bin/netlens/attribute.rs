@@ -19,7 +19,7 @@ use netlens::{Backend, GradRule, HostTensor, Model};
 use serde_json::json;
 
 #[derive(Args)]
-pub struct ExplainArgs {
+pub struct AttributeArgs {
     pub model: PathBuf,
     pub image: Option<PathBuf>,
     /// A ready float32 [1, C, H, W] tensor instead of an image.
@@ -115,7 +115,7 @@ impl Method {
 
 pub fn explain(
     method: Method,
-    args: &ExplainArgs,
+    args: &AttributeArgs,
     engine: &Engine,
     preprocess: Option<&str>,
 ) -> Result<()> {
@@ -128,7 +128,7 @@ pub fn explain(
 }
 
 fn load_input(
-    args: &ExplainArgs,
+    args: &AttributeArgs,
     model: &Model,
     preset: Option<&str>,
 ) -> Result<(HostTensor, Preprocess)> {
@@ -207,7 +207,7 @@ fn box_blur(x: &HostTensor, radius: usize) -> HostTensor {
 }
 
 fn classes<B: Backend>(
-    args: &ExplainArgs,
+    args: &AttributeArgs,
     b: &B,
     model: &Model,
     x: &HostTensor,
@@ -222,7 +222,7 @@ fn classes<B: Backend>(
 
 fn run<B: Backend>(
     method: Method,
-    args: &ExplainArgs,
+    args: &AttributeArgs,
     b: &B,
     model: &Model,
     x: &HostTensor,
@@ -315,7 +315,7 @@ fn run<B: Backend>(
         }
         Method::Occlusion => {
             let occ = occlusion_options(args, score)?;
-            for m in occ.attribute(b, model, x, &classes)? {
+            for m in occ.attribute_with_progress(b, model, x, &classes, &args.common.progress())? {
                 let shown = m.upsampled.as_ref().unwrap_or(&m.per_pixel);
                 let png = out.png(m.class, shown)?;
                 let grid = out.file(m.class, "_grid.npy");
@@ -383,7 +383,7 @@ fn size_pair(name: &str, spec: &str) -> Result<Option<[usize; 2]>> {
     }))
 }
 
-fn occlusion_options(args: &ExplainArgs, score: Score) -> Result<Occlusion> {
+fn occlusion_options(args: &AttributeArgs, score: Score) -> Result<Occlusion> {
     let mask_value = match args.mask_value.as_str() {
         "auto" => MaskValue::Auto,
         v if v.contains(',') => MaskValue::PerChannel(
