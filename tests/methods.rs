@@ -38,17 +38,53 @@ fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     (num / den).sqrt()
 }
 
-/// The issue asks for 1e-3. Measured: grad_logit 1.9e-3 and IG 1.3e-3 on both backends, with the
-/// error concentrated in a few receptive fields: the ONNX export has BatchNorm folded into the
-/// convolutions and ~250 of MobileNetV2's 6.1 M ReLU6 pre-activations lie within 1e-5 of the kink
-/// at 0, so last-ulp differences from the PyTorch graph flip a few masks. Until that is settled
-/// (see the closing note), the bound here is the measured one with margin.
+/// The issue asks for 1e-3 against the peers. That bound sits at float32's noise floor for this
+/// image: a few ReLU6 pre-activations lie within float32 rounding of the kink at 0 (one at
+/// 9.9e-8, under the bottom-right of the cat's head), and every float32 implementation flips
+/// some of those masks its own way. assets/tools/exact_gradients.py evaluates the same ONNX
+/// function in float64; the peers themselves are 0.87e-3 (grad_logit), 1.37e-3 (IG
+/// Gauss-Legendre) and 1.65e-3 (IG trapezoid) from that exact result (test below), so no correct
+/// implementation can promise 1e-3 to them. Measured here: 1.1e-3 to 2.0e-3. The bound is the
+/// float32 noise floor with margin, against both the peers and the exact gradients.
 const PEER_TOL: f64 = 2.5e-3;
+
+fn exact(name: &str) -> Option<Vec<f32>> {
+    let path = asset(&format!(
+        "ref/exact/mobilenetv2_imagenet_chelsea_{name}_f64.npy"
+    ));
+    std::path::Path::new(&path)
+        .exists()
+        .then(|| read_npy(&path).data)
+}
 
 fn assert_close(label: &str, got: &[f32], peer_name: &str) {
     let e = rel_l2(got, &peer(peer_name));
     println!("{label} vs {peer_name}: relative L2 {e:.2e}");
     assert!(e <= PEER_TOL, "{label} vs {peer_name}: relative L2 {e}");
+    if let Some(exact) = exact(peer_name) {
+        let e = rel_l2(got, &exact);
+        println!("{label} vs exact float64 {peer_name}: relative L2 {e:.2e}");
+        assert!(
+            e <= PEER_TOL,
+            "{label} vs exact {peer_name}: relative L2 {e}"
+        );
+    }
+}
+
+/// The references' own distance from the exact (float64) gradients of the ONNX graph: what a
+/// float32 implementation can hope to match them to.
+#[test]
+fn peers_are_float32_results_too() {
+    for (name, at_least, at_most) in [
+        ("grad_logit", 5e-4, 1.5e-3),
+        ("grad_prob", 2e-4, 1e-3),
+        ("ig_gausslegendre", 1e-3, 2e-3),
+        ("ig_trapezoid", 1e-3, 2.5e-3),
+    ] {
+        let e = rel_l2(&peer(name), &exact(name).expect("exact reference"));
+        println!("{name}: peer vs exact float64 relative L2 {e:.2e}");
+        assert!((at_least..=at_most).contains(&e), "{name}: {e}");
+    }
 }
 
 fn saliency_parity<B: Backend>(label: &str, b: &B) {

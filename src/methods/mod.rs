@@ -8,6 +8,7 @@
 pub mod cam;
 pub mod gradcam;
 pub mod integrated_gradients;
+pub mod objective;
 pub mod occlusion;
 pub mod saliency;
 pub mod smoothgrad;

@@ -10,6 +10,7 @@ use netlens::error::{Error, Result};
 use netlens::input::{self, Preprocess};
 use netlens::methods::gradcam::{guided_gradcam, CamMap, CamVariant, GradCam};
 use netlens::methods::integrated_gradients::{Baseline, IntegratedGradients, Quadrature};
+use netlens::methods::objective::{layer_gradients, LayerObjective, Region};
 use netlens::methods::occlusion::{MaskValue, Occlusion, Upsampling};
 use netlens::methods::saliency::Saliency;
 use netlens::methods::smoothgrad::{SmoothGrad, Variant};
@@ -64,6 +65,16 @@ pub struct AttributeArgs {
     /// Saliency: multiply the gradient by the input.
     #[arg(long)]
     pub times_input: bool,
+    /// Saliency/guided: explain the mean of this layer's activation instead of a class score.
+    #[arg(long)]
+    pub objective_layer: Option<String>,
+    /// With --objective-layer: the channel whose mean is explained (repeatable); default: all
+    /// channels together.
+    #[arg(long = "channel")]
+    pub channels: Vec<usize>,
+    /// With --objective-layer: only this region of the layer's grid, `top,left,height,width`.
+    #[arg(long)]
+    pub region: Option<String>,
     /// Occlusion: mask size, `auto`, `S` or `HxW` (MATLAB MaskSize).
     #[arg(long, default_value = "auto")]
     pub mask_size: String,
@@ -230,6 +241,18 @@ fn run<B: Backend>(
     backend: &str,
 ) -> Result<()> {
     let score = Score::parse(&args.score)?;
+    let layer_objective = matches!(method, Method::Saliency | Method::Guided);
+    if args.objective_layer.is_some() && !layer_objective {
+        return Err(Error::bad_input(format!(
+            "--objective-layer works with saliency and guided, not {}",
+            method.name()
+        )));
+    }
+    if args.objective_layer.is_none() && (!args.channels.is_empty() || args.region.is_some()) {
+        return Err(Error::bad_input(
+            "--channel and --region need --objective-layer NAME",
+        ));
+    }
     let classes = classes(args, b, model, x)?;
     std::fs::create_dir_all(&args.output)
         .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", args.output.display())))?;
@@ -251,15 +274,19 @@ fn run<B: Backend>(
             } else {
                 GradRule::Standard
             };
-            let s = Saliency {
-                score,
-                times_input: args.times_input,
-                rule,
-            };
-            for a in s.attribute(b, model, x, &classes)? {
-                results.push(out.pixel(&a)?);
-            }
             params["times_input"] = json!(args.times_input);
+            if let Some(layer) = &args.objective_layer {
+                params = layer_objectives(args, b, model, x, rule, layer, &out, &mut results)?;
+            } else {
+                let s = Saliency {
+                    score,
+                    times_input: args.times_input,
+                    rule,
+                };
+                for a in s.attribute(b, model, x, &classes)? {
+                    results.push(out.pixel(&a)?);
+                }
+            }
         }
         Method::SmoothGrad => {
             let s = SmoothGrad {
@@ -429,6 +456,48 @@ fn occlusion_options(args: &AttributeArgs, score: Score) -> Result<Occlusion> {
     })
 }
 
+/// Saliency or guided backprop of layer objectives (channel means, optionally in a region) rather
+/// than class scores; returns the summary's parameters.
+#[allow(clippy::too_many_arguments)]
+fn layer_objectives<B: Backend>(
+    args: &AttributeArgs,
+    b: &B,
+    model: &Model,
+    x: &HostTensor,
+    rule: GradRule,
+    layer: &str,
+    out: &Output,
+    results: &mut Vec<serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let layer_id = model.layer(layer)?;
+    let region = args.region.as_deref().map(Region::parse).transpose()?;
+    let channels: Vec<Option<usize>> = if args.channels.is_empty() {
+        vec![None]
+    } else {
+        args.channels.iter().map(|&c| Some(c)).collect()
+    };
+    let objectives: Vec<LayerObjective> = channels
+        .iter()
+        .map(|&channel| LayerObjective {
+            layer: layer_id,
+            channel,
+            region,
+        })
+        .collect();
+    let attributions = layer_gradients(b, model, x, &objectives, rule, args.times_input)?;
+    for (a, channel) in attributions.iter().zip(&channels) {
+        let tag = channel.map_or("all".to_string(), |c| format!("ch{c}"));
+        let mut entry = out.pixel_tagged(a, tag.as_str())?;
+        entry["channel"] = json!(channel);
+        entry["objective"] = json!(a.score);
+        results.push(entry);
+    }
+    Ok(
+        json!({"objective_layer": layer, "channels": args.channels, "region": args.region,
+        "times_input": args.times_input}),
+    )
+}
+
 struct Output<'a> {
     dir: &'a Path,
     method: &'a str,
@@ -438,12 +507,13 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
-    fn file(&self, class: usize, suffix: &str) -> PathBuf {
-        self.dir.join(format!("{}_{class}{suffix}", self.method))
+    /// `DIR/<method>_<tag><suffix>`; the tag is the class, or the objective for layer objectives.
+    fn file(&self, tag: impl std::fmt::Display, suffix: &str) -> PathBuf {
+        self.dir.join(format!("{}_{tag}{suffix}", self.method))
     }
 
-    fn png(&self, class: usize, map: &HostTensor) -> Result<PathBuf> {
-        let path = self.file(class, ".png");
+    fn png(&self, tag: impl std::fmt::Display, map: &HostTensor) -> Result<PathBuf> {
+        let path = self.file(tag, ".png");
         netlens::viz::save_rgb_png(
             &path,
             self.w,
@@ -454,9 +524,17 @@ impl Output<'_> {
     }
 
     fn pixel(&self, a: &PixelAttribution) -> Result<serde_json::Value> {
-        let npy = self.file(a.class, ".npy");
+        self.pixel_tagged(a, a.class)
+    }
+
+    fn pixel_tagged(
+        &self,
+        a: &PixelAttribution,
+        tag: impl std::fmt::Display + Copy,
+    ) -> Result<serde_json::Value> {
+        let npy = self.file(tag, ".npy");
         input::write_npy(&npy, &a.map.shape, &a.map.data)?;
-        let png = self.png(a.class, &a.display())?;
+        let png = self.png(tag, &a.display())?;
         Ok(json!({"class": a.class, "score": a.score, "png": png, "npy": npy}))
     }
 
