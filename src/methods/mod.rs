@@ -11,6 +11,7 @@ pub mod integrated_gradients;
 pub mod occlusion;
 pub mod saliency;
 pub mod smoothgrad;
+pub mod tsne;
 
 use crate::backend::{Backend, HostTensor, Seed};
 use crate::error::{Error, Result};
