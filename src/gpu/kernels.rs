@@ -40,6 +40,14 @@ pub(crate) enum Kernel {
     SoftmaxProbSeed,
     SliceBwd,
     LrnBwd,
+    // t-SNE (src/gpu/tsne.rs).
+    TsneDist,
+    TsnePcond,
+    TsneSym,
+    TsneForces2,
+    TsneForces3,
+    TsneUpdate,
+    TsneKl,
 }
 
 struct Spec {
@@ -58,6 +66,7 @@ const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const LAYOUT: &str = include_str!("../../shaders/layout.wgsl");
 const NORM: &str = include_str!("../../shaders/norm.wgsl");
 const PERTURB: &str = include_str!("../../shaders/perturb.wgsl");
+const TSNE: &str = include_str!("../../shaders/tsne.wgsl");
 
 impl Kernel {
     fn spec(self) -> Spec {
@@ -98,6 +107,13 @@ impl Kernel {
             Kernel::SoftmaxProbSeed => s("softmax", SOFTMAX, "softmax_prob_seed", &[1, 3, 2]),
             Kernel::SliceBwd => s("layout", LAYOUT, "slice_bwd", &[1, 2]),
             Kernel::LrnBwd => s("norm", NORM, "lrn_bwd", &[1, 3, 2]),
+            Kernel::TsneDist => s("tsne", TSNE, "tsne_dist", &[1, 2]),
+            Kernel::TsnePcond => s("tsne", TSNE, "tsne_pcond", &[2]),
+            Kernel::TsneSym => s("tsne", TSNE, "tsne_sym", &[2]),
+            Kernel::TsneForces2 => s("tsne", TSNE, "tsne_forces2", &[2, 3, 4]),
+            Kernel::TsneForces3 => s("tsne", TSNE, "tsne_forces3", &[2, 3, 4]),
+            Kernel::TsneUpdate => s("tsne", TSNE, "tsne_update", &[3, 4, 5]),
+            Kernel::TsneKl => s("tsne", TSNE, "tsne_kl", &[2, 3, 6]),
         }
     }
 }

@@ -18,6 +18,7 @@ mod tests;
 mod tests_grad;
 #[cfg(test)]
 mod tests_reference;
+mod tsne;
 mod vjp;
 
 use crate::backend::{Backend, Forward, GradRule, Gradients, HostTensor, OcclusionWindow, Seed};

@@ -12,6 +12,7 @@ pub mod objective;
 pub mod occlusion;
 pub mod saliency;
 pub mod smoothgrad;
+pub mod tsne;
 
 use crate::backend::{Backend, HostTensor, Seed};
 use crate::error::{Error, Result};

@@ -1,6 +1,7 @@
 //! The `netlens` command line.
 
 mod attribute;
+mod tsne;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -91,6 +92,8 @@ enum Command {
     Occlusion(attribute::AttributeArgs),
     /// List the GPU adapters wgpu sees.
     Adapters,
+    /// t-SNE of a feature matrix (exact on the GPU, or Barnes-Hut on the CPU), with a scatter PNG.
+    Tsne(tsne::TsneArgs),
     /// Benchmarks. `netlens bench forward`: images/s on GPU, CPU and tract.
     Bench {
         #[command(subcommand)]
@@ -179,6 +182,7 @@ fn main() -> ExitCode {
             common,
         }) => run(&model, image, input_npy, &output, &taps, &common),
         Some(Command::Adapters) => adapters(),
+        Some(Command::Tsne(a)) => tsne::run(&a),
         Some(Command::Bench {
             what:
                 BenchCmd::Methods {

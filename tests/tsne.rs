@@ -1,0 +1,243 @@
+//! t-SNE: the GPU kernels against their CPU twins (affinities, gradient, step, KL), Barnes-Hut
+//! against the exact gradient at theta 0, the digits acceptance runs (KL and 5-NN label
+//! agreement for exact-on-GPU and Barnes-Hut), bad input, and the CLI.
+
+mod common;
+use common::*;
+use netlens::methods::tsne::affinity::{dense_p, sparse_p};
+use netlens::methods::tsne::{
+    barnes_hut, descend, exact_cpu, gaussian_clusters, knn_label_agreement, prepare, tsne,
+    Algorithm, Distance, Tsne,
+};
+use netlens::progress::Silent;
+use netlens::{ErrorKind, HostTensor};
+use std::time::Instant;
+
+/// max |a − b| / max |b|.
+fn rel_max(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let m = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0f32, |e, (x, y)| e.max((x - y).abs())) / m
+}
+
+fn digits() -> (HostTensor, Vec<usize>) {
+    let x = read_npy(&asset("ref/tsne_digits_X.npy"));
+    let bytes = std::fs::read(asset("ref/tsne_digits_y.npy")).unwrap();
+    let y: Vec<i64> = npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap();
+    (x, y.into_iter().map(|v| v as usize).collect())
+}
+
+fn spread_embedding(n: usize, dims: usize, seed: u64) -> HostTensor {
+    let mut y = random(&[n, dims], seed);
+    y.data.iter_mut().for_each(|v| *v *= 3.0);
+    y
+}
+
+#[test]
+fn gpu_affinities_match_cpu() {
+    for distance in [Distance::Euclidean, Distance::Cosine] {
+        let (x, _) = gaussian_clusters(200, 10, 4, 1);
+        let (xp, scale) = prepare(&x, distance, true).unwrap();
+        let p_gpu = gpu().tsne_affinities(&xp, scale, 30.0).unwrap();
+        let p_cpu = dense_p(&xp.data, 200, 10, scale, 30.0);
+        let err = rel_max(&p_gpu.data, &p_cpu);
+        let sum: f64 = p_gpu.data.iter().map(|&v| v as f64).sum();
+        eprintln!("{distance:?}: P GPU vs CPU rel err {err:.2e}, sum {sum:.6}");
+        assert!(err < 1e-4, "{distance:?}: P differs by {err}");
+        assert!((sum - 1.0).abs() < 1e-4, "P sums to {sum}");
+    }
+}
+
+#[test]
+fn gpu_gradient_step_and_kl_match_cpu() {
+    let n = 200;
+    let (x, _) = gaussian_clusters(n, 10, 4, 2);
+    let (xp, scale) = prepare(&x, Distance::Euclidean, false).unwrap();
+    let p = gpu().tsne_affinities(&xp, scale, 30.0).unwrap();
+    for dims in [2, 3] {
+        let y0 = spread_embedding(n, dims, 3 + dims as u64);
+        let mut s = Tsne {
+            dims,
+            iterations: 1,
+            ..Tsne::default()
+        }
+        .schedule(n);
+        s.kl_every = 1;
+        let (res, grad) = gpu()
+            .tsne_exact_with_gradient(&xp, scale, 30.0, &y0, &s, &Silent)
+            .unwrap();
+        let want = exact_cpu::gradient(&p.data, &y0.data, n, dims, s.exaggeration);
+        let err = rel_max(&grad.data, &want);
+        eprintln!("dims {dims}: gradient GPU vs CPU rel err {err:.2e}");
+        assert!(err < 1e-4, "dims {dims}: gradient differs by {err}");
+
+        let mut y1 = y0.data.clone();
+        let (mut u, mut g) = (vec![0f32; n * dims], vec![1f32; n * dims]);
+        descend(&mut y1, &mut u, &mut g, &want, s.learn_rate, s.momentum.0);
+        let step_gpu: Vec<f32> = res
+            .embedding
+            .data
+            .iter()
+            .zip(&y0.data)
+            .map(|(a, b)| a - b)
+            .collect();
+        let step_cpu: Vec<f32> = y1.iter().zip(&y0.data).map(|(a, b)| a - b).collect();
+        let err = rel_max(&step_gpu, &step_cpu);
+        eprintln!("dims {dims}: step GPU vs CPU rel err {err:.2e}");
+        assert!(err < 1e-3, "dims {dims}: step differs by {err}");
+
+        let kl_cpu = exact_cpu::kl_dense(&p.data, &res.embedding.data, n, dims);
+        eprintln!("dims {dims}: KL GPU {} CPU {kl_cpu}", res.kl);
+        assert!((res.kl - kl_cpu).abs() < 1e-4 * kl_cpu.abs().max(1.0));
+    }
+}
+
+#[test]
+fn barnes_hut_at_theta_zero_is_exact() {
+    // Perplexity 33 on 100 points keeps every neighbour, so sparse P is dense P.
+    let n = 100;
+    let (x, _) = gaussian_clusters(n, 5, 3, 4);
+    let (xp, scale) = prepare(&x, Distance::Euclidean, false).unwrap();
+    let sp = sparse_p(&xp.data, n, 5, scale, 33.0);
+    let dp = dense_p(&xp.data, n, 5, scale, 33.0);
+    let mut dense_from_sparse = vec![0f32; n * n];
+    for i in 0..n {
+        for (j, v) in sp.row(i) {
+            dense_from_sparse[i * n + j] = v;
+        }
+    }
+    assert!(rel_max(&dense_from_sparse, &dp) < 1e-5);
+    for dims in [2, 3] {
+        let y = spread_embedding(n, dims, 9);
+        let (bh, _) = barnes_hut::gradient(&sp, &y.data, dims, 12.0, 0.0);
+        let exact = exact_cpu::gradient(&dp, &y.data, n, dims, 12.0);
+        let err = rel_max(&bh, &exact);
+        assert!(
+            err < 1e-4,
+            "dims {dims}: theta 0 differs from exact by {err}"
+        );
+        let (approx, _) = barnes_hut::gradient(&sp, &y.data, dims, 12.0, 0.5);
+        let err = rel_max(&approx, &exact);
+        eprintln!("dims {dims}: theta 0.5 gradient rel err {err:.2e}");
+        assert!(
+            err < 0.1,
+            "dims {dims}: theta 0.5 differs from exact by {err}"
+        );
+    }
+}
+
+fn check_digits(algorithm: Algorithm, on_gpu: bool) {
+    let (x, labels) = digits();
+    let opts = Tsne {
+        algorithm,
+        ..Tsne::default()
+    };
+    let t = Instant::now();
+    let r = tsne(&x, &opts, on_gpu.then(gpu), &Silent).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let (frac, vote) = knn_label_agreement(&r.embedding, &labels, 5);
+    eprintln!(
+        "digits {algorithm:?} (gpu {on_gpu}): KL {:.4}, 5-NN same-label fraction {frac:.4}, \
+         5-NN vote accuracy {vote:.4}, {secs:.1} s; history {:?}",
+        r.kl, r.kl_history
+    );
+    assert_eq!(r.embedding.shape, vec![1797, 2]);
+    assert!(r.kl <= 0.80, "KL {}", r.kl);
+    assert!(frac >= 0.95, "5-NN same-label fraction {frac}");
+}
+
+#[test]
+fn digits_exact_gpu() {
+    check_digits(Algorithm::Exact, true);
+}
+
+#[test]
+fn digits_barnes_hut_cpu() {
+    check_digits(Algorithm::BarnesHut, false);
+}
+
+#[test]
+fn bad_input_is_rejected() {
+    let (x, _) = gaussian_clusters(20, 3, 2, 5);
+    let err = |x: &HostTensor, o: Tsne| tsne(x, &o, None, &Silent).unwrap_err();
+    let e = err(&x, Tsne::default());
+    assert_eq!(e.kind, ErrorKind::BadInput);
+    assert!(e.message.contains("perplexity"), "{}", e.message);
+    let small = Tsne {
+        perplexity: 5.0,
+        ..Tsne::default()
+    };
+    let cube = HostTensor::zeros(vec![4, 5, 1]);
+    assert_eq!(err(&cube, small.clone()).kind, ErrorKind::BadInput);
+    let mut nan = x.clone();
+    nan.data[7] = f32::NAN;
+    let e = err(&nan, small.clone());
+    assert!(e.message.contains("row 2"), "{}", e.message);
+    let four = Tsne {
+        dims: 4,
+        ..small.clone()
+    };
+    assert_eq!(err(&x, four).kind, ErrorKind::BadInput);
+    let zeros = HostTensor::zeros(vec![20, 3]);
+    let cos = Tsne {
+        distance: Distance::Cosine,
+        ..small
+    };
+    assert_eq!(err(&zeros, cos).kind, ErrorKind::BadInput);
+}
+
+#[test]
+fn cli_writes_outputs_and_exits_2_on_bad_perplexity() {
+    let dir = std::env::temp_dir().join(format!("netlens_tsne_cli_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (x, labels) = gaussian_clusters(150, 8, 3, 6);
+    let xf = dir.join("x.npy");
+    netlens::input::write_npy(&xf, &x.shape, &x.data).unwrap();
+    let yf = dir.join("y.txt");
+    let text: Vec<String> = labels.iter().map(|l| format!("c{l}")).collect();
+    std::fs::write(&yf, text.join("\n")).unwrap();
+    let out = dir.join("out");
+    let bin = env!("CARGO_BIN_EXE_netlens");
+    let run = std::process::Command::new(bin)
+        .args(["tsne", "--features"])
+        .arg(&xf)
+        .arg("--labels")
+        .arg(&yf)
+        .args([
+            "--algorithm",
+            "barneshut",
+            "--iterations",
+            "300",
+            "--perplexity",
+            "20",
+            "-q",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let emb = read_npy(out.join("embedding.npy").to_str().unwrap());
+    assert_eq!(emb.shape, vec![150, 2]);
+    let png = image::open(out.join("tsne.png")).unwrap();
+    assert!(png.width() >= 400);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["kl"].as_f64().unwrap() > 0.0);
+
+    let bad = std::process::Command::new(bin)
+        .args(["tsne", "--features"])
+        .arg(&xf)
+        .args(["--perplexity", "150", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("perplexity"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
