@@ -1,57 +1,310 @@
-//! The bench harness: forward throughput of the GPU backend, the CPU backend and tract's own
-//! optimized plan (the peer), in one run. `netlens bench forward` and `cargo bench` both call it.
+//! The bench harness: every method, timed on the GPU backend and the CPU backend after a warm-up,
+//! with GPU submission counts and, where one exists, a peer implementation (tract's optimized
+//! plan for the forward). `netlens bench` and `cargo bench` both call [`run`].
+//!
+//! A method is one [`Entry`] in [`entries`]: a name, its parameters, and one body that the
+//! `entry!` macro compiles once per backend, so adding a method is adding one entry.
 
+use std::path::Path;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::*;
 
-use crate::backend::{Backend, HostTensor};
+use crate::backend::{Backend, GradRule, HostTensor};
 use crate::cpu::CpuBackend;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuBackend, GpuOptions};
+use crate::methods::gradcam::{guided_gradcam, CamVariant, GradCam};
+use crate::methods::saliency::Saliency;
+use crate::methods::{cam, repeat};
 use crate::model::import::load_model;
+use crate::model::Model;
+use crate::report::Settings;
 
-#[derive(Clone, Debug, Serialize)]
-pub struct ForwardRow {
-    pub runner: String,
-    pub batch: usize,
-    pub median_ms: f64,
-    pub images_per_s: f64,
-    /// Queue submissions per forward call (GPU only).
-    pub submissions_per_call: Option<f64>,
+/// What every entry gets to run on.
+pub struct Ctx<'a> {
+    pub model: &'a Model,
+    pub model_path: &'a Path,
+    /// One preprocessed image `[1, C, H, W]`.
+    pub image: &'a HostTensor,
+    /// The image repeated to the forward batch, `[batch, C, H, W]`.
+    pub batch: &'a HostTensor,
+    /// The explained class.
+    pub class: usize,
+    /// Method parameters, the same as `netlens explain` uses.
+    pub settings: &'a Settings,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct ForwardReport {
-    pub model: String,
-    pub adapter: Option<String>,
-    pub cpu_model: String,
-    pub threads: usize,
+/// One call of a method on a backend; the harness times it.
+pub type Run<B> = fn(&B, &Ctx<'_>) -> Result<()>;
+
+/// Prepares a peer implementation once (untimed) and returns the call to time.
+pub type Peer = fn(&Ctx<'_>) -> Result<Box<dyn FnMut() -> Result<()>>>;
+
+/// One benched method.
+pub struct Entry {
+    /// The name `--methods` selects it by (the CLI subcommand's name where there is one).
+    pub name: &'static str,
+    /// Its key parameters, for the table.
+    pub params: String,
+    pub gpu: Run<GpuBackend>,
+    pub cpu: Run<CpuBackend>,
+    /// A peer implementation and its name.
+    pub peer: Option<(&'static str, Peer)>,
+}
+
+/// `entry!(name, params, |b, c| body)`: `body` is compiled once for each backend, with `b` the
+/// backend and `c` the [`Ctx`].
+macro_rules! entry {
+    ($name:expr, $params:expr, |$b:ident, $c:ident| $body:expr) => {
+        Entry {
+            name: $name,
+            params: $params,
+            gpu: {
+                fn run($b: &GpuBackend, $c: &Ctx<'_>) -> Result<()> {
+                    $body
+                }
+                run
+            },
+            cpu: {
+                fn run($b: &CpuBackend, $c: &Ctx<'_>) -> Result<()> {
+                    $body
+                }
+                run
+            },
+            peer: None,
+        }
+    };
+}
+
+fn gradcam(variant: CamVariant) -> GradCam {
+    GradCam {
+        variant,
+        ..Default::default()
+    }
+}
+
+fn saliency(rule: GradRule, times_input: bool) -> Saliency {
+    Saliency {
+        rule,
+        times_input,
+        ..Default::default()
+    }
+}
+
+/// Every method the bench knows, in table order, with `settings`' parameters.
+pub fn entries(settings: &Settings) -> Vec<Entry> {
+    let s = settings;
+    vec![
+        Entry {
+            peer: Some(("tract (optimized plan)", tract_peer)),
+            ..entry!("forward", "batch from --batch".into(), |b, c| {
+                let f = b.forward(c.model, &b.upload(c.batch)?, &[])?;
+                b.read(&f.output).map(drop)
+            })
+        },
+        entry!(
+            "channel",
+            "strongest channel of the CAM layer".into(),
+            |b, c| { crate::report::strongest_channel(b, c.model, c.image).map(drop) }
+        ),
+        entry!("cam", "CAM layer".into(), |b, c| {
+            cam::cam(b, c.model, c.image, &[c.class]).map(drop)
+        }),
+        entry!("gradcam", "CAM layer".into(), |b, c| {
+            gradcam(CamVariant::GradCam)
+                .attribute(b, c.model, c.image, &[c.class])
+                .map(drop)
+        }),
+        entry!("gradcam++", "CAM layer".into(), |b, c| {
+            gradcam(CamVariant::GradCamPlusPlus)
+                .attribute(b, c.model, c.image, &[c.class])
+                .map(drop)
+        }),
+        entry!("layercam", "CAM layer".into(), |b, c| {
+            gradcam(CamVariant::LayerCam)
+                .attribute(b, c.model, c.image, &[c.class])
+                .map(drop)
+        }),
+        entry!(
+            "occlusion",
+            format!("window {}, stride {}", s.occlusion_mask, s.occlusion_stride),
+            |b, c| {
+                c.settings
+                    .occlusion()
+                    .attribute(b, c.model, c.image, &[c.class])
+                    .map(drop)
+            }
+        ),
+        // LIME, Score-CAM and the other methods being added: one entry each, here.
+        entry!("saliency", "vanilla gradient".into(), |b, c| {
+            saliency(GradRule::Standard, false)
+                .attribute(b, c.model, c.image, &[c.class])
+                .map(drop)
+        }),
+        entry!("gradient-x-input", String::new(), |b, c| {
+            saliency(GradRule::Standard, true)
+                .attribute(b, c.model, c.image, &[c.class])
+                .map(drop)
+        }),
+        entry!("guided", "guided backprop".into(), |b, c| {
+            saliency(GradRule::Guided, false)
+                .attribute(b, c.model, c.image, &[c.class])
+                .map(drop)
+        }),
+        entry!(
+            "smoothgrad",
+            format!("{} samples", s.smoothgrad_samples),
+            |b, c| {
+                c.settings
+                    .smoothgrad()
+                    .attribute(b, c.model, c.image, c.class)
+                    .map(drop)
+            }
+        ),
+        entry!(
+            "ig",
+            format!("{} steps, Gauss-Legendre", s.ig_steps),
+            |b, c| {
+                c.settings
+                    .ig()
+                    .attribute(b, c.model, c.image, c.class)
+                    .map(drop)
+            }
+        ),
+        entry!(
+            "guided-gradcam",
+            "guided backprop × Grad-CAM".into(),
+            |b, c| {
+                guided_gradcam(b, c.model, c.image, &[c.class], &GradCam::default()).map(drop)
+            }
+        ),
+    ]
+}
+
+fn tract_peer(c: &Ctx<'_>) -> Result<Box<dyn FnMut() -> Result<()>>> {
+    let err = |e: TractError| Error::internal(format!("tract: {e}"));
+    let plan = tract_onnx::onnx()
+        .model_for_path(c.model_path)
+        .and_then(|m| m.with_input_fact(0, f32::fact(c.batch.shape.clone()).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(err)?;
+    let input: TValue = Tensor::from_shape(&c.batch.shape, &c.batch.data)
+        .map_err(err)?
+        .into();
+    Ok(Box::new(move || {
+        plan.run(tvec!(input.clone())).map(drop).map_err(err)
+    }))
+}
+
+/// What to bench.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Entry names; empty: all.
+    pub methods: Vec<String>,
+    /// Timed calls per method and backend; the median is reported.
     pub repeat: usize,
-    pub rows: Vec<ForwardRow>,
-    /// CPU backend throughput / tract throughput, per batch size.
-    pub cpu_vs_tract: Vec<(usize, f64)>,
+    /// Untimed calls first (pipeline compilation, buffer pools, caches).
+    pub warmup: usize,
+    pub gpu: bool,
+    pub cpu: bool,
+    /// The forward entry's batch size.
+    pub batch: usize,
+    /// The explained class; `None`: the top prediction.
+    pub class: Option<usize>,
+    pub settings: Settings,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            methods: Vec::new(),
+            repeat: 3,
+            warmup: 1,
+            gpu: true,
+            cpu: true,
+            batch: 1,
+            class: None,
+            settings: Settings::default(),
+        }
+    }
+}
+
+/// The GPU adapter that ran the GPU column.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Adapter {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+/// One method's timings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Row {
+    pub method: String,
+    pub params: String,
+    pub gpu_median_s: Option<f64>,
+    pub cpu_median_s: Option<f64>,
+    /// CPU median / GPU median: above 1 the GPU backend is faster.
+    pub speedup: Option<f64>,
+    /// Queue submissions per call on the GPU, read-backs included.
+    pub gpu_submissions_per_call: Option<f64>,
+    pub gpu_readbacks_per_call: Option<f64>,
+    pub gpu_dispatches_per_call: Option<f64>,
+    pub peer: Option<String>,
+    pub peer_median_s: Option<f64>,
+    /// Every timed call, in seconds.
+    pub gpu_runs_s: Vec<f64>,
+    pub cpu_runs_s: Vec<f64>,
+    pub peer_runs_s: Vec<f64>,
+}
+
+/// A whole bench run: the machine, the setting, one row per method.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BenchReport {
+    pub netlens_version: String,
+    pub model: String,
+    pub image: String,
+    pub class: usize,
+    pub batch: usize,
+    pub warmup: usize,
+    pub repeat: usize,
+    pub adapter: Option<Adapter>,
+    /// `/proc/cpuinfo`'s "model name", else the architecture.
+    pub cpu_model: String,
+    /// Threads of the CPU backend (rayon's pool).
+    pub threads: usize,
+    pub rows: Vec<Row>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v[v.len() / 2]
 }
 
-/// Runs `f` once to warm up, then `repeat` times; returns the median in milliseconds.
-fn time_ms(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
-    let mut times = Vec::with_capacity(repeat);
-    for _ in 0..repeat.max(1) {
-        let t = Instant::now();
+/// Calls `f` `warmup` times, then `repeat` times timed; returns the timed calls in seconds.
+fn measure(warmup: usize, repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    for _ in 0..warmup {
         f()?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    Ok(median(times))
+    (0..repeat.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f()?;
+            Ok(t.elapsed().as_secs_f64())
+        })
+        .collect()
 }
 
-fn cpu_model_name() -> String {
+/// The CPU's model name from `/proc/cpuinfo`, else the architecture.
+pub fn cpu_model_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -62,250 +315,219 @@ fn cpu_model_name() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-fn row(runner: &str, batch: usize, ms: f64, subs: Option<f64>) -> ForwardRow {
-    ForwardRow {
-        runner: runner.into(),
-        batch,
-        median_ms: ms,
-        images_per_s: batch as f64 * 1e3 / ms,
-        submissions_per_call: subs,
+fn adapter_of(g: &GpuBackend) -> Adapter {
+    let info = g.adapter_info();
+    let driver = [info.driver.as_str(), info.driver_info.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    Adapter {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver,
     }
 }
 
-/// Benchmarks the forward pass of `model_path` at each batch size. `gpu: false` skips the GPU
-/// (for machines without an adapter); `log` receives one line per finished measurement.
-pub fn bench_forward(
-    model_path: &str,
-    batches: &[usize],
-    repeat: usize,
-    gpu: bool,
-    mut log: impl FnMut(&ForwardRow),
-) -> Result<ForwardReport> {
+/// Benches the selected methods of `model_path` on `image_path`; `log` gets each row as soon as
+/// it is measured.
+pub fn run(
+    model_path: &Path,
+    image_path: &Path,
+    options: &Options,
+    log: &mut dyn FnMut(&Row),
+) -> Result<BenchReport> {
+    if options.batch == 0 {
+        return Err(Error::bad_input("the batch size must be positive"));
+    }
+    if !options.gpu && !options.cpu {
+        return Err(Error::bad_input(
+            "nothing to bench: both backends are switched off",
+        ));
+    }
+    let all = entries(&options.settings);
+    for m in &options.methods {
+        if !all.iter().any(|e| e.name == m) {
+            return Err(Error::bad_input(format!(
+                "unknown bench method '{m}'; known: {}",
+                all.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let selected: Vec<&Entry> = all
+        .iter()
+        .filter(|e| options.methods.is_empty() || options.methods.iter().any(|m| m == e.name))
+        .collect();
+
     let model = load_model(model_path)?;
-    let shape = model.input_shape().to_vec();
-    let gpu_backend = if gpu {
+    let (image, _, _) = crate::report::model_input(model_path, &model, image_path, None)?;
+    let cpu = CpuBackend::new();
+    let class = match options.class {
+        Some(c) => {
+            crate::methods::check_class(&model, c)?;
+            c
+        }
+        None => {
+            let (logits, _) = crate::engine::forward_host(&cpu, &model, &image, &[])?;
+            crate::engine::top_k(&logits.data, 1)[0]
+        }
+    };
+    let batch = repeat(&image, options.batch);
+    let ctx = Ctx {
+        model: &model,
+        model_path,
+        image: &image,
+        batch: &batch,
+        class,
+        settings: &options.settings,
+    };
+    let gpu = if options.gpu {
         Some(GpuBackend::new(&GpuOptions::default())?)
     } else {
         None
     };
-    let cpu = CpuBackend::new();
+
     let mut rows = Vec::new();
-    let mut ratios = Vec::new();
-    for &batch in batches {
-        let mut full = vec![batch];
-        full.extend_from_slice(&shape);
-        let n: usize = full.iter().product();
-        let x = HostTensor::new(
-            full.clone(),
-            (0..n).map(|i| ((i % 255) as f32) / 255.0).collect(),
-        )?;
-
-        if let Some(g) = &gpu_backend {
-            let input = g.upload(&x)?;
-            let before = g.stats().submissions;
-            let mut calls = 0u64;
-            let ms = time_ms(repeat, || {
-                let f = g.forward(&model, &input, &[])?;
-                g.read(&f.output)?;
-                calls += 1;
-                Ok(())
-            })?;
-            // Each call also submits the read-back copy; report forward submissions per call.
-            let subs = (g.stats().submissions - before) as f64 / calls as f64;
-            rows.push(row(&format!("gpu ({})", g.name()), batch, ms, Some(subs)));
-            log(rows.last().expect("pushed"));
+    for e in selected {
+        let ctx_for = |name: &str| format!("{} on {name}", e.name);
+        let mut row = Row {
+            method: e.name.to_string(),
+            params: if e.name == "forward" {
+                format!("batch {}", options.batch)
+            } else {
+                e.params.clone()
+            },
+            gpu_median_s: None,
+            cpu_median_s: None,
+            speedup: None,
+            gpu_submissions_per_call: None,
+            gpu_readbacks_per_call: None,
+            gpu_dispatches_per_call: None,
+            peer: None,
+            peer_median_s: None,
+            gpu_runs_s: Vec::new(),
+            cpu_runs_s: Vec::new(),
+            peer_runs_s: Vec::new(),
+        };
+        if let Some(g) = &gpu {
+            // Counted over the warm-up and the timed calls alike: the counts do not change once
+            // pipelines exist, and every call records and submits the same work.
+            let before = g.stats();
+            let runs = measure(options.warmup, options.repeat, || (e.gpu)(g, &ctx))
+                .map_err(|err| err.context(ctx_for("the GPU")))?;
+            let after = g.stats();
+            let calls = (options.warmup + runs.len()) as f64;
+            row.gpu_submissions_per_call =
+                Some((after.submissions - before.submissions) as f64 / calls);
+            row.gpu_readbacks_per_call = Some((after.readbacks - before.readbacks) as f64 / calls);
+            row.gpu_dispatches_per_call =
+                Some((after.dispatches - before.dispatches) as f64 / calls);
+            row.gpu_median_s = Some(median(&runs));
+            row.gpu_runs_s = runs;
         }
-
-        let input = cpu.upload(&x)?;
-        let cpu_ms = time_ms(repeat, || cpu.forward(&model, &input, &[]).map(|_| ()))?;
-        rows.push(row("cpu (netlens)", batch, cpu_ms, None));
-        log(rows.last().expect("pushed"));
-
-        let tract_ms = bench_tract(model_path, &x, repeat)?;
-        rows.push(row("tract (optimized plan)", batch, tract_ms, None));
-        log(rows.last().expect("pushed"));
-        ratios.push((batch, tract_ms / cpu_ms));
+        if options.cpu {
+            let runs = measure(options.warmup, options.repeat, || (e.cpu)(&cpu, &ctx))
+                .map_err(|err| err.context(ctx_for("the CPU")))?;
+            row.cpu_median_s = Some(median(&runs));
+            row.cpu_runs_s = runs;
+        }
+        if let Some((name, prepare)) = e.peer {
+            let mut call = prepare(&ctx)?;
+            let runs = measure(options.warmup, options.repeat, &mut call)?;
+            row.peer = Some(name.to_string());
+            row.peer_median_s = Some(median(&runs));
+            row.peer_runs_s = runs;
+        }
+        if let (Some(g), Some(c)) = (row.gpu_median_s, row.cpu_median_s) {
+            row.speedup = Some(c / g);
+        }
+        log(&row);
+        rows.push(row);
     }
-    Ok(ForwardReport {
+    Ok(BenchReport {
+        netlens_version: env!("CARGO_PKG_VERSION").to_string(),
         model: model.name.clone(),
-        adapter: gpu_backend.as_ref().map(|g| g.name()),
+        image: image_path.display().to_string(),
+        class,
+        batch: options.batch,
+        warmup: options.warmup,
+        repeat: options.repeat.max(1),
+        adapter: gpu.as_ref().map(adapter_of),
         cpu_model: cpu_model_name(),
         threads: rayon::current_num_threads(),
-        repeat,
         rows,
-        cpu_vs_tract: ratios,
     })
 }
 
-fn bench_tract(model_path: &str, x: &HostTensor, repeat: usize) -> Result<f64> {
-    let err = |e: TractError| Error::internal(format!("tract: {e}"));
-    let plan = tract_onnx::onnx()
-        .model_for_path(model_path)
-        .and_then(|m| m.with_input_fact(0, f32::fact(x.shape.clone()).into()))
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .map_err(err)?;
-    let input: TValue = Tensor::from_shape(&x.shape, &x.data).map_err(err)?.into();
-    time_ms(repeat, || {
-        plan.run(tvec!(input.clone())).map(|_| ()).map_err(err)
-    })
+/// Seconds in a readable unit.
+pub fn format_seconds(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.1} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
 }
 
-/// The report as a Markdown table.
-pub fn markdown(report: &ForwardReport) -> String {
-    let mut s = String::from(
-        "| runner | batch | median ms | images/s | submissions/call |\n|---|---:|---:|---:|---:|\n",
+/// The report as the README shows it: a line on the machine, then one table row per method.
+pub fn markdown(r: &BenchReport) -> String {
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or(String::new(), f);
+    let machine = match &r.adapter {
+        Some(a) => format!(
+            "GPU: {} ({}, {} device, driver {})",
+            a.name, a.backend, a.device_type, a.driver
+        ),
+        None => "GPU: not run".to_string(),
+    };
+    let image = Path::new(&r.image)
+        .file_name()
+        .map_or(r.image.clone(), |n| n.to_string_lossy().into_owned());
+    let mut s = format!(
+        "{machine}; CPU: {}, {} threads. Model {} on {image}, class {}; median of {} calls after {} warm-up.\n\n",
+        r.cpu_model, r.threads, r.model, r.class, r.repeat, r.warmup
     );
-    for r in &report.rows {
-        let subs = r
-            .submissions_per_call
-            .map_or("".into(), |v| format!("{v:.0}"));
+    s += "| method | parameters | GPU median | CPU median | speed-up (CPU/GPU) | GPU submissions/call | peer |\n";
+    s += "|---|---|---:|---:|---:|---:|---|\n";
+    for row in &r.rows {
+        let peer = match (&row.peer, row.peer_median_s) {
+            (Some(name), Some(t)) => format!("{name}: {}", format_seconds(t)),
+            _ => String::new(),
+        };
         s += &format!(
-            "| {} | {} | {:.1} | {:.1} | {} |\n",
-            r.runner, r.batch, r.median_ms, r.images_per_s, subs
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            row.method,
+            row.params,
+            opt(row.gpu_median_s, &format_seconds),
+            opt(row.cpu_median_s, &format_seconds),
+            opt(row.speedup, &|v| format!("{v:.2}×")),
+            opt(row.gpu_submissions_per_call, &|v| format!("{v:.0}")),
+            peer
         );
     }
-    for (b, ratio) in &report.cpu_vs_tract {
-        s += &format!("\nCPU backend / tract throughput at batch {b}: {ratio:.2}");
-    }
     s
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct MethodRow {
-    pub method: String,
-    pub runner: String,
-    /// Median seconds per call (one image).
-    pub seconds: f64,
-    /// Queue submissions per call (GPU only), read-backs included.
-    pub submissions_per_call: Option<f64>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Times each attribution method on one image, on the GPU (if `gpu`) and the CPU backend.
-pub fn bench_methods(
-    model_path: &str,
-    image: &HostTensor,
-    class: usize,
-    repeat: usize,
-    gpu: bool,
-    mut log: impl FnMut(&MethodRow),
-) -> Result<Vec<MethodRow>> {
-    let model = load_model(model_path)?;
-    let mut rows = Vec::new();
-    if gpu {
-        let g = GpuBackend::new(&GpuOptions::default())?;
-        let name = format!("gpu ({})", g.name());
-        for &method in METHODS {
-            let before = g.stats().submissions;
-            let mut calls = 0u64;
-            let ms = time_ms(repeat, || {
-                calls += 1;
-                run_method(&g, &model, image, class, method)
-            })?;
-            let subs = (g.stats().submissions - before) as f64 / calls as f64;
-            rows.push(MethodRow {
-                method: method.into(),
-                runner: name.clone(),
-                seconds: ms / 1e3,
-                submissions_per_call: Some(subs),
-            });
-            log(rows.last().expect("pushed"));
+    #[test]
+    fn entry_names_are_unique() {
+        let all = entries(&Settings::default());
+        for (i, e) in all.iter().enumerate() {
+            assert!(
+                all[i + 1..].iter().all(|o| o.name != e.name),
+                "{} twice",
+                e.name
+            );
         }
     }
-    let cpu = CpuBackend::new();
-    let name = format!("cpu ({} threads)", rayon::current_num_threads());
-    for &method in METHODS {
-        let ms = time_ms(repeat, || run_method(&cpu, &model, image, class, method))?;
-        rows.push(MethodRow {
-            method: method.into(),
-            runner: name.clone(),
-            seconds: ms / 1e3,
-            submissions_per_call: None,
-        });
-        log(rows.last().expect("pushed"));
-    }
-    Ok(rows)
-}
 
-/// The methods the bench covers, with the parameters the README table states.
-pub const METHODS: &[&str] = &[
-    "saliency",
-    "guided",
-    "smoothgrad (25)",
-    "ig (32 steps)",
-    "cam",
-    "gradcam",
-    "gradcam++",
-    "layercam",
-    "guided-gradcam",
-];
-
-fn run_method<B: Backend>(
-    b: &B,
-    model: &crate::Model,
-    x: &HostTensor,
-    class: usize,
-    method: &str,
-) -> Result<()> {
-    use crate::methods::gradcam::{guided_gradcam, CamVariant, GradCam};
-    use crate::methods::{cam, integrated_gradients, saliency::Saliency, smoothgrad::SmoothGrad};
-    let classes = [class];
-    let gradcam = |variant| GradCam {
-        variant,
-        ..Default::default()
-    };
-    match method {
-        "saliency" => Saliency::default()
-            .attribute(b, model, x, &classes)
-            .map(drop),
-        "guided" => Saliency {
-            rule: crate::GradRule::Guided,
-            ..Default::default()
-        }
-        .attribute(b, model, x, &classes)
-        .map(drop),
-        "smoothgrad (25)" => SmoothGrad::default()
-            .attribute(b, model, x, class)
-            .map(drop),
-        "ig (32 steps)" => integrated_gradients::IntegratedGradients {
-            steps: 32,
-            ..Default::default()
-        }
-        .attribute(b, model, x, class)
-        .map(drop),
-        "cam" => cam::cam(b, model, x, &classes).map(drop),
-        "gradcam" => gradcam(CamVariant::GradCam)
-            .attribute(b, model, x, &classes)
-            .map(drop),
-        "gradcam++" => gradcam(CamVariant::GradCamPlusPlus)
-            .attribute(b, model, x, &classes)
-            .map(drop),
-        "layercam" => gradcam(CamVariant::LayerCam)
-            .attribute(b, model, x, &classes)
-            .map(drop),
-        "guided-gradcam" => {
-            guided_gradcam(b, model, x, &classes, &gradcam(CamVariant::GradCam)).map(drop)
-        }
-        other => Err(Error::bad_input(format!("unknown method '{other}'"))),
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0]), 4.0);
+        assert!(median(&[]).is_nan());
     }
-}
-
-/// Method rows as a Markdown table: one line per method, GPU and CPU side by side.
-pub fn methods_markdown(rows: &[MethodRow]) -> String {
-    let mut s = String::from(
-        "| method | GPU s/image | GPU submissions/call | CPU s/image |\n|---|---:|---:|---:|\n",
-    );
-    for m in METHODS {
-        let find = |gpu: bool| {
-            rows.iter()
-                .find(|r| r.method == *m && r.runner.starts_with("gpu") == gpu)
-        };
-        let gpu = find(true).map_or("".into(), |r| format!("{:.3}", r.seconds));
-        let subs = find(true)
-            .and_then(|r| r.submissions_per_call)
-            .map_or("".into(), |v| format!("{v:.0}"));
-        let cpu = find(false).map_or("".into(), |r| format!("{:.3}", r.seconds));
-        s += &format!("| {m} | {gpu} | {subs} | {cpu} |\n");
-    }
-    s
 }

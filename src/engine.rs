@@ -12,7 +12,8 @@ pub const BACKEND_ENV: &str = "NETLENS_BACKEND";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// The GPU if wgpu finds an adapter, else the CPU.
+    /// The GPU if wgpu finds a hardware adapter, else the CPU (also when the only adapter is a
+    /// software one such as lavapipe).
     Auto,
     Gpu,
     Cpu,
@@ -50,19 +51,37 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// The backend `choice` asks for; notes (such as the software-adapter fallback) go to stderr.
     pub fn new(choice: BackendChoice) -> Result<Engine> {
+        Self::select(choice, &mut |m| eprintln!("netlens: {m}"))
+    }
+
+    /// The backend `choice` asks for, with notes going to `note`. `Auto` takes the GPU when wgpu
+    /// offers a hardware adapter; when the adapter it would pick is a software one (lavapipe,
+    /// llvmpipe: `DeviceType::Cpu`), it takes the CPU backend instead, which runs the same
+    /// cores far faster than an emulated GPU. `Gpu` takes any adapter.
+    pub fn select(choice: BackendChoice, note: &mut dyn FnMut(&str)) -> Result<Engine> {
         match choice {
             BackendChoice::Cpu => Ok(Engine::Cpu(CpuBackend::new())),
             BackendChoice::Gpu => Ok(Engine::Gpu(Box::new(GpuBackend::new(
                 &GpuOptions::default(),
             )?))),
-            BackendChoice::Auto => match GpuBackend::new(&GpuOptions::default()) {
-                Ok(g) => Ok(Engine::Gpu(Box::new(g))),
-                Err(e) if e.kind == ErrorKind::Device => {
-                    eprintln!("netlens: no GPU ({e}); using the CPU backend");
+            BackendChoice::Auto => match preferred_adapter() {
+                Some(info) if info.device_type == wgpu::DeviceType::Cpu => {
+                    note(&format!(
+                        "the only GPU adapter is a software one ({}); using the CPU backend, which is faster here (--backend gpu forces the adapter)",
+                        info.name
+                    ));
                     Ok(Engine::Cpu(CpuBackend::new()))
                 }
-                Err(e) => Err(e),
+                _ => match GpuBackend::new(&GpuOptions::default()) {
+                    Ok(g) => Ok(Engine::Gpu(Box::new(g))),
+                    Err(e) if e.kind == ErrorKind::Device => {
+                        note(&format!("no GPU ({e}); using the CPU backend"));
+                        Ok(Engine::Cpu(CpuBackend::new()))
+                    }
+                    Err(e) => Err(e),
+                },
             },
         }
     }
@@ -86,6 +105,21 @@ impl Engine {
             Engine::Cpu(c) => forward_host(c, model, input, taps),
         }
     }
+}
+
+/// The adapter `GpuBackend::new` would open (same backends and power preference), without
+/// opening a device.
+fn preferred_adapter() -> Option<wgpu::AdapterInfo> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let power_preference =
+        wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance);
+    pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference,
+        ..Default::default()
+    }))
+    .ok()
+    .map(|a| a.get_info())
 }
 
 /// Upload, forward, read back: the whole round trip on any backend.

@@ -11,6 +11,7 @@ pub mod input;
 pub mod methods;
 pub mod model;
 pub mod progress;
+pub mod report;
 pub mod viz;
 
 pub use backend::{Backend, Forward, GradRule, Gradients, HostTensor, Seed};

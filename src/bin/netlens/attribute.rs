@@ -380,8 +380,12 @@ fn run<B: Backend>(
     let path = args.output.join("summary.json");
     let text =
         serde_json::to_string_pretty(&summary).map_err(|e| Error::internal(e.to_string()))?;
-    std::fs::write(&path, text)
+    std::fs::write(&path, &text)
         .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
+    if args.common.json {
+        println!("{text}");
+        return Ok(());
+    }
     println!(
         "{} on {} in {seconds:.2} s; wrote {}",
         method.name(),

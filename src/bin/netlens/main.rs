@@ -1,6 +1,8 @@
 //! The `netlens` command line.
 
 mod attribute;
+mod bench;
+mod explain;
 mod tsne;
 
 use std::path::{Path, PathBuf};
@@ -36,9 +38,8 @@ enum Command {
     /// List the model's ops, layers (ONNX tensor names, shapes), parameter count and CAM layer.
     Info {
         model: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        script: Script,
     },
     /// Top-K labels and probabilities for each image. With no arguments: MobileNetV2 on the cat photo.
     Classify {
@@ -48,8 +49,6 @@ enum Command {
         images: Vec<PathBuf>,
         #[arg(long, default_value_t = 5)]
         top: usize,
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -91,44 +90,27 @@ enum Command {
     /// Occlusion sensitivity (MATLAB occlusionSensitivity, Captum Occlusion), batched on the device.
     Occlusion(attribute::AttributeArgs),
     /// List the GPU adapters wgpu sees.
-    Adapters,
+    Adapters(Script),
+    /// Every method on the GPU and the CPU backend after a warm-up: medians, speed-up,
+    /// submissions per call; `--json FILE` and `--markdown FILE` for the README table.
+    Bench(bench::BenchArgs),
+    /// One self-contained HTML report: the top-5 predictions and every local method's map for
+    /// the top class. With no arguments: MobileNetV2 on the cat photo. Also what a bare
+    /// `netlens` runs.
+    Explain(explain::ExplainArgs),
     /// t-SNE of a feature matrix (exact on the GPU, or Barnes-Hut on the CPU), with a scatter PNG.
     Tsne(tsne::TsneArgs),
-    /// Benchmarks. `netlens bench forward`: images/s on GPU, CPU and tract.
-    Bench {
-        #[command(subcommand)]
-        what: BenchCmd,
-    },
 }
 
-#[derive(Subcommand)]
-enum BenchCmd {
-    /// Seconds per image of every attribution method, GPU and CPU (MobileNetV2 on the cat, class 285).
-    Methods {
-        #[arg(long, default_value_t = 3)]
-        repeat: usize,
-        /// Skip the GPU backend.
-        #[arg(long)]
-        no_gpu: bool,
-        /// Also write the rows as JSON.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
-    Forward {
-        #[arg(long, default_value = DEFAULT_MODEL)]
-        model: String,
-        /// Batch sizes, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 32])]
-        batch: Vec<usize>,
-        #[arg(long, default_value_t = 5)]
-        repeat: usize,
-        /// Skip the GPU backend.
-        #[arg(long)]
-        no_gpu: bool,
-        /// Also write the report as JSON.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+/// Output switches of the commands that take no backend.
+#[derive(Args)]
+pub(crate) struct Script {
+    /// Print JSON on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Print only the result.
+    #[arg(long, short = 'q')]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -139,9 +121,13 @@ pub(crate) struct Common {
     /// Preprocessing preset overriding the model's sidecar: imagenet, tf, unit.
     #[arg(long)]
     preprocess: Option<String>,
-    /// No progress bars (they are also hidden when stdout is not a terminal).
+    /// No progress bars and no notes on stderr; errors are still reported (bars are also
+    /// hidden when stdout is not a terminal).
     #[arg(long, short = 'q')]
     pub(crate) quiet: bool,
+    /// Print the result as one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 impl Common {
@@ -153,70 +139,46 @@ impl Common {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        None => classify(
-            None,
-            vec![],
-            5,
-            false,
-            &Common {
-                backend: None,
-                preprocess: None,
-                quiet: false,
-            },
-        ),
-        Some(Command::Info { model, json }) => info(&model, json),
-        Some(Command::Classify {
+    // A bare `netlens` is `netlens explain` with its defaults.
+    let command = match cli.command {
+        Some(c) => c,
+        None => match Cli::parse_from(["netlens", "explain"]).command {
+            Some(c) => c,
+            None => unreachable!("explain parses to a command"),
+        },
+    };
+    let result = match command {
+        Command::Info { model, script } => info(&model, script.json),
+        Command::Classify {
             model,
             images,
             top,
-            json,
             common,
-        }) => classify(model, images, top, json, &common),
-        Some(Command::Run {
+        } => classify(model, images, top, &common),
+        Command::Run {
             model,
             image,
             input_npy,
             output,
             taps,
             common,
-        }) => run(&model, image, input_npy, &output, &taps, &common),
-        Some(Command::Adapters) => adapters(),
-        Some(Command::Tsne(a)) => tsne::run(&a),
-        Some(Command::Bench {
-            what:
-                BenchCmd::Methods {
-                    repeat,
-                    no_gpu,
-                    json,
-                },
-        }) => bench_methods(repeat, !no_gpu, json),
-        Some(Command::Saliency(a)) => run_attribute(attribute::Method::Saliency, &a),
-        Some(Command::Smoothgrad(a)) => run_attribute(attribute::Method::SmoothGrad, &a),
-        Some(Command::Ig(a)) => run_attribute(attribute::Method::Ig, &a),
-        Some(Command::Guided(a)) => run_attribute(attribute::Method::Guided, &a),
-        Some(Command::GuidedGradcam(a)) => run_attribute(attribute::Method::GuidedGradCam, &a),
-        Some(Command::Cam(a)) => run_attribute(attribute::Method::Cam, &a),
-        Some(Command::Gradcam(a)) => {
-            run_attribute(attribute::Method::Cams(CamVariant::GradCam), &a)
-        }
-        Some(Command::GradcamPlusPlus(a)) => {
+        } => run(&model, image, input_npy, &output, &taps, &common),
+        Command::Adapters(script) => adapters(&script),
+        Command::Bench(args) => bench::bench(&args),
+        Command::Explain(args) => explain::explain(&args),
+        Command::Tsne(a) => tsne::run(&a),
+        Command::Saliency(a) => run_attribute(attribute::Method::Saliency, &a),
+        Command::Smoothgrad(a) => run_attribute(attribute::Method::SmoothGrad, &a),
+        Command::Ig(a) => run_attribute(attribute::Method::Ig, &a),
+        Command::Guided(a) => run_attribute(attribute::Method::Guided, &a),
+        Command::GuidedGradcam(a) => run_attribute(attribute::Method::GuidedGradCam, &a),
+        Command::Cam(a) => run_attribute(attribute::Method::Cam, &a),
+        Command::Gradcam(a) => run_attribute(attribute::Method::Cams(CamVariant::GradCam), &a),
+        Command::GradcamPlusPlus(a) => {
             run_attribute(attribute::Method::Cams(CamVariant::GradCamPlusPlus), &a)
         }
-        Some(Command::Occlusion(a)) => run_attribute(attribute::Method::Occlusion, &a),
-        Some(Command::Layercam(a)) => {
-            run_attribute(attribute::Method::Cams(CamVariant::LayerCam), &a)
-        }
-        Some(Command::Bench {
-            what:
-                BenchCmd::Forward {
-                    model,
-                    batch,
-                    repeat,
-                    no_gpu,
-                    json,
-                },
-        }) => bench(&model, &batch, repeat, !no_gpu, json),
+        Command::Occlusion(a) => run_attribute(attribute::Method::Occlusion, &a),
+        Command::Layercam(a) => run_attribute(attribute::Method::Cams(CamVariant::LayerCam), &a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -235,8 +197,16 @@ fn run_attribute(method: attribute::Method, args: &attribute::AttributeArgs) -> 
     attribute::explain(method, args, &engine, args.common.preprocess.as_deref())
 }
 
-fn engine(common: &Common) -> Result<Engine> {
-    Engine::new(BackendChoice::resolve(common.backend.as_deref())?)
+pub(crate) fn engine(common: &Common) -> Result<Engine> {
+    let quiet = common.quiet;
+    Engine::select(
+        BackendChoice::resolve(common.backend.as_deref())?,
+        &mut |m| {
+            if !quiet {
+                eprintln!("netlens: {m}");
+            }
+        },
+    )
 }
 
 /// The preprocessing for `model`: the `--preprocess` preset, else the sidecar's, else ImageNet's
@@ -291,7 +261,6 @@ fn classify(
     model: Option<PathBuf>,
     mut images: Vec<PathBuf>,
     top: usize,
-    json: bool,
     common: &Common,
 ) -> Result<()> {
     let model_path = model.unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
@@ -312,7 +281,7 @@ fn classify(
             .collect();
         results.push(serde_json::json!({"image": img.display().to_string(), "top": best}));
     }
-    if json {
+    if common.json {
         let out =
             serde_json::json!({"model": model.name, "backend": engine.name(), "results": results});
         println!(
@@ -364,11 +333,23 @@ fn run(
     let engine = engine(common)?;
     let (logits, tapped) = engine.forward_host(&model, &batch, &tap_ids)?;
     input::write_npy(output, &logits.shape, &logits.data)?;
-    println!("wrote {} {:?}", output.display(), logits.shape);
+    let mut written = vec![serde_json::json!({"path": output, "shape": logits.shape})];
     for (name, t) in taps.iter().zip(&tapped) {
         let path = tap_path(output, name);
         input::write_npy(&path, &t.shape, &t.data)?;
-        println!("wrote {} {:?}", path.display(), t.shape);
+        written.push(serde_json::json!({"layer": name, "path": path, "shape": t.shape}));
+    }
+    if common.json {
+        let out =
+            serde_json::json!({"model": model.name, "backend": engine.name(), "written": written});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| Error::internal(e.to_string()))?
+        );
+    } else {
+        for w in &written {
+            println!("wrote {} {}", w["path"].as_str().unwrap_or(""), w["shape"]);
+        }
     }
     Ok(())
 }
@@ -466,9 +447,20 @@ fn info(model_path: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn adapters() -> Result<()> {
+fn adapters(script: &Script) -> Result<()> {
     let list = netlens::gpu::list_adapters();
-    if list.is_empty() {
+    if script.json {
+        let out: Vec<serde_json::Value> = list
+            .iter()
+            .map(|a| serde_json::json!({"name": a.name, "backend": a.backend, "device_type": a.device_type, "driver": a.driver}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| Error::internal(e.to_string()))?
+        );
+        return Ok(());
+    }
+    if list.is_empty() && !script.quiet {
         println!("wgpu sees no adapter. Install a Vulkan driver (Debian/Ubuntu: apt-get install -y mesa-vulkan-drivers) or use --backend cpu.");
     }
     for a in list {
@@ -476,56 +468,6 @@ fn adapters() -> Result<()> {
             "{} [{}] {} driver: {}",
             a.name, a.backend, a.device_type, a.driver
         );
-    }
-    Ok(())
-}
-
-fn bench_methods(repeat: usize, gpu: bool, json: Option<PathBuf>) -> Result<()> {
-    let model = load_model(DEFAULT_MODEL)?;
-    let (x, _) = load_images(
-        Path::new(DEFAULT_MODEL),
-        &model,
-        &[PathBuf::from(DEFAULT_IMAGE)],
-        None,
-    )?;
-    let rows = netlens::bench::bench_methods(DEFAULT_MODEL, &x, 285, repeat, gpu, |r| {
-        eprintln!(
-            "  {:<18} {:<48} {:>9.3} s/image",
-            r.method, r.runner, r.seconds
-        )
-    })?;
-    println!("{}", netlens::bench::methods_markdown(&rows));
-    if let Some(path) = json {
-        let text =
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::internal(e.to_string()))?;
-        std::fs::write(&path, text)
-            .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
-    }
-    Ok(())
-}
-
-fn bench(
-    model: &str,
-    batches: &[usize],
-    repeat: usize,
-    gpu: bool,
-    json: Option<PathBuf>,
-) -> Result<()> {
-    if batches.is_empty() || batches.contains(&0) {
-        return Err(Error::bad_input("batch sizes must be positive"));
-    }
-    let report = netlens::bench::bench_forward(model, batches, repeat, gpu, |r| {
-        eprintln!(
-            "  {:<40} batch {:>3}: {:>8.1} ms  {:>8.1} images/s",
-            r.runner, r.batch, r.median_ms, r.images_per_s
-        )
-    })?;
-    println!("{}", netlens::bench::markdown(&report));
-    if let Some(path) = json {
-        let text =
-            serde_json::to_string_pretty(&report).map_err(|e| Error::internal(e.to_string()))?;
-        std::fs::write(&path, text)
-            .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(())
 }
