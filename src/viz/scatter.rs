@@ -87,9 +87,9 @@ impl Canvas {
             return;
         }
         let at = (y as usize * self.w + x as usize) * 3;
-        for k in 0..3 {
-            let old = self.rgb[at + k] as f32;
-            self.rgb[at + k] = (old + (c[k] as f32 - old) * alpha).round() as u8;
+        for (px, &ck) in self.rgb[at..at + 3].iter_mut().zip(&c) {
+            let old = *px as f32;
+            *px = (old + (ck as f32 - old) * alpha).round() as u8;
         }
     }
 

@@ -524,3 +524,52 @@ pub fn gaussian_clusters(n: usize, d: usize, k: usize, seed: u64) -> (HostTensor
         labels,
     )
 }
+
+/// One timed t-SNE run for the bench.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchRow {
+    pub points: usize,
+    pub runner: String,
+    pub seconds: f64,
+    pub kl: f32,
+}
+
+/// Times `opts` on `x` with exact t-SNE on `gpu` (when given; a P too large for one binding is
+/// reported as an error row with no time) and with Barnes-Hut on the CPU: the rows of the
+/// GPU-vs-CPU bench. The first GPU call also builds the pipelines; run a small case first to
+/// time warm kernels.
+pub fn bench_runs(
+    x: &HostTensor,
+    opts: &Tsne,
+    gpu: Option<&GpuBackend>,
+) -> Vec<std::result::Result<BenchRow, String>> {
+    let n = x.batch();
+    let mut rows = Vec::new();
+    let mut time = |algorithm: Algorithm, gpu: Option<&GpuBackend>, runner: String| {
+        let o = Tsne {
+            algorithm,
+            ..opts.clone()
+        };
+        let t = std::time::Instant::now();
+        rows.push(
+            tsne(x, &o, gpu, &crate::progress::Silent)
+                .map(|r| BenchRow {
+                    points: n,
+                    runner: runner.clone(),
+                    seconds: t.elapsed().as_secs_f64(),
+                    kl: r.kl,
+                })
+                .map_err(|e| format!("{runner}: {e}")),
+        );
+    };
+    if let Some(g) = gpu {
+        use crate::backend::Backend;
+        time(
+            Algorithm::Exact,
+            Some(g),
+            format!("exact, GPU ({})", g.name()),
+        );
+    }
+    time(Algorithm::BarnesHut, None, "Barnes-Hut, CPU".to_string());
+    rows
+}
