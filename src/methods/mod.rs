@@ -12,6 +12,10 @@ pub mod occlusion;
 pub mod saliency;
 pub mod smoothgrad;
 
+pub mod activations;
+pub mod dataset_features;
+pub mod extremes;
+
 use crate::backend::{Backend, HostTensor, Seed};
 use crate::error::{Error, Result};
 use crate::model::Model;

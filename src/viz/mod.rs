@@ -1,5 +1,7 @@
 //! Pictures: colormaps and heat-map overlays, written as PNG.
 
+pub mod montage;
+
 use std::path::Path;
 
 use crate::backend::HostTensor;

@@ -1,6 +1,7 @@
 //! The `netlens` command line.
 
 mod attribute;
+mod global;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -89,6 +90,10 @@ enum Command {
     Layercam(attribute::AttributeArgs),
     /// Occlusion sensitivity (MATLAB occlusionSensitivity, Captum Occlusion), batched on the device.
     Occlusion(attribute::AttributeArgs),
+    /// A layer's activations on one image (MATLAB activations): channel montage, strongest channel, stats.
+    Activations(global::ActivationsArgs),
+    /// Maximal and minimal activating images of each class over a folder of images.
+    Extremes(global::ExtremesArgs),
     /// List the GPU adapters wgpu sees.
     Adapters,
     /// Benchmarks. `netlens bench forward`: images/s on GPU, CPU and tract.
@@ -179,6 +184,8 @@ fn main() -> ExitCode {
             common,
         }) => run(&model, image, input_npy, &output, &taps, &common),
         Some(Command::Adapters) => adapters(),
+        Some(Command::Activations(a)) => global::run_activations(&a),
+        Some(Command::Extremes(a)) => global::run_extremes(&a),
         Some(Command::Bench {
             what:
                 BenchCmd::Methods {
