@@ -255,11 +255,13 @@ mod tests {
             ..Layout::default()
         };
         let m = montage(&[t(Some([255, 0, 0])), t(None)], &layout);
-        assert_eq!((m.width, m.height), (7, 5));
+        // Cells of 1 + 2 frame pixels, gutters of 1: 2 × 4 + 1 wide.
+        assert_eq!((m.width, m.height), (9, 5));
         let px = |x: usize, y: usize| &m.rgb[(y * m.width + x) * 3..(y * m.width + x) * 3 + 3];
         assert_eq!(px(1, 1), [255, 0, 0]);
         assert_eq!(px(2, 2), [0, 0, 0]);
-        assert_eq!(px(4, 1), [255, 255, 255]);
-        assert_eq!(px(5, 2), [0, 0, 0]);
+        assert_eq!(px(4, 1), [255, 255, 255], "gutter");
+        assert_eq!(px(5, 1), [255, 255, 255], "unmarked frame is background");
+        assert_eq!(px(6, 2), [0, 0, 0]);
     }
 }
