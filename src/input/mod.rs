@@ -5,6 +5,7 @@
 //! (Pillow bilinear resize of the shorter side, centre crop, `/255`, `(x - mean) / std`, all in
 //! float32), so that a PNG run through netlens gives the same input, to the bit, as the reference.
 
+pub mod dataset;
 mod decode;
 mod npy;
 mod resize;
@@ -12,6 +13,7 @@ mod sidecar;
 
 use std::path::Path;
 
+pub use dataset::{Dataset, Item};
 pub use decode::{load_gray, load_rgb, MAX_PIXELS, MAX_SIDE};
 pub use npy::{check_input_shape, load_input_npy, load_npy, write_npy};
 pub use resize::resize_bilinear_u8;

@@ -14,6 +14,10 @@ pub mod saliency;
 pub mod smoothgrad;
 pub mod tsne;
 
+pub mod activations;
+pub mod dataset_features;
+pub mod extremes;
+
 use crate::backend::{Backend, HostTensor, Seed};
 use crate::error::{Error, Result};
 use crate::model::Model;

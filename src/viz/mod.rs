@@ -1,5 +1,6 @@
 //! Pictures: colormaps and heat-map overlays, written as PNG.
 
+pub mod montage;
 pub mod scatter;
 
 use std::path::Path;

@@ -3,6 +3,7 @@
 mod attribute;
 mod bench;
 mod explain;
+mod global;
 mod tsne;
 
 use std::path::{Path, PathBuf};
@@ -89,6 +90,10 @@ enum Command {
     Layercam(attribute::AttributeArgs),
     /// Occlusion sensitivity (MATLAB occlusionSensitivity, Captum Occlusion), batched on the device.
     Occlusion(attribute::AttributeArgs),
+    /// A layer's activations on one image (MATLAB activations): channel montage, strongest channel, stats.
+    Activations(global::ActivationsArgs),
+    /// Maximal and minimal activating images of each class over a folder of images.
+    Extremes(global::ExtremesArgs),
     /// List the GPU adapters wgpu sees.
     Adapters(Script),
     /// Every method on the GPU and the CPU backend after a warm-up: medians, speed-up,
@@ -167,6 +172,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(&args),
         Command::Explain(args) => explain::explain(&args),
         Command::Tsne(a) => tsne::run(&a),
+        Command::Activations(a) => global::run_activations(&a),
+        Command::Extremes(a) => global::run_extremes(&a),
         Command::Saliency(a) => run_attribute(attribute::Method::Saliency, &a),
         Command::Smoothgrad(a) => run_attribute(attribute::Method::SmoothGrad, &a),
         Command::Ig(a) => run_attribute(attribute::Method::Ig, &a),
