@@ -50,11 +50,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let r = host::explain_and_draw(&host, &model, &image, &preprocess, None)?;
     let (w, h) = r.size;
     println!(
-        "class {} (logit {:.3}), CAM {:?} drawn at {w}×{h}: {:.2} s, {} frames polled",
+        "class {} (logit {:.3}), CAM {:?} drawn at {w}×{h}: {:.2} s in all, of which {:.2} s in \
+         netlens and render calls; results came back {:.2} s after them, over {} polled frames",
         r.class,
         r.score,
         r.lowres.shape,
         start.elapsed().as_secs_f64(),
+        r.in_calls.as_secs_f64(),
+        r.waiting.as_secs_f64(),
         r.frames
     );
     image::RgbaImage::from_raw(w, h, r.rgba)

@@ -232,6 +232,12 @@ pub struct Rendered {
     pub lowres: HostTensor,
     /// Frames the loop ran until everything came back.
     pub frames: usize,
+    /// Time the host thread spent in the calls that record and submit the explanation, the
+    /// texture and the frame (on lavapipe this includes waiting for earlier submissions: it
+    /// accepts a submission only once the previous one has finished).
+    pub in_calls: std::time::Duration,
+    /// Time from then until the frame loop had every result.
+    pub waiting: std::time::Duration,
 }
 
 /// The example end to end on the host's device: netlens on the host's device and queue, the
@@ -264,7 +270,17 @@ pub fn explain_and_draw(
             netlens::engine::top_k(&logits?.data, 1)[0]
         }
     };
+    // Still load time: one explanation to build every kernel pipeline (lavapipe compiles them
+    // on the calling thread), waited for through the frame loop.
+    let warm = GradCam::default().attribute_device(gpu, &model, &x, class)?;
+    let warm = gpu.map_texture(&warm.map, MapFormat::TurboAuto, w, h)?;
+    let mut encoder = device.create_command_encoder(&Default::default());
+    let warmed = read_texture(device, &mut encoder, &warm);
+    queue.submit(Some(encoder.finish()));
+    frame_loop(device, warmed);
+
     // 3. The explanation, left on the device; 4. its texture. Both submit without waiting.
+    let start = std::time::Instant::now();
     let cam = GradCam::default().attribute_device(gpu, &model, &x, class)?;
     let texture = gpu.map_texture(&cam.map, MapFormat::TurboAuto, w, h)?;
     // 5. The host's frame: draw the texture into its target and submit. netlens' work is
@@ -291,6 +307,7 @@ pub fn explain_and_draw(
     // Numbers for the CPU side, as futures; the frame loop polls until all three are in.
     let logits = gpu.read_async(&cam.output);
     let lowres = gpu.read_async(&cam.map);
+    let in_calls = start.elapsed();
     let ((rgba, logits, lowres), frames) =
         frame_loop(device, futures::future::join3(pixels, logits, lowres));
     Ok(Rendered {
@@ -300,5 +317,7 @@ pub fn explain_and_draw(
         score: logits?.data[class],
         lowres: lowres?,
         frames,
+        in_calls,
+        waiting: start.elapsed() - in_calls,
     })
 }

@@ -29,9 +29,15 @@
 //!   driven by the host's own polling: call `device.poll(wgpu::PollType::Poll)` once a frame (it
 //!   never blocks), then check the future (`futures::FutureExt::now_or_never`, or an executor).
 //!   Its `map_async` is never waited on; if the host never polls, the future never resolves.
-//! - Recording costs CPU time on the calling thread (a MobileNetV2 forward + backward records a
-//!   few hundred dispatches). `GpuBackend` is `Send + Sync`: record on a worker thread if that
-//!   matters; recording from several threads is serialised inside netlens.
+//! - Recording costs CPU time on the calling thread: warm, about a millisecond for MobileNetV2's
+//!   forward + backward (183 dispatches) on lavapipe; the first use of each kernel builds its
+//!   pipeline, which takes far longer (hence the warm-up at load time). `GpuBackend` is
+//!   `Send + Sync`: call it from a worker thread if that matters; calls from several threads
+//!   are serialised inside netlens.
+//! - `queue.submit` itself may wait: measured on lavapipe (Mesa's software Vulkan), a submission
+//!   returns only once the previous one has finished, so each netlens call that submits lasts
+//!   as long as the GPU work queued before it. Drivers for real GPUs normally queue a submission
+//!   and return; on lavapipe, call netlens from a worker thread.
 //!
 //! # Lifetimes
 //!
