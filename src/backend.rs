@@ -200,6 +200,18 @@ pub trait Backend {
         sigmas: &[f32],
         seed: u64,
     ) -> Result<Self::Tensor>;
+
+    /// A class activation map from a feature layer's activations and gradients, both
+    /// `[N, K, h, w]`: `[N, 1, h, w]`, the channels combined as `weighting` says, then ReLU if
+    /// `relu`. Computed where the tensors live, so a CAM can stay on the GPU (see
+    /// [`cam_map`] for the formulas both backends follow).
+    fn cam_combine(
+        &self,
+        acts: &Self::Tensor,
+        grads: &Self::Tensor,
+        weighting: CamWeighting,
+        relu: bool,
+    ) -> Result<Self::Tensor>;
 }
 
 /// Checks the operands of [`Backend::path_batch`]; returns the per-sample element count.
@@ -268,4 +280,70 @@ pub(crate) fn check_occlude(
         }
     }
     Ok((c, h, w))
+}
+
+/// How [`Backend::cam_combine`] weighs a feature layer's channels (pytorch-grad-cam's formulas).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CamWeighting {
+    /// Grad-CAM: each channel weighted by the spatial mean of its gradient.
+    #[default]
+    GradMean,
+    /// Grad-CAM++: each channel weighted by its positive gradients times the closed-form alphas.
+    GradPlusPlus,
+    /// LayerCAM: each location weighted by its positive gradient.
+    PositiveGrad,
+}
+
+/// Checks the operands of [`Backend::cam_combine`]; returns `(N, K, h·w)`.
+pub(crate) fn check_cam_combine(acts: &[usize], grads: &[usize]) -> Result<(usize, usize, usize)> {
+    if acts.len() != 4 || acts != grads {
+        return Err(Error::bad_input(format!(
+            "a CAM needs activations and gradients of one shape [N, K, h, w], got {acts:?} and {grads:?}"
+        )));
+    }
+    Ok((acts[0], acts[1], acts[2] * acts[3]))
+}
+
+/// One sample's CAM from its activations `a` and gradients `d` (`[K, hw]` each): the host
+/// formula the CPU backend runs and the GPU kernel (`shaders/cam.wgsl`) mirrors, in the same
+/// summation order.
+pub fn cam_map(a: &[f32], d: &[f32], hw: usize, weighting: CamWeighting, relu: bool) -> Vec<f32> {
+    let k = a.len().checked_div(hw).unwrap_or(0);
+    let mut cam = vec![0.0f32; hw];
+    match weighting {
+        CamWeighting::GradMean | CamWeighting::GradPlusPlus => {
+            for c in 0..k {
+                let (ac, dc) = (&a[c * hw..(c + 1) * hw], &d[c * hw..(c + 1) * hw]);
+                let w = if weighting == CamWeighting::GradMean {
+                    dc.iter().sum::<f32>() / hw as f32
+                } else {
+                    let sum_a: f32 = ac.iter().sum();
+                    dc.iter()
+                        .map(|&g| {
+                            if g == 0.0 {
+                                return 0.0;
+                            }
+                            let (g2, g3) = (g * g, g * g * g);
+                            let alpha = g2 / (2.0 * g2 + sum_a * g3 + 1e-6);
+                            g.max(0.0) * alpha
+                        })
+                        .sum()
+                };
+                for (v, &x) in cam.iter_mut().zip(ac) {
+                    *v += w * x;
+                }
+            }
+        }
+        CamWeighting::PositiveGrad => {
+            for c in 0..k {
+                for (j, v) in cam.iter_mut().enumerate() {
+                    *v += d[c * hw + j].max(0.0) * a[c * hw + j];
+                }
+            }
+        }
+    }
+    if relu {
+        cam.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+    cam
 }

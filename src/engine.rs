@@ -86,6 +86,25 @@ impl Engine {
         }
     }
 
+    /// The GPU backend on a device the host application already owns (clones of its handles);
+    /// see [`crate::gpu::embed`] for the order of calls and keeping a frame loop unblocked.
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Result<Engine> {
+        Ok(Engine::Gpu(Box::new(GpuBackend::from_wgpu(
+            device,
+            queue,
+            &GpuOptions::default(),
+        )?)))
+    }
+
+    /// The GPU backend, if this engine runs on one (for GPU-only calls such as
+    /// [`GpuBackend::map_texture`]).
+    pub fn gpu(&self) -> Option<&GpuBackend> {
+        match self {
+            Engine::Gpu(g) => Some(g),
+            Engine::Cpu(_) => None,
+        }
+    }
+
     pub fn name(&self) -> String {
         match self {
             Engine::Gpu(g) => g.name(),

@@ -118,4 +118,21 @@ impl Backend for CpuBackend {
         );
         Ok(Arc::new(out))
     }
+
+    fn cam_combine(
+        &self,
+        acts: &Self::Tensor,
+        grads: &Self::Tensor,
+        weighting: crate::backend::CamWeighting,
+        relu: bool,
+    ) -> Result<Self::Tensor> {
+        let (n, _, hw) = crate::backend::check_cam_combine(&acts.shape, &grads.shape)?;
+        let data = (0..n)
+            .flat_map(|i| {
+                crate::backend::cam_map(acts.sample(i), grads.sample(i), hw, weighting, relu)
+            })
+            .collect();
+        let shape = vec![n, 1, acts.shape[2], acts.shape[3]];
+        HostTensor::new(shape, data).map(Arc::new)
+    }
 }

@@ -48,6 +48,12 @@ pub(crate) enum Kernel {
     TsneForces3,
     TsneUpdate,
     TsneKl,
+    // Class activation maps and map textures (src/gpu/embed.rs).
+    CamWeights,
+    CamCombine,
+    Resample,
+    MinMax,
+    Colorize,
 }
 
 struct Spec {
@@ -67,6 +73,8 @@ const LAYOUT: &str = include_str!("../../shaders/layout.wgsl");
 const NORM: &str = include_str!("../../shaders/norm.wgsl");
 const PERTURB: &str = include_str!("../../shaders/perturb.wgsl");
 const TSNE: &str = include_str!("../../shaders/tsne.wgsl");
+const CAM: &str = include_str!("../../shaders/cam.wgsl");
+const COLORMAP: &str = include_str!("../../shaders/colormap.wgsl");
 
 impl Kernel {
     fn spec(self) -> Spec {
@@ -114,6 +122,11 @@ impl Kernel {
             Kernel::TsneForces3 => s("tsne", TSNE, "tsne_forces3", &[2, 3, 4]),
             Kernel::TsneUpdate => s("tsne", TSNE, "tsne_update", &[3, 4, 5]),
             Kernel::TsneKl => s("tsne", TSNE, "tsne_kl", &[2, 3, 6]),
+            Kernel::CamWeights => s("cam", CAM, "cam_weights", &[1, 2, 4]),
+            Kernel::CamCombine => s("cam", CAM, "cam_combine", &[1, 2, 3, 4]),
+            Kernel::Resample => s("colormap", COLORMAP, "resample", &[1, 3]),
+            Kernel::MinMax => s("colormap", COLORMAP, "min_max", &[1, 3]),
+            Kernel::Colorize => s("colormap", COLORMAP, "colorize", &[1, 2, 4]),
         }
     }
 }
@@ -272,6 +285,12 @@ enum Cmd {
         offset: u64,
         size: u64,
     },
+    /// Rows of `bytes_per_row` bytes (a multiple of 256) into a whole 2-D texture.
+    CopyToTexture {
+        src: wgpu::Buffer,
+        bytes_per_row: u32,
+        dst: wgpu::Texture,
+    },
 }
 
 /// Collects a forward's dispatches and copies, then records them into one encoder with all
@@ -387,6 +406,20 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// Copies `src`, rows of `bytes_per_row` bytes (a multiple of 256), into all of `dst`.
+    pub(crate) fn copy_to_texture(
+        &mut self,
+        src: &wgpu::Buffer,
+        bytes_per_row: u32,
+        dst: &wgpu::Texture,
+    ) {
+        self.cmds.push(Cmd::CopyToTexture {
+            src: src.clone(),
+            bytes_per_row,
+            dst: dst.clone(),
+        });
+    }
+
     /// Encodes everything into one command buffer. The uniform buffer comes from the pool and
     /// is written here, before the submit that uses it.
     /// The uniform buffer is returned too: keep it until the command buffer is submitted.
@@ -431,6 +464,27 @@ impl<'a> Recorder<'a> {
             }
             if let Cmd::Clear { dst, offset, size } = &self.cmds[i] {
                 encoder.clear_buffer(dst, *offset, Some(*size));
+                i += 1;
+                continue;
+            }
+            if let Cmd::CopyToTexture {
+                src,
+                bytes_per_row,
+                dst,
+            } = &self.cmds[i]
+            {
+                encoder.copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: src,
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: 0,
+                            bytes_per_row: Some(*bytes_per_row),
+                            rows_per_image: None,
+                        },
+                    },
+                    dst.as_image_copy(),
+                    dst.size(),
+                );
                 i += 1;
                 continue;
             }

@@ -6,6 +6,8 @@
 //! gradients never leave the GPU until read.
 
 mod backward;
+mod cam;
+pub mod embed;
 mod exec;
 mod kernels;
 mod ops;
@@ -21,13 +23,18 @@ mod tests_reference;
 mod tsne;
 mod vjp;
 
-use crate::backend::{Backend, Forward, GradRule, Gradients, HostTensor, OcclusionWindow, Seed};
+use crate::backend::{
+    Backend, CamWeighting, Forward, GradRule, Gradients, HostTensor, OcclusionWindow, Seed,
+};
 use crate::error::{Error, Result};
 use crate::model::{Model, ValueId};
+pub use embed::MapFormat;
 use pool::{Pool, PooledBuffer, Usage};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+/// The wgpu this crate is built against: a host shares its device only through this version.
+pub use wgpu;
 
 const NO_ADAPTER: &str = "no GPU adapter found. Install a Vulkan driver (Debian/Ubuntu: \
 `apt-get install -y mesa-vulkan-drivers` gives lavapipe, a software GPU), or run with --backend cpu";
@@ -152,9 +159,19 @@ impl GpuTensor {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The underlying buffer (it may be larger than the tensor).
+    /// The buffer holding the tensor, for a host that binds or copies it without reading it
+    /// back: f32 values, row-major over [`shape`](Self::shape), in
+    /// [`byte_range`](Self::byte_range) (from offset 0; the pooled buffer may be larger, and
+    /// the bytes past the range are someone else's garbage). Usage is `STORAGE | COPY_SRC |
+    /// COPY_DST`. The buffer goes back to netlens' pool when the last handle to the tensor
+    /// drops, and later netlens work may overwrite it: keep the `GpuTensor` until the commands
+    /// that use the buffer are submitted (queue order protects them after that).
     pub fn buffer(&self) -> &wgpu::Buffer {
         self.buf.buffer()
+    }
+    /// The bytes of [`buffer`](Self::buffer) that hold this tensor: `0..len * 4`.
+    pub fn byte_range(&self) -> std::ops::Range<u64> {
+        0..self.byte_len()
     }
     pub(crate) fn byte_len(&self) -> u64 {
         self.len() as u64 * 4
@@ -203,19 +220,24 @@ impl GpuBackend {
     /// adapter's own limits, so large bindings and buffers are available.
     pub fn new(options: &GpuOptions) -> Result<GpuBackend> {
         let (device, queue) = open_device()?;
+        // Only on a device of our own: a host's device keeps the host's handler.
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+            eprintln!("netlens: uncaptured GPU error: {e}");
+        }));
         Self::from_wgpu(device, queue, options)
     }
 
-    /// Runs on a device the host application already owns.
+    /// Runs on a device the host application already owns (`Device` and `Queue` are shared
+    /// handles: pass clones and keep using your own). The device needs no features; its limits
+    /// must reach [`embed::check_limits`]'s floor, and its storage binding and buffer limits
+    /// set how finely batches are chunked. See [`embed`] for the order of calls in a frame loop.
     pub fn from_wgpu(
         device: wgpu::Device,
         queue: wgpu::Queue,
         options: &GpuOptions,
     ) -> Result<GpuBackend> {
-        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
-            eprintln!("netlens: uncaptured GPU error: {e}");
-        }));
         let limits = device.limits();
+        embed::check_limits(&limits)?;
         let info = device.adapter_info();
         let mut binding_limit = limits
             .max_storage_buffer_binding_size
@@ -359,7 +381,11 @@ impl Backend for GpuBackend {
     type Tensor = GpuTensor;
 
     fn name(&self) -> String {
-        format!("{} [{}]", self.info.name, backend_name(self.info.backend))
+        let name = match self.info.name.as_str() {
+            "" => "host device",
+            n => n,
+        };
+        format!("{name} [{}]", backend_name(self.info.backend))
     }
 
     fn upload(&self, tensor: &HostTensor) -> Result<GpuTensor> {
@@ -438,5 +464,15 @@ impl Backend for GpuBackend {
         seed: u64,
     ) -> Result<GpuTensor> {
         perturb::path_batch(self, image, baseline, alphas, sigmas, seed)
+    }
+
+    fn cam_combine(
+        &self,
+        acts: &GpuTensor,
+        grads: &GpuTensor,
+        weighting: CamWeighting,
+        relu: bool,
+    ) -> Result<GpuTensor> {
+        cam::cam_combine(self, acts, grads, weighting, relu)
     }
 }

@@ -5,7 +5,7 @@ use super::saliency::Saliency;
 use super::{
     check_single_image, normalize_min_max, repeat, score_seed, scores, upsample_bilinear, Score,
 };
-use crate::backend::{Backend, GradRule, HostTensor};
+use crate::backend::{cam_map, Backend, CamWeighting, GradRule, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::{Model, ValueId};
 
@@ -26,6 +26,15 @@ impl CamVariant {
             CamVariant::GradCam => "gradcam",
             CamVariant::GradCamPlusPlus => "gradcam++",
             CamVariant::LayerCam => "layercam",
+        }
+    }
+
+    /// How the variant weighs the feature layer's channels.
+    pub fn weighting(self) -> CamWeighting {
+        match self {
+            CamVariant::GradCam => CamWeighting::GradMean,
+            CamVariant::GradCamPlusPlus => CamWeighting::GradPlusPlus,
+            CamVariant::LayerCam => CamWeighting::PositiveGrad,
         }
     }
 }
@@ -110,7 +119,7 @@ impl GradCam {
         check_single_image(model, x)?;
         let layer = feature_layer(model, self.layer.as_deref())?;
         let shape = model.graph.values[layer].shape.clone();
-        let (c, h, w) = (shape[0], shape[1], shape[2]);
+        let (h, w) = (shape[1], shape[2]);
         let hw = h * w;
         let batch = b.upload(&repeat(x, classes.len()))?;
         let seed = score_seed(b, model, self.score, classes)?;
@@ -130,45 +139,7 @@ impl GradCam {
         let mut maps = Vec::with_capacity(classes.len());
         for (i, (&class, score)) in classes.iter().zip(scores).enumerate() {
             let (a, d) = (acts.sample(i), grads.sample(i));
-            let cam = match self.variant {
-                CamVariant::GradCam => {
-                    let weights: Vec<f32> = (0..c)
-                        .map(|k| d[k * hw..(k + 1) * hw].iter().sum::<f32>() / hw as f32)
-                        .collect();
-                    weighted_sum(a, &weights, hw, self.relu)
-                }
-                CamVariant::GradCamPlusPlus => {
-                    let weights: Vec<f32> = (0..c)
-                        .map(|k| {
-                            let (ak, dk) = (&a[k * hw..(k + 1) * hw], &d[k * hw..(k + 1) * hw]);
-                            let sum_a: f32 = ak.iter().sum();
-                            dk.iter()
-                                .map(|&g| {
-                                    if g == 0.0 {
-                                        return 0.0;
-                                    }
-                                    let (g2, g3) = (g * g, g * g * g);
-                                    let alpha = g2 / (2.0 * g2 + sum_a * g3 + 1e-6);
-                                    g.max(0.0) * alpha
-                                })
-                                .sum()
-                        })
-                        .collect();
-                    weighted_sum(a, &weights, hw, self.relu)
-                }
-                CamVariant::LayerCam => {
-                    let mut cam = vec![0.0f32; hw];
-                    for k in 0..c {
-                        for (j, v) in cam.iter_mut().enumerate() {
-                            *v += d[k * hw + j].max(0.0) * a[k * hw + j];
-                        }
-                    }
-                    if self.relu {
-                        cam.iter_mut().for_each(|v| *v = v.max(0.0));
-                    }
-                    cam
-                }
-            };
+            let cam = cam_map(a, d, hw, self.variant.weighting(), self.relu);
             let lowres = HostTensor {
                 shape: vec![h, w],
                 data: cam,
@@ -183,6 +154,46 @@ impl GradCam {
             });
         }
         Ok(maps)
+    }
+}
+
+/// A class activation map left on the backend: what [`GradCam::attribute_device`] returns.
+#[derive(Clone, Debug)]
+pub struct DeviceCam<T> {
+    /// `[1, 1, h, w]` at the feature layer's resolution, ReLU'd if asked; not upsampled, not
+    /// normalised (the GPU backend's `map_texture` does both on the device).
+    pub map: T,
+    /// The model's output `[1, classes]` for the image, for the score without a second pass.
+    pub output: T,
+    /// The feature layer (ONNX tensor name).
+    pub layer: String,
+}
+
+impl GradCam {
+    /// The map of one class without reading anything back: one `gradients` call and one
+    /// [`Backend::cam_combine`], both recorded where the backend computes. On the GPU nothing
+    /// here waits for the device, so a frame loop can call it (see `netlens::gpu::embed`).
+    pub fn attribute_device<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        x: &HostTensor,
+        class: usize,
+    ) -> Result<DeviceCam<B::Tensor>> {
+        check_single_image(model, x)?;
+        let layer = feature_layer(model, self.layer.as_deref())?;
+        let input = b.upload(x)?;
+        let seed = score_seed(b, model, self.score, &[class])?;
+        let g = b.gradients(model, &input, &seed, GradRule::Standard, &[layer], &[layer])?;
+        let missing = || Error::internal("backend returned no feature-layer tensors");
+        let acts = g.tap(layer).ok_or_else(missing)?;
+        let grads = g.layer_grad(layer).ok_or_else(missing)?;
+        let map = b.cam_combine(acts, grads, self.variant.weighting(), self.relu)?;
+        Ok(DeviceCam {
+            map,
+            output: g.output,
+            layer: model.graph.values[layer].name.clone(),
+        })
     }
 }
 

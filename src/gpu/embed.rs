@@ -1,0 +1,343 @@
+//! Embedding netlens in a wgpu application: maps as GPU resources, results as futures.
+//!
+//! # Order of calls
+//!
+//! 1. The host opens its own instance, adapter, device and queue, as it always does (no features
+//!    needed; the limits must reach [`check_limits`]' floor, which `wgpu::Limits::default()`
+//!    does).
+//! 2. Once, at load time: [`crate::engine::Engine::from_wgpu`] (or
+//!    [`GpuBackend::from_wgpu`]) with clones of the device and queue, and
+//!    [`crate::model::import::load_model`]. Kernels compile at their first use and weights upload at
+//!    the first run, so run one explanation at load time if the first frame must be smooth.
+//! 3. Per explanation: a device method such as
+//!    [`GradCam::attribute_device`](crate::methods::gradcam::GradCam::attribute_device) records
+//!    the forward and backward pass and submits it, returning a [`GpuTensor`] (the low-resolution
+//!    map) without waiting for the GPU.
+//! 4. [`GpuBackend::map_texture`] records the upsampling and colouring into a new
+//!    `wgpu::Texture` and submits it; it does not wait either.
+//! 5. The host creates a view of the texture, binds it, encodes its render pass and submits.
+//!    netlens has already submitted its work on the same queue, so the queue runs it first:
+//!    the pass samples a finished texture with no fence or wait.
+//!
+//! # Keeping the frame loop unblocked
+//!
+//! - Never call [`Backend::read`](crate::backend::Backend::read) or `read_many` (or any
+//!   method that returns host maps, such as `GradCam::attribute`) inside a frame: they submit
+//!   and then wait for the device (`PollType::Wait`).
+//! - Numbers the host needs on the CPU (the class score from `DeviceCam::output`, the raw map)
+//!   come from [`GpuBackend::read_async`], a future that resolves once the copy has run. It is
+//!   driven by the host's own polling: call `device.poll(wgpu::PollType::Poll)` once a frame (it
+//!   never blocks), then check the future (`futures::FutureExt::now_or_never`, or an executor).
+//!   Its `map_async` is never waited on; if the host never polls, the future never resolves.
+//! - Recording costs CPU time on the calling thread: warm, about a millisecond for MobileNetV2's
+//!   forward + backward (183 dispatches) on lavapipe; the first use of each kernel builds its
+//!   pipeline, which takes far longer (hence the warm-up at load time). `GpuBackend` is
+//!   `Send + Sync`: call it from a worker thread if that matters; calls from several threads
+//!   are serialised inside netlens.
+//! - `queue.submit` itself may wait: measured on lavapipe (Mesa's software Vulkan), a submission
+//!   returns only once the previous one has finished, so each netlens call that submits lasts
+//!   as long as the GPU work queued before it. Drivers for real GPUs normally queue a submission
+//!   and return; on lavapipe, call netlens from a worker thread.
+//!
+//! # Lifetimes
+//!
+//! - A [`GpuTensor`]'s buffer ([`GpuTensor::buffer`]) is on loan from netlens' pool: keep the
+//!   tensor alive until the host's commands that use the buffer are submitted. After that, queue
+//!   order makes any later netlens reuse of the buffer wait for them.
+//! - Textures from [`GpuBackend::map_texture`] and buffers behind [`GpuBackend::read_async`] are
+//!   not pooled: the host owns them and drops them when it likes.
+//! - netlens installs no uncaptured-error handler on a host's device; it checks its own
+//!   recordings with validation error scopes.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+
+use super::kernels::{Bind, Kernel, Params, Recorder};
+use super::{GpuBackend, GpuTensor};
+use crate::backend::HostTensor;
+use crate::error::{Error, Result};
+
+/// What the texels of a map texture hold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MapFormat {
+    /// `R32Float`: the map's values, bilinearly resampled. Not filterable without
+    /// `wgpu::Features::FLOAT32_FILTERABLE`: sample it with `textureLoad` or a non-filtering
+    /// sampler.
+    R32Float,
+    /// `Rgba8Unorm`: Turbo ([`crate::viz::turbo`]) of `(v - min) / (max - min)`, clamped to
+    /// [0, 1]; alpha 1. Needs `min < max`, both finite.
+    Turbo {
+        /// The value drawn at the cold end.
+        min: f32,
+        /// The value drawn at the hot end.
+        max: f32,
+    },
+    /// `Rgba8Unorm`: Turbo over the resampled map's own min-max range, found on the device, as
+    /// [`crate::viz::heatmap`] draws the same resampled map on the host; alpha 1.
+    TurboAuto,
+}
+
+impl MapFormat {
+    /// The texture format this produces.
+    pub fn texture_format(self) -> wgpu::TextureFormat {
+        match self {
+            MapFormat::R32Float => wgpu::TextureFormat::R32Float,
+            _ => wgpu::TextureFormat::Rgba8Unorm,
+        }
+    }
+}
+
+/// The most storage buffers any netlens kernel binds at once.
+const STORAGE_BUFFERS: u32 = 4;
+
+/// Checks that a device's limits are enough for netlens' kernels: 256-invocation workgroups,
+/// 8 KiB of workgroup memory, four storage buffers and one 256-byte uniform per
+/// stage. The storage binding and buffer size limits are not checked here: they only set how
+/// finely batches are chunked (a model whose single weight tensor exceeds them fails at load).
+pub fn check_limits(limits: &wgpu::Limits) -> Result<()> {
+    let need: [(&str, u64, u64); 6] = [
+        (
+            "max_compute_invocations_per_workgroup",
+            limits.max_compute_invocations_per_workgroup as u64,
+            256,
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            limits.max_compute_workgroup_size_x as u64,
+            256,
+        ),
+        (
+            "max_compute_workgroup_storage_size",
+            limits.max_compute_workgroup_storage_size as u64,
+            8192,
+        ),
+        (
+            "max_storage_buffers_per_shader_stage",
+            limits.max_storage_buffers_per_shader_stage as u64,
+            STORAGE_BUFFERS as u64,
+        ),
+        (
+            "max_uniform_buffer_binding_size",
+            limits.max_uniform_buffer_binding_size,
+            256,
+        ),
+        (
+            "max_compute_workgroups_per_dimension",
+            limits.max_compute_workgroups_per_dimension as u64,
+            1,
+        ),
+    ];
+    let short: Vec<String> = need
+        .iter()
+        .filter(|(_, have, want)| have < want)
+        .map(|(name, have, want)| format!("{name} is {have}, needs {want}"))
+        .collect();
+    if short.is_empty() {
+        return Ok(());
+    }
+    Err(Error::device(format!(
+        "this GPU device's limits are too low for netlens: {}. Request at least \
+         wgpu::Limits::default() (or the adapter's own limits) when creating the device",
+        short.join("; ")
+    )))
+}
+
+/// Records whatever `record` adds into one command buffer and submits it, turning a validation
+/// error into an internal error that names `what`. Callers hold [`GpuBackend::exclusive`].
+pub(crate) fn submit_recorded(
+    gpu: &GpuBackend,
+    what: &str,
+    record: impl FnOnce(&mut Recorder) -> Result<()>,
+) -> Result<()> {
+    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let mut rec = Recorder::new(&gpu.device, &gpu.pipelines);
+    let recorded = record(&mut rec);
+    let dispatches = rec.dispatches() as u64;
+    let (commands, uniform) = rec.finish(&gpu.queue, &gpu.pool);
+    if recorded.is_ok() {
+        gpu.submit(commands);
+    }
+    drop(uniform);
+    gpu.stats
+        .dispatches
+        .fetch_add(dispatches, Ordering::Relaxed);
+    let popped = pollster::block_on(scope.pop());
+    recorded?;
+    if let Some(e) = popped {
+        return Err(Error::internal(format!("{what} failed validation: {e}")));
+    }
+    Ok(())
+}
+
+/// `(h, w)` of a map: `[h, w]` or any shape whose leading axes are all 1 (`[1, 1, h, w]`).
+fn map_hw(shape: &[usize]) -> Result<(usize, usize)> {
+    match shape {
+        [lead @ .., h, w] if lead.iter().all(|&d| d == 1) && *h > 0 && *w > 0 => Ok((*h, *w)),
+        _ => Err(Error::bad_input(format!(
+            "a map texture needs one non-empty map [h, w] or [1, 1, h, w], got {shape:?}"
+        ))),
+    }
+}
+
+impl GpuBackend {
+    /// A `width` × `height` texture of `map` (`[h, w]` or `[1, 1, h, w]`), resampled bilinearly
+    /// with half-pixel centres (as [`crate::methods::upsample_bilinear`]) and coloured as
+    /// `format` says, computed on the device: three dispatches at most and a buffer-to-texture
+    /// copy, in one submission that this call does not wait for. Usage is `TEXTURE_BINDING |
+    /// COPY_SRC | COPY_DST`; the format is [`MapFormat::texture_format`]. Nothing is read back.
+    pub fn map_texture(
+        &self,
+        map: &GpuTensor,
+        format: MapFormat,
+        width: u32,
+        height: u32,
+    ) -> Result<wgpu::Texture> {
+        let (h, w) = map_hw(map.shape())?;
+        let max_dim = self.limits.max_texture_dimension_2d;
+        if width == 0 || height == 0 || width > max_dim || height > max_dim {
+            return Err(Error::bad_input(format!(
+                "a map texture of {width}×{height}: each side must be 1..={max_dim} on this GPU"
+            )));
+        }
+        let (mode, lo, hi) = match format {
+            MapFormat::R32Float => (0, 0.0, 0.0),
+            MapFormat::Turbo { min, max } => {
+                if !(min.is_finite() && max.is_finite() && min < max) {
+                    return Err(Error::bad_input(format!(
+                        "a Turbo map range needs finite min < max, got {min}..{max}"
+                    )));
+                }
+                (1, min, max)
+            }
+            MapFormat::TurboAuto => (2, 0.0, 0.0),
+        };
+        let (tw, th) = (width as usize, height as usize);
+        // Texture copies take rows of a multiple of 256 bytes; the kernel writes them padded.
+        let row_texels = (tw * 4).next_multiple_of(256) / 4;
+        let largest = (row_texels * th * 4) as u64;
+        if largest > self.binding_limit || map.byte_len() > self.binding_limit {
+            return Err(Error::bad_input(format!(
+                "a map texture of {width}×{height} from a map of {h}×{w} needs {} bytes in one \
+                 binding, over this GPU's storage binding limit of {} bytes",
+                largest.max(map.byte_len()),
+                self.binding_limit
+            )));
+        }
+        let texture = self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("netlens map"),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: format.texture_format(),
+            usage: wgpu::TextureUsages::TEXTURE_BINDING
+                | wgpu::TextureUsages::COPY_SRC
+                | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let _exclusive = self.exclusive()?;
+        let resampled = self.alloc(vec![th, tw])?;
+        let range = self.alloc(vec![2])?;
+        let texels = self.alloc(vec![th, row_texels])?;
+        submit_recorded(self, "GPU map texture", |rec| {
+            rec.dispatch_1d(
+                Kernel::Resample,
+                &[map.into(), (&resampled).into()],
+                Params::new().us(&[h, w, th, tw]),
+                tw * th,
+            )?;
+            let range_bind: Bind = if mode == 2 {
+                rec.dispatch(
+                    Kernel::MinMax,
+                    &[(&resampled).into(), (&range).into()],
+                    Params::new().u(tw * th),
+                    [1, 1, 1],
+                )?;
+                (&range).into()
+            } else {
+                (&self.dummy).into()
+            };
+            rec.dispatch_1d(
+                Kernel::Colorize,
+                &[(&resampled).into(), range_bind, (&texels).into()],
+                Params::new().us(&[tw, th, row_texels, mode]).f(lo).f(hi),
+                tw * th,
+            )?;
+            rec.copy_to_texture(texels.buffer(), (row_texels * 4) as u32, &texture);
+            Ok(())
+        })?;
+        Ok(texture)
+    }
+
+    /// Reads `tensor` back without blocking: the copy is recorded and submitted now (so the
+    /// tensor may be dropped as soon as this returns), and the returned future resolves once
+    /// the host's `device.poll(..)` (any [`wgpu::PollType`]) has seen the copy finish. The
+    /// future owns its staging buffer; dropping it early is safe.
+    pub fn read_async(
+        &self,
+        tensor: &GpuTensor,
+    ) -> impl Future<Output = Result<HostTensor>> + Send + 'static {
+        let shape = tensor.shape().to_vec();
+        let issued = self.issue_read(tensor);
+        async move {
+            let Some((staging, done)) = issued? else {
+                return HostTensor::new(shape, Vec::new());
+            };
+            done.await
+                .map_err(|_| Error::device("GPU read-back was dropped"))?
+                .map_err(|e| Error::device(format!("mapping a GPU buffer for reading: {e}")))?;
+            let data = {
+                let view = staging
+                    .get_mapped_range(..)
+                    .map_err(|e| Error::internal(format!("reading a mapped GPU buffer: {e}")))?;
+                bytemuck::pod_collect_to_vec::<u8, f32>(&view)
+            };
+            staging.unmap();
+            HostTensor::new(shape, data)
+        }
+    }
+
+    /// Submits the copy of `tensor` into a fresh staging buffer and asks to map it; `None` for
+    /// an empty tensor. The staging buffer is not pooled: a dropped future may leave it mapped
+    /// or pending, which must not reach another user.
+    #[allow(clippy::type_complexity)]
+    fn issue_read(
+        &self,
+        tensor: &GpuTensor,
+    ) -> Result<
+        Option<(
+            wgpu::Buffer,
+            futures::channel::oneshot::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+        )>,
+    > {
+        let bytes = tensor.byte_len();
+        if bytes == 0 {
+            return Ok(None);
+        }
+        let _exclusive = self.exclusive()?;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("netlens async read"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("netlens async read"),
+            });
+        encoder.copy_buffer_to_buffer(tensor.buffer(), 0, &staging, 0, bytes);
+        self.submit(encoder.finish());
+        let (tx, rx) = futures::channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.stats.readbacks.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+        Ok(Some((staging, rx)))
+    }
+}
