@@ -107,7 +107,7 @@ pub fn entries(settings: &Settings) -> Vec<Entry> {
         entry!(
             "channel",
             "strongest channel of the CAM layer".into(),
-            |b, c| { crate::report::strongest_channel(b, c.model, c.image).map(drop) }
+            |b, c| crate::report::strongest_channel(b, c.model, c.image).map(drop)
         ),
         entry!("cam", "CAM layer".into(), |b, c| {
             cam::cam(b, c.model, c.image, &[c.class]).map(drop)

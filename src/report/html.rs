@@ -139,9 +139,9 @@ pub fn html(r: &Report) -> String {
 
     s.push_str("<div class=\"top\">\n<figure>");
     s.push_str(&img(&r.image_png, "input image"));
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<figcaption><b>Input</b><br><span class=\"meta\">{} as the model sees it</span></figcaption></figure>\n",
+        "<figcaption><b>Input</b><br><span class=\"meta\">{} as the model sees it</span></figcaption></figure>",
         escape(&r.image_name)
     );
     s.push_str("<div><h2>Top predictions</h2>\n<table>\n");
