@@ -40,6 +40,11 @@ pub(crate) enum Kernel {
     SoftmaxProbSeed,
     SliceBwd,
     LrnBwd,
+    // Image ops (shaders/image.wgsl).
+    ResizeBilinear,
+    Roll,
+    Blur,
+    AscentStep,
 }
 
 struct Spec {
@@ -58,6 +63,7 @@ const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const LAYOUT: &str = include_str!("../../shaders/layout.wgsl");
 const NORM: &str = include_str!("../../shaders/norm.wgsl");
 const PERTURB: &str = include_str!("../../shaders/perturb.wgsl");
+const IMAGE: &str = include_str!("../../shaders/image.wgsl");
 
 impl Kernel {
     fn spec(self) -> Spec {
@@ -98,6 +104,10 @@ impl Kernel {
             Kernel::SoftmaxProbSeed => s("softmax", SOFTMAX, "softmax_prob_seed", &[1, 3, 2]),
             Kernel::SliceBwd => s("layout", LAYOUT, "slice_bwd", &[1, 2]),
             Kernel::LrnBwd => s("norm", NORM, "lrn_bwd", &[1, 3, 2]),
+            Kernel::ResizeBilinear => s("image", IMAGE, "resize_bilinear", &[1, 3]),
+            Kernel::Roll => s("image", IMAGE, "roll", &[1, 3]),
+            Kernel::Blur => s("image", IMAGE, "blur", &[1, 3]),
+            Kernel::AscentStep => s("image", IMAGE, "ascent_step", &[1, 2, 3]),
         }
     }
 }

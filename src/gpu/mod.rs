@@ -7,6 +7,7 @@
 
 mod backward;
 mod exec;
+mod image;
 mod kernels;
 mod ops;
 mod perturb;
@@ -20,7 +21,9 @@ mod tests_grad;
 mod tests_reference;
 mod vjp;
 
-use crate::backend::{Backend, Forward, GradRule, Gradients, HostTensor, OcclusionWindow, Seed};
+use crate::backend::{
+    AscentStep, Backend, Forward, GradRule, Gradients, HostTensor, OcclusionWindow, Seed,
+};
 use crate::error::{Error, Result};
 use crate::model::{Model, ValueId};
 use pool::{Pool, PooledBuffer, Usage};
@@ -437,5 +440,21 @@ impl Backend for GpuBackend {
         seed: u64,
     ) -> Result<GpuTensor> {
         perturb::path_batch(self, image, baseline, alphas, sigmas, seed)
+    }
+
+    fn resize_bilinear(&self, x: &GpuTensor, out_h: usize, out_w: usize) -> Result<GpuTensor> {
+        image::resize_bilinear(self, x, out_h, out_w)
+    }
+
+    fn roll(&self, x: &GpuTensor, dy: i64, dx: i64) -> Result<GpuTensor> {
+        image::roll(self, x, dy, dx)
+    }
+
+    fn ascent_step(&self, x: &GpuTensor, grad: &GpuTensor, step: &AscentStep) -> Result<GpuTensor> {
+        image::ascent_step(self, x, grad, step)
+    }
+
+    fn blur(&self, x: &GpuTensor, sigma: f32) -> Result<GpuTensor> {
+        image::blur(self, x, sigma)
     }
 }
