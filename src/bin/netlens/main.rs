@@ -1,6 +1,7 @@
 //! The `netlens` command line.
 
 mod attribute;
+mod deepdream;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -89,6 +90,8 @@ enum Command {
     Layercam(attribute::AttributeArgs),
     /// Occlusion sensitivity (MATLAB occlusionSensitivity, Captum Occlusion), batched on the device.
     Occlusion(attribute::AttributeArgs),
+    /// Deep dream (MATLAB deepDreamImage): images maximising layer channels or class logits.
+    Deepdream(deepdream::DreamArgs),
     /// List the GPU adapters wgpu sees.
     Adapters,
     /// Benchmarks. `netlens bench forward`: images/s on GPU, CPU and tract.
@@ -179,6 +182,7 @@ fn main() -> ExitCode {
             common,
         }) => run(&model, image, input_npy, &output, &taps, &common),
         Some(Command::Adapters) => adapters(),
+        Some(Command::Deepdream(a)) => engine(&a.common).and_then(|e| deepdream::run(&a, &e)),
         Some(Command::Bench {
             what:
                 BenchCmd::Methods {
