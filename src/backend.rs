@@ -212,6 +212,32 @@ pub trait Backend {
         weighting: CamWeighting,
         relu: bool,
     ) -> Result<Self::Tensor>;
+
+    // Image ops for deep dream (and Grad-CAM's upsampling), on `[N, C, H, W]` batches.
+
+    /// Bilinear resize of every plane of `x` (`[N, C, h, w]`) to `[N, C, out_h, out_w]`, with
+    /// half-pixel centres and clamped edges (PyTorch's `align_corners=False` without
+    /// antialiasing): the same arithmetic as [`crate::methods::upsample_bilinear`].
+    fn resize_bilinear(&self, x: &Self::Tensor, out_h: usize, out_w: usize)
+        -> Result<Self::Tensor>;
+
+    /// Circular shift of every plane: `out[.., y, x] = x[.., (y - dy) mod h, (x - dx) mod w]`
+    /// (numpy's `roll` over the last two axes).
+    fn roll(&self, x: &Self::Tensor, dy: i64, dx: i64) -> Result<Self::Tensor>;
+
+    /// One normalised gradient-ascent step per sample: `x + step · g / (mean|g| + 1e-8)`, the
+    /// mean over that sample's elements, clamped per channel to `[step.lo[c], step.hi[c]]`.
+    /// `grad` was taken at `roll(x, step.jitter)`, so it is rolled back before use.
+    fn ascent_step(
+        &self,
+        x: &Self::Tensor,
+        grad: &Self::Tensor,
+        step: &AscentStep,
+    ) -> Result<Self::Tensor>;
+
+    /// Gaussian blur of every plane with standard deviation `sigma` (pixels), radius
+    /// `ceil(3 sigma)` (at most [`MAX_BLUR_RADIUS`]), edges replicated; `sigma <= 0` copies.
+    fn blur(&self, x: &Self::Tensor, sigma: f32) -> Result<Self::Tensor>;
 }
 
 /// Checks the operands of [`Backend::path_batch`]; returns the per-sample element count.
@@ -346,4 +372,82 @@ pub fn cam_map(a: &[f32], d: &[f32], hw: usize, weighting: CamWeighting, relu: b
         cam.iter_mut().for_each(|v| *v = v.max(0.0));
     }
     cam
+}
+
+/// The parameters of [`Backend::ascent_step`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AscentStep {
+    /// Step length in input units, applied to the gradient normalised to mean |g| = 1.
+    pub step: f32,
+    /// The `(dy, dx)` given to [`Backend::roll`] before the gradient was taken.
+    pub jitter: [i64; 2],
+    /// Per-channel lower bound of the valid input range.
+    pub lo: Vec<f32>,
+    /// Per-channel upper bound.
+    pub hi: Vec<f32>,
+}
+
+/// The largest blur radius: its weights travel in a kernel's parameter block.
+pub const MAX_BLUR_RADIUS: usize = 24;
+
+/// The most channels [`Backend::ascent_step`] clamps per channel (their bounds travel in a
+/// kernel's parameter block); image inputs have 1 or 3.
+pub const MAX_ASCENT_CHANNELS: usize = 24;
+
+/// Checks a `[N, C, H, W]` operand of the image ops; returns its four dimensions.
+pub(crate) fn check_image_batch(shape: &[usize], what: &str) -> Result<[usize; 4]> {
+    match *shape {
+        [n, c, h, w] if h > 0 && w > 0 => Ok([n, c, h, w]),
+        _ => Err(Error::bad_input(format!(
+            "{what} needs a batch of images [N, C, H, W] with H, W > 0, got {shape:?}"
+        ))),
+    }
+}
+
+/// Checks the operands of [`Backend::ascent_step`]; returns the dimensions of `x`.
+pub(crate) fn check_ascent(x: &[usize], grad: &[usize], step: &AscentStep) -> Result<[usize; 4]> {
+    let d = check_image_batch(x, "a gradient-ascent step")?;
+    if x != grad {
+        return Err(Error::bad_input(format!(
+            "gradient-ascent step: the gradient {grad:?} must match the image {x:?}"
+        )));
+    }
+    let c = d[1];
+    if c > MAX_ASCENT_CHANNELS || step.lo.len() != c || step.hi.len() != c {
+        return Err(Error::bad_input(format!(
+            "gradient-ascent step: {} lower and {} upper bounds for {c} channels (one per channel, \
+             at most {MAX_ASCENT_CHANNELS})",
+            step.lo.len(),
+            step.hi.len()
+        )));
+    }
+    if !step.step.is_finite() {
+        return Err(Error::bad_input(
+            "gradient-ascent step length is not finite",
+        ));
+    }
+    Ok(d)
+}
+
+/// The normalised 1-D Gaussian weights `w[0..=r]` (`w[k]` for offsets ±k) of [`Backend::blur`],
+/// computed once on the host so both backends use the same numbers.
+pub(crate) fn blur_weights(sigma: f32) -> Result<Vec<f32>> {
+    if !sigma.is_finite() {
+        return Err(Error::bad_input("blur sigma is not finite"));
+    }
+    if sigma <= 0.0 {
+        return Ok(vec![1.0]);
+    }
+    let r = (3.0 * sigma).ceil() as usize;
+    if r > MAX_BLUR_RADIUS {
+        return Err(Error::bad_input(format!(
+            "blur sigma {sigma} is too large: at most {} pixels",
+            MAX_BLUR_RADIUS as f32 / 3.0
+        )));
+    }
+    let w: Vec<f64> = (0..=r)
+        .map(|k| (-((k * k) as f64) / (2.0 * f64::from(sigma).powi(2))).exp())
+        .collect();
+    let total = w[0] + 2.0 * w[1..].iter().sum::<f64>();
+    Ok(w.iter().map(|v| (v / total) as f32).collect())
 }

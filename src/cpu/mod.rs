@@ -9,6 +9,7 @@ mod eltwise;
 mod exec;
 mod gemm;
 mod grad;
+mod image;
 mod layout;
 mod linear;
 mod lrn;
@@ -25,8 +26,8 @@ mod tests;
 use std::sync::Arc;
 
 use crate::backend::{
-    check_occlude, check_path_batch, Backend, Forward, GradRule, Gradients, HostTensor,
-    OcclusionWindow, Seed,
+    blur_weights, check_ascent, check_image_batch, check_occlude, check_path_batch, AscentStep,
+    Backend, Forward, GradRule, Gradients, HostTensor, OcclusionWindow, Seed,
 };
 use crate::error::Result;
 use crate::model::{Model, ValueId};
@@ -134,5 +135,49 @@ impl Backend for CpuBackend {
             .collect();
         let shape = vec![n, 1, acts.shape[2], acts.shape[3]];
         HostTensor::new(shape, data).map(Arc::new)
+    }
+
+    fn resize_bilinear(
+        &self,
+        x: &Self::Tensor,
+        out_h: usize,
+        out_w: usize,
+    ) -> Result<Self::Tensor> {
+        let [n, c, h, w] = check_image_batch(&x.shape, "bilinear resize")?;
+        if out_h == 0 || out_w == 0 {
+            return Err(crate::error::Error::bad_input(format!(
+                "bilinear resize to {out_h}x{out_w}: the size must be positive"
+            )));
+        }
+        let mut out = HostTensor::zeros(vec![n, c, out_h, out_w]);
+        image::resize_bilinear(&x.data, (h, w), (out_h, out_w), &mut out.data);
+        Ok(Arc::new(out))
+    }
+
+    fn roll(&self, x: &Self::Tensor, dy: i64, dx: i64) -> Result<Self::Tensor> {
+        let [_, _, h, w] = check_image_batch(&x.shape, "roll")?;
+        let mut out = HostTensor::zeros(x.shape.clone());
+        image::roll(&x.data, (h, w), dy, dx, &mut out.data);
+        Ok(Arc::new(out))
+    }
+
+    fn ascent_step(
+        &self,
+        x: &Self::Tensor,
+        grad: &Self::Tensor,
+        step: &AscentStep,
+    ) -> Result<Self::Tensor> {
+        let [_, c, h, w] = check_ascent(&x.shape, &grad.shape, step)?;
+        let mut out = HostTensor::zeros(x.shape.clone());
+        image::ascent_step(&x.data, &grad.data, (c, h, w), step, &mut out.data);
+        Ok(Arc::new(out))
+    }
+
+    fn blur(&self, x: &Self::Tensor, sigma: f32) -> Result<Self::Tensor> {
+        let [_, _, h, w] = check_image_batch(&x.shape, "blur")?;
+        let weights = blur_weights(sigma)?;
+        let mut out = HostTensor::zeros(x.shape.clone());
+        image::blur(&x.data, (h, w), &weights, &mut out.data);
+        Ok(Arc::new(out))
     }
 }

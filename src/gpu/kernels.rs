@@ -54,6 +54,12 @@ pub(crate) enum Kernel {
     Resample,
     MinMax,
     Colorize,
+
+    // Image ops (shaders/image.wgsl).
+    ResizeBilinear,
+    Roll,
+    Blur,
+    AscentStep,
 }
 
 struct Spec {
@@ -75,6 +81,8 @@ const PERTURB: &str = include_str!("../../shaders/perturb.wgsl");
 const TSNE: &str = include_str!("../../shaders/tsne.wgsl");
 const CAM: &str = include_str!("../../shaders/cam.wgsl");
 const COLORMAP: &str = include_str!("../../shaders/colormap.wgsl");
+
+const IMAGE: &str = include_str!("../../shaders/image.wgsl");
 
 impl Kernel {
     fn spec(self) -> Spec {
@@ -127,6 +135,11 @@ impl Kernel {
             Kernel::Resample => s("colormap", COLORMAP, "resample", &[1, 3]),
             Kernel::MinMax => s("colormap", COLORMAP, "min_max", &[1, 3]),
             Kernel::Colorize => s("colormap", COLORMAP, "colorize", &[1, 2, 4]),
+
+            Kernel::ResizeBilinear => s("image", IMAGE, "resize_bilinear", &[1, 3]),
+            Kernel::Roll => s("image", IMAGE, "roll", &[1, 3]),
+            Kernel::Blur => s("image", IMAGE, "blur", &[1, 3]),
+            Kernel::AscentStep => s("image", IMAGE, "ascent_step", &[1, 2, 3]),
         }
     }
 }

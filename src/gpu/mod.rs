@@ -9,6 +9,7 @@ mod backward;
 mod cam;
 pub mod embed;
 mod exec;
+mod image;
 mod kernels;
 mod ops;
 mod perturb;
@@ -24,7 +25,8 @@ mod tsne;
 mod vjp;
 
 use crate::backend::{
-    Backend, CamWeighting, Forward, GradRule, Gradients, HostTensor, OcclusionWindow, Seed,
+    AscentStep, Backend, CamWeighting, Forward, GradRule, Gradients, HostTensor, OcclusionWindow,
+    Seed,
 };
 use crate::error::{Error, Result};
 use crate::model::{Model, ValueId};
@@ -474,5 +476,21 @@ impl Backend for GpuBackend {
         relu: bool,
     ) -> Result<GpuTensor> {
         cam::cam_combine(self, acts, grads, weighting, relu)
+    }
+
+    fn resize_bilinear(&self, x: &GpuTensor, out_h: usize, out_w: usize) -> Result<GpuTensor> {
+        image::resize_bilinear(self, x, out_h, out_w)
+    }
+
+    fn roll(&self, x: &GpuTensor, dy: i64, dx: i64) -> Result<GpuTensor> {
+        image::roll(self, x, dy, dx)
+    }
+
+    fn ascent_step(&self, x: &GpuTensor, grad: &GpuTensor, step: &AscentStep) -> Result<GpuTensor> {
+        image::ascent_step(self, x, grad, step)
+    }
+
+    fn blur(&self, x: &GpuTensor, sigma: f32) -> Result<GpuTensor> {
+        image::blur(self, x, sigma)
     }
 }

@@ -122,7 +122,7 @@ pub(crate) fn path_batch(
 
 /// Records one 1-D dispatch over `total` elements and submits it, turning a validation error into
 /// an internal error that names `what`.
-fn submit_one(
+pub(super) fn submit_one(
     gpu: &GpuBackend,
     kernel: Kernel,
     binds: &[Bind],

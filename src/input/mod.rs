@@ -234,6 +234,57 @@ impl Preprocess {
     }
 }
 
+impl Preprocess {
+    /// The model-input value of pixel sample `pixel` (0..=255 for 8-bit images) on channel `ch`
+    /// of a `channels`-channel input: `(pixel / scale - mean) / std`.
+    pub fn input_value(&self, channels: usize, ch: usize, pixel: f32) -> Result<f32> {
+        let (mean, std) = self.stat(channels, ch)?;
+        Ok((pixel / self.scale as f32 - mean) / std)
+    }
+
+    /// The inverse of [`Preprocess::input_value`]: the pixel sample that maps to `x`.
+    pub fn pixel_value(&self, channels: usize, ch: usize, x: f32) -> Result<f32> {
+        let (mean, std) = self.stat(channels, ch)?;
+        Ok((x * std + mean) * self.scale as f32)
+    }
+
+    fn stat(&self, channels: usize, ch: usize) -> Result<(f32, f32)> {
+        self.validate()?;
+        self.channel_stats(channels)?
+            .get(ch)
+            .copied()
+            .ok_or_else(|| Error::internal(format!("channel {ch} of {channels}")))
+    }
+
+    /// One model input (`[C, H, W]`, or `[1, C, H, W]`) back to interleaved 8-bit RGB, undoing
+    /// the normalisation and rounding; gray inputs are replicated. Returns `(width, height,
+    /// bytes)`.
+    pub fn to_rgb8(&self, x: &HostTensor) -> Result<(usize, usize, Vec<u8>)> {
+        let dims = match x.shape.as_slice() {
+            [1, c, h, w] | [c, h, w] => [*c, *h, *w],
+            other => {
+                return Err(Error::bad_input(format!(
+                    "expected one image [C, H, W], got {other:?}"
+                )))
+            }
+        };
+        let [c, h, w] = dims;
+        let stats = self.channel_stats(c)?;
+        let scale = self.scale as f32;
+        let hw = h * w;
+        let mut rgb = Vec::with_capacity(hw * 3);
+        for i in 0..hw {
+            for ch in 0..3 {
+                let src = ch.min(c - 1);
+                let (mean, std) = stats[src];
+                let v = (x.data[src * hw + i] * std + mean) * scale;
+                rgb.push(v.round().clamp(0.0, 255.0) as u8);
+            }
+        }
+        Ok((w, h, rgb))
+    }
+}
+
 /// Python's `round` on the half-integers a centre crop produces: ties go to the even neighbour.
 fn half_of_round_even(d: usize) -> usize {
     let k = d / 2;

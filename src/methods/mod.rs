@@ -6,6 +6,7 @@
 //! mini-batch, and each method reads its results back once at the end.
 
 pub mod cam;
+pub mod deepdream;
 pub mod gradcam;
 pub mod integrated_gradients;
 pub mod objective;

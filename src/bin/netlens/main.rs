@@ -2,6 +2,7 @@
 
 mod attribute;
 mod bench;
+mod deepdream;
 mod explain;
 mod global;
 mod tsne;
@@ -94,6 +95,8 @@ enum Command {
     Activations(global::ActivationsArgs),
     /// Maximal and minimal activating images of each class over a folder of images.
     Extremes(global::ExtremesArgs),
+    /// Deep dream (MATLAB deepDreamImage): images maximising layer channels or class logits.
+    Deepdream(deepdream::DreamArgs),
     /// List the GPU adapters wgpu sees.
     Adapters(Script),
     /// Every method on the GPU and the CPU backend after a warm-up: medians, speed-up,
@@ -174,6 +177,7 @@ fn main() -> ExitCode {
         Command::Tsne(a) => tsne::run(&a),
         Command::Activations(a) => global::run_activations(&a),
         Command::Extremes(a) => global::run_extremes(&a),
+        Command::Deepdream(a) => engine(&a.common).and_then(|e| deepdream::run(&a, &e)),
         Command::Saliency(a) => run_attribute(attribute::Method::Saliency, &a),
         Command::Smoothgrad(a) => run_attribute(attribute::Method::SmoothGrad, &a),
         Command::Ig(a) => run_attribute(attribute::Method::Ig, &a),

@@ -81,6 +81,36 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<Model> {
 
 /// Imports an ONNX classifier from its serialized bytes.
 pub fn import_bytes(bytes: &[u8], name: &str) -> Result<Model> {
+    import_bytes_sized(bytes, name, None)
+}
+
+/// Loads an ONNX classifier instantiated at another input size `[C, H, W]` than the one its file
+/// declares (C must match). Every shape is re-derived from the input, so this works for fully
+/// convolutional models (up to a global pooling); a model whose later ops need the declared size
+/// fails with an error naming the op. Deep dream's image pyramid uses it.
+pub fn load_model_with_input(path: impl AsRef<Path>, input: [usize; 3]) -> Result<Model> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::bad_input(format!("cannot read model '{}': {e}", path.display())))?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    import_bytes_with_input(&bytes, &name, input)
+        .map_err(|e| e.context(format!("model '{}'", path.display())))
+}
+
+/// [`import_bytes`] at another input size `[C, H, W]`; see [`load_model_with_input`].
+pub fn import_bytes_with_input(bytes: &[u8], name: &str, input: [usize; 3]) -> Result<Model> {
+    import_bytes_sized(bytes, name, Some(input)).map_err(|e| {
+        e.context(format!(
+            "instantiating the model at input {}x{}x{}",
+            input[0], input[1], input[2]
+        ))
+    })
+}
+
+fn import_bytes_sized(bytes: &[u8], name: &str, input: Option<[usize; 3]>) -> Result<Model> {
     if bytes.is_empty() {
         return Err(Error::bad_input("the file is empty, not an ONNX model"));
     }
@@ -91,7 +121,7 @@ pub fn import_bytes(bytes: &[u8], name: &str) -> Result<Model> {
                 "not a valid ONNX model (protobuf decoding failed: {e})"
             ))
         })?;
-    let graph = import_proto(&proto)?;
+    let graph = import_proto(&proto, input)?;
     Ok(Model {
         graph,
         name: name.to_string(),
@@ -152,7 +182,7 @@ impl Importer {
     }
 }
 
-fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
+fn import_proto(proto: &pb::ModelProto, input_override: Option<[usize; 3]>) -> Result<Graph> {
     let g = proto
         .graph
         .as_ref()
@@ -200,7 +230,16 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
             )));
         }
     };
-    let input_shape = input_sample_shape(input_info)?;
+    let mut input_shape = input_sample_shape(input_info)?;
+    if let Some([c, h, w]) = input_override {
+        if c != input_shape[0] || h == 0 || w == 0 {
+            return Err(Error::bad_input(format!(
+                "the model takes {} channel(s); cannot instantiate it at [{c}, {h}, {w}]",
+                input_shape[0]
+            )));
+        }
+        input_shape = vec![c, h, w];
+    }
     let input = imp.add_value(&input_info.name, input_shape);
     imp.env.insert(input_info.name.clone(), Sym::Act(input));
 
