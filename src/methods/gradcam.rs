@@ -2,10 +2,8 @@
 //! one `gradients` call taps the feature layer and its gradient for every requested class.
 
 use super::saliency::Saliency;
-use super::{
-    check_single_image, normalize_min_max, repeat, score_seed, scores, upsample_bilinear, Score,
-};
-use crate::backend::{cam_map, Backend, CamWeighting, GradRule, HostTensor};
+use super::{check_single_image, normalize_min_max, repeat, score_seed, scores, Score};
+use crate::backend::{Backend, CamWeighting, GradRule, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::{Model, ValueId};
 
@@ -120,37 +118,31 @@ impl GradCam {
         let layer = feature_layer(model, self.layer.as_deref())?;
         let shape = model.graph.values[layer].shape.clone();
         let (h, w) = (shape[1], shape[2]);
-        let hw = h * w;
         let batch = b.upload(&repeat(x, classes.len()))?;
         let seed = score_seed(b, model, self.score, classes)?;
         let g = b.gradients(model, &batch, &seed, GradRule::Standard, &[layer], &[layer])?;
         let missing = || Error::internal("backend returned no feature-layer tensors");
-        let mut read = b.read_many(&[
-            g.tap(layer).ok_or_else(missing)?,
-            g.layer_grad(layer).ok_or_else(missing)?,
-            &g.output,
-        ])?;
-        let (logits, grads, acts) = (read.pop(), read.pop(), read.pop());
-        let (Some(acts), Some(grads), Some(logits)) = (acts, grads, logits) else {
+        let acts = g.tap(layer).ok_or_else(missing)?;
+        let grads = g.layer_grad(layer).ok_or_else(missing)?;
+        // The map and its upsampling are computed where the activations live; only the maps
+        // and the logits come back, in one read-back.
+        let (in_h, in_w) = (x.shape[2], x.shape[3]);
+        let lowres = b.cam_combine(acts, grads, self.variant.weighting(), self.relu)?;
+        let upsampled = b.resize_bilinear(&lowres, in_h, in_w)?;
+        let mut read = b.read_many(&[&lowres, &upsampled, &g.output])?;
+        let (logits, upsampled, lowres) = (read.pop(), read.pop(), read.pop());
+        let (Some(lowres), Some(upsampled), Some(logits)) = (lowres, upsampled, logits) else {
             return Err(missing());
         };
         let scores = scores(&logits, self.score, classes);
-        let (in_h, in_w) = (x.shape[2], x.shape[3]);
         let mut maps = Vec::with_capacity(classes.len());
         for (i, (&class, score)) in classes.iter().zip(scores).enumerate() {
-            let (a, d) = (acts.sample(i), grads.sample(i));
-            let cam = cam_map(a, d, hw, self.variant.weighting(), self.relu);
-            let lowres = HostTensor {
-                shape: vec![h, w],
-                data: cam,
-            };
-            let upsampled = upsample_bilinear(&lowres, in_h, in_w);
             maps.push(CamMap {
                 class,
                 score,
                 layer: model.graph.values[layer].name.clone(),
-                lowres,
-                upsampled,
+                lowres: HostTensor::new(vec![h, w], lowres.sample(i).to_vec())?,
+                upsampled: HostTensor::new(vec![in_h, in_w], upsampled.sample(i).to_vec())?,
             });
         }
         Ok(maps)
