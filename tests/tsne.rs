@@ -241,3 +241,46 @@ fn cli_writes_outputs_and_exits_2_on_bad_perplexity() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("perplexity"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue acceptance: t-SNE of tiny_digits' global-average-pool features over all 1797 digits
+/// shows the 10 classes as clusters (5-NN vote accuracy in 2-D ≥ 0.95). The data-set pass runs on
+/// the CPU backend here (lavapipe forwards ~20 digits/s); the GPU pass is tested in global.rs.
+#[test]
+fn tiny_digits_gap_features_cluster_by_class() {
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tsne_tiny_digits");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_netlens"))
+        .args([
+            "tsne",
+            &asset("models/tiny_digits.onnx"),
+            &asset("digits_all"),
+            "--algorithm",
+            "barneshut",
+            "--backend",
+            "cpu",
+            "--thumbnails-from-dataset",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .env("NODEVICE_SELECT", "1")
+        .output()
+        .expect("netlens runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["points"], 1797);
+    assert_eq!(
+        summary["features"], 48,
+        "the GAP layer of tiny_digits has 48 channels"
+    );
+    let vote = summary["knn"]["majority_vote_accuracy"].as_f64().unwrap();
+    println!(
+        "tiny_digits GAP features: KL {}, 5-NN vote {vote}",
+        summary["kl"]
+    );
+    assert!(vote >= 0.95, "5-NN accuracy {vote}");
+    assert!(out.join("tsne.png").exists() && out.join("embedding.npy").exists());
+}

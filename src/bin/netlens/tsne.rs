@@ -13,13 +13,29 @@ use netlens::progress::Progress;
 use netlens::viz::scatter::{scatter_png, Scatter, Thumbnail};
 use netlens::HostTensor;
 
+use netlens::input::dataset::Dataset;
+use netlens::methods::dataset_features::{features, Reduce};
+use netlens::model::import::load_model;
+
 use crate::Common;
 
 #[derive(Args)]
 pub(crate) struct TsneArgs {
+    /// An ONNX model: embed the activations of --layer over the images of DIR (instead of
+    /// --features).
+    model: Option<PathBuf>,
+    /// A folder of images (recursive; labels from labels.csv or sub-folder names).
+    dir: Option<PathBuf>,
+    /// With MODEL DIR: the layer whose activations (spatial mean per channel) are embedded;
+    /// default: the CAM layer (the input of the global pooling).
+    #[arg(long)]
+    layer: Option<String>,
+    /// With MODEL DIR: images per forward.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
     /// Feature matrix [N, D] as float32/float64 .npy.
     #[arg(long)]
-    features: PathBuf,
+    features: Option<PathBuf>,
     /// Labels colouring the plot: an integer or float .npy of N values, or a text file of N lines.
     #[arg(long)]
     labels: Option<PathBuf>,
@@ -55,6 +71,9 @@ pub(crate) struct TsneArgs {
     /// A folder of N images (sorted by name, one per row of the features) drawn as thumbnails.
     #[arg(long)]
     thumbnails: Option<PathBuf>,
+    /// With MODEL DIR: draw the data set's own images as thumbnails.
+    #[arg(long)]
+    thumbnails_from_dataset: bool,
     /// Draw each feature row as an HxW gray thumbnail (e.g. 8x8 for the digits).
     #[arg(long)]
     thumbnails_from_features: Option<String>,
@@ -104,24 +123,40 @@ impl TsneArgs {
 
 pub(crate) fn run(args: &TsneArgs) -> Result<()> {
     let opts = args.options()?;
-    let features = netlens::input::load_npy(&args.features)?;
-    let labels = args.labels.as_deref().map(load_labels).transpose()?;
-    let thumbs = match (&args.thumbnails, &args.thumbnails_from_features) {
-        (Some(_), Some(_)) => {
+    let bar = args.common.progress();
+    let (features, dataset_labels, dataset_thumbs) = match (&args.features, &args.model, &args.dir)
+    {
+        (Some(path), None, None) => (netlens::input::load_npy(path)?, None, None),
+        (None, Some(model), Some(dir)) => dataset_features(args, model, dir, &bar)?,
+        _ => {
             return Err(Error::bad_input(
-                "give --thumbnails or --thumbnails-from-features, not both",
+                "give either --features X.npy, or MODEL DIR (with --layer NAME)",
             ))
         }
-        (Some(dir), None) => Some(thumbnails_from_dir(dir, args.thumb_size)?),
-        (None, Some(hw)) => Some(thumbnails_from_rows(&features, hw, args.thumb_size)?),
-        (None, None) => None,
+    };
+    let labels = match (&args.labels, dataset_labels) {
+        (Some(path), _) => Some(load_labels(path)?),
+        (None, labels) => labels,
+    };
+    let thumbs = match (
+        &args.thumbnails,
+        &args.thumbnails_from_features,
+        dataset_thumbs,
+    ) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+            return Err(Error::bad_input(
+                "give one of --thumbnails, --thumbnails-from-features and --thumbnails-from-dataset",
+            ))
+        }
+        (Some(dir), None, None) => Some(thumbnails_from_dir(dir, args.thumb_size)?),
+        (None, Some(hw), None) => Some(thumbnails_from_rows(&features, hw, args.thumb_size)?),
+        (None, None, thumbs) => thumbs,
     };
     // Barnes-Hut runs on the CPU: no device is opened for it.
     let engine = match opts.algorithm {
         Algorithm::Exact => Engine::new(BackendChoice::resolve(args.common.backend.as_deref())?)?,
         Algorithm::BarnesHut => Engine::new(BackendChoice::Cpu)?,
     };
-    let bar = args.common.progress();
     run_tsne(
         &features,
         labels,
@@ -286,6 +321,71 @@ pub(crate) fn load_labels(path: &Path) -> Result<Vec<String>> {
 }
 
 /// Every image in `dir` (sorted by name) as a thumbnail of at most `size` pixels a side.
+/// Features `[N, C]` of `--layer` (spatial mean per channel) over the images of `dir`, their
+/// labels, and with `--thumbnails-from-dataset` the images as thumbnails.
+#[allow(clippy::type_complexity)]
+fn dataset_features(
+    args: &TsneArgs,
+    model_path: &Path,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<(HostTensor, Option<Vec<String>>, Option<Vec<Thumbnail>>)> {
+    let model = load_model(model_path)?;
+    let layer = match &args.layer {
+        Some(name) => model.layer(name)?,
+        None => model.graph.cam_layer().ok_or_else(|| {
+            Error::bad_input("the model has no global pooling layer: name one with --layer")
+        })?,
+    };
+    let ds = Dataset::open(dir)?;
+    if args.perplexity >= ds.len() as f32 {
+        return Err(Error::bad_input(format!(
+            "perplexity {} must be below the number of images ({})",
+            args.perplexity,
+            ds.len()
+        )));
+    }
+    let (pre, _) = crate::preprocessing(model_path, &model, args.common.preprocess.as_deref())?;
+    let engine = crate::engine(&args.common)?;
+    let pass = match &engine {
+        Engine::Gpu(g) => features(
+            g.as_ref(),
+            &model,
+            &ds,
+            &pre,
+            Some(layer),
+            Reduce::SpatialMean,
+            args.batch,
+            progress,
+        )?,
+        Engine::Cpu(c) => features(
+            c,
+            &model,
+            &ds,
+            &pre,
+            Some(layer),
+            Reduce::SpatialMean,
+            args.batch,
+            progress,
+        )?,
+    };
+    let feats = pass
+        .features
+        .ok_or_else(|| Error::internal("the data-set pass returned no features"))?;
+    let labels = ds
+        .items
+        .iter()
+        .all(|i| i.label.is_some())
+        .then(|| ds.items.iter().filter_map(|i| i.label.clone()).collect());
+    let thumbs = if args.thumbnails_from_dataset {
+        let paths: Vec<PathBuf> = ds.items.iter().map(|i| i.path.clone()).collect();
+        Some(thumbnails_of(&paths, args.thumb_size)?)
+    } else {
+        None
+    };
+    Ok((feats, labels, thumbs))
+}
+
 fn thumbnails_from_dir(dir: &Path, size: usize) -> Result<Vec<Thumbnail>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::bad_input(format!("cannot list {}: {e}", dir.display())))?
@@ -297,6 +397,10 @@ fn thumbnails_from_dir(dir: &Path, size: usize) -> Result<Vec<Thumbnail>> {
         })
         .collect();
     paths.sort();
+    thumbnails_of(&paths, size)
+}
+
+fn thumbnails_of(paths: &[PathBuf], size: usize) -> Result<Vec<Thumbnail>> {
     paths
         .iter()
         .map(|p| {
