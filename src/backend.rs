@@ -180,7 +180,8 @@ pub trait Backend {
 
     /// From one image `[1, C, H, W]`, the batch `[windows.len(), C, H, W]` whose sample `i` is the
     /// image with window `i` (clipped to the image) set to `value[c]` on channel `c`. The batch is
-    /// built where the image lives (on the GPU: one kernel, one submission), never on the host.
+    /// built where the image lives (on the GPU: one kernel, submitted with the next forward or
+    /// read-back), never on the host.
     fn occlude(
         &self,
         image: &Self::Tensor,

@@ -163,9 +163,9 @@ fn occlude_op_is_bit_identical_on_gpu_and_cpu() {
 }
 
 /// 4×4 mask, stride 1 on 16×16: 13×13 = 169 windows, plus the unoccluded image = 170 samples,
-/// at mini-batch 64 three chunks. Each chunk is one `occlude` submission and one `forward`
-/// submission (the forward API submits on its own, so the occlude kernel cannot join it), and
-/// all logits come back in one read-back, itself one submission: 3·2 + 1 = 7.
+/// at mini-batch 64 three chunks. Each chunk is one submission: the `occlude` kernel is deferred
+/// and goes to the queue with its `forward`. All logits come back in one read-back, itself one
+/// submission: 3 + 1 = 4.
 #[test]
 fn gpu_occlusion_batches_its_windows() {
     let g = GpuBackend::new(&GpuOptions::default())
@@ -189,7 +189,7 @@ fn gpu_occlusion_batches_its_windows() {
     );
     assert_eq!(
         after.submissions - before.submissions,
-        7,
+        4,
         "{before:?} -> {after:?}"
     );
     println!("169 windows at mini-batch 64: {before:?} -> {after:?}");

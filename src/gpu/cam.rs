@@ -1,6 +1,6 @@
 //! Class activation maps combined on the device (`shaders/cam.wgsl`), so a CAM can stay there.
 
-use super::embed::submit_recorded;
+use super::perturb::defer_dispatches;
 use super::kernels::{Bind, Kernel, Params};
 use super::{GpuBackend, GpuTensor};
 use crate::backend::{check_cam_combine, CamWeighting};
@@ -38,7 +38,9 @@ pub(crate) fn cam_combine(
         CamWeighting::PositiveGrad => 2,
     };
     let weights = gpu.alloc(vec![n * k])?;
-    submit_recorded(gpu, "GPU CAM", |rec| {
+    // Deferred: the CAM rides along with whatever submits next (its upsample's read-back, or
+    // the map texture).
+    defer_dispatches(gpu, &[acts, grads, &weights, &out], "GPU CAM", |rec| {
         let weights_bind: Bind = if mode == 2 {
             (&gpu.dummy).into()
         } else {

@@ -142,30 +142,22 @@ pub fn check_limits(limits: &wgpu::Limits) -> Result<()> {
     )))
 }
 
-/// Records whatever `record` adds into one command buffer and submits it, turning a validation
-/// error into an internal error that names `what`. Callers hold [`GpuBackend::exclusive`].
+/// Records whatever `record` adds into one command buffer and submits it at once, together with
+/// any deferred op (the texture must be complete before the host's own submission samples it).
+/// A validation error becomes an internal error that names `what`. Callers hold
+/// [`GpuBackend::exclusive`].
 pub(crate) fn submit_recorded(
     gpu: &GpuBackend,
     what: &str,
     record: impl FnOnce(&mut Recorder) -> Result<()>,
 ) -> Result<()> {
-    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let mut rec = Recorder::new(&gpu.device, &gpu.pipelines);
-    let recorded = record(&mut rec);
-    let dispatches = rec.dispatches() as u64;
-    let (commands, uniform) = rec.finish(&gpu.queue, &gpu.pool);
-    if recorded.is_ok() {
-        gpu.submit(commands);
-    }
-    drop(uniform);
-    gpu.stats
-        .dispatches
-        .fetch_add(dispatches, Ordering::Relaxed);
-    let popped = pollster::block_on(scope.pop());
-    recorded?;
-    if let Some(e) = popped {
-        return Err(Error::internal(format!("{what} failed validation: {e}")));
-    }
+    super::perturb::defer_dispatches(gpu, &[], what, record)?;
+    let flush = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("netlens flush"),
+        });
+    gpu.submit(flush.finish());
     Ok(())
 }
 

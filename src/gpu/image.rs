@@ -1,6 +1,6 @@
 //! Image ops on `[N, C, H, W]` batches (`shaders/image.wgsl`): bilinear resize, circular shift,
 //! Gaussian blur and deep dream's gradient-ascent step. Each is one dispatch and goes through
-//! the shared single-kernel submission helper.
+//! the shared single-kernel helper, which defers each into the next submission.
 
 use super::kernels::{Bind, Kernel, Params};
 use super::perturb::submit_one;
@@ -46,6 +46,7 @@ pub(crate) fn resize_bilinear(
         gpu,
         Kernel::ResizeBilinear,
         &binds,
+        &[x, &out],
         Params::new().us(&[out.len(), h, w, out_h, out_w]),
         out.len(),
         "GPU bilinear resize",
@@ -67,6 +68,7 @@ pub(crate) fn roll(gpu: &GpuBackend, x: &GpuTensor, dy: i64, dx: i64) -> Result<
         gpu,
         Kernel::Roll,
         &binds,
+        &[x, &out],
         Params::new().us(&[out.len(), h, w, sy as usize, sx as usize]),
         out.len(),
         "GPU roll",
@@ -88,7 +90,15 @@ pub(crate) fn blur(gpu: &GpuBackend, x: &GpuTensor, sigma: f32) -> Result<GpuTen
         params = params.f(v);
     }
     let binds: [Bind; 2] = [x.into(), (&out).into()];
-    submit_one(gpu, Kernel::Blur, &binds, params, out.len(), "GPU blur")?;
+    submit_one(
+        gpu,
+        Kernel::Blur,
+        &binds,
+        &[x, &out],
+        params,
+        out.len(),
+        "GPU blur",
+    )?;
     Ok(out)
 }
 
@@ -126,6 +136,7 @@ pub(crate) fn ascent_step(
         gpu,
         Kernel::AscentStep,
         &binds,
+        &[x, grad, &out],
         params,
         n * 256,
         "GPU gradient-ascent step",

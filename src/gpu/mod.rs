@@ -215,6 +215,17 @@ pub struct GpuBackend {
     exclusive: Mutex<()>,
     /// Bound where a kernel takes an optional operand (e.g. no bias).
     dummy: wgpu::Buffer,
+    /// Single-kernel ops recorded but not yet submitted; see [`GpuBackend::defer`].
+    pending: Mutex<Vec<Deferred>>,
+}
+
+/// A recorded command buffer waiting for the next submission, with every pooled buffer it
+/// touches. Holding them keeps them out of the pool until the commands are on the queue: a
+/// `queue.write_buffer` into a re-lent buffer would otherwise land before these commands run.
+pub(crate) struct Deferred {
+    pub(crate) commands: wgpu::CommandBuffer,
+    pub(crate) uniform: PooledBuffer,
+    pub(crate) keep: Vec<GpuTensor>,
 }
 
 impl GpuBackend {
@@ -268,6 +279,7 @@ impl GpuBackend {
             consts: Mutex::new(HashMap::new()),
             exclusive: Mutex::new(()),
             dummy,
+            pending: Mutex::new(Vec::new()),
         })
     }
 
@@ -368,9 +380,31 @@ impl GpuBackend {
             .map_err(|_| Error::internal("GPU submission lock poisoned"))
     }
 
+    /// Submits and counts one command buffer, preceded in the same `queue.submit` by every
+    /// deferred op (so a perturbation kernel and the forward that consumes it cost one
+    /// submission).
     pub(crate) fn submit(&self, commands: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         self.stats.submissions.fetch_add(1, Ordering::Relaxed);
-        self.queue.submit(Some(commands))
+        let mut buffers = Vec::with_capacity(pending.len() + 1);
+        let mut held = Vec::with_capacity(pending.len());
+        for d in pending {
+            buffers.push(d.commands);
+            held.push((d.uniform, d.keep));
+        }
+        buffers.push(commands);
+        let index = self.queue.submit(buffers);
+        drop(held);
+        index
+    }
+
+    /// Queues a recorded command buffer for the next [`GpuBackend::submit`] instead of
+    /// submitting it now. `keep` must hold every pooled tensor the commands read or write.
+    pub(crate) fn defer(&self, deferred: Deferred) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(deferred);
     }
 
     #[cfg(test)]

@@ -6,7 +6,7 @@ use crate::backend::{check_occlude, check_path_batch, Backend, HostTensor, Occlu
 use crate::error::{Error, Result};
 use std::sync::atomic::Ordering;
 
-/// One dispatch and one submission: the windows and fill values go up as a few dozen bytes of
+/// One deferred dispatch (no submission of its own, see [`submit_one`]): the windows and fill values go up as a few dozen bytes of
 /// i32s, the batch is written from the image already on the device.
 pub(crate) fn occlude(
     gpu: &GpuBackend,
@@ -50,6 +50,7 @@ pub(crate) fn occlude(
         gpu,
         Kernel::Occlude,
         &binds,
+        &[image, &meta_buf, &out],
         Params::new().us(&[total, c, h, w]),
         total,
         "GPU occlusion",
@@ -58,7 +59,7 @@ pub(crate) fn occlude(
 }
 
 /// Integrated Gradients' path points and SmoothGrad's noisy copies, generated on the device from
-/// the image and baseline already there: one dispatch, one submission.
+/// the image and baseline already there: one deferred dispatch.
 pub(crate) fn path_batch(
     gpu: &GpuBackend,
     image: &GpuTensor,
@@ -107,6 +108,7 @@ pub(crate) fn path_batch(
         gpu,
         Kernel::PathBatch,
         &binds,
+        &[image, baseline, &coeff_buf, &out],
         Params::new().us(&[
             total,
             n,
@@ -120,23 +122,44 @@ pub(crate) fn path_batch(
     Ok(out)
 }
 
-/// Records one 1-D dispatch over `total` elements and submits it, turning a validation error into
-/// an internal error that names `what`.
-pub(super) fn submit_one(
+/// Records one 1-D dispatch over `total` elements as a deferred op: it reaches the queue with
+/// the next real submission (the forward that consumes its output, or a read-back), so it
+/// costs no submission of its own. `keep` must hold every pooled tensor behind `binds` (inputs,
+/// scratch such as parameter tensors written with `queue.write_buffer`, and the output) so
+/// none is re-lent before the command runs. Call it holding [`GpuBackend::exclusive`].
+/// A validation error while recording becomes an internal error that names `what`.
+pub(crate) fn submit_one(
     gpu: &GpuBackend,
     kernel: Kernel,
     binds: &[Bind],
+    keep: &[&GpuTensor],
     params: Params,
     total: usize,
     what: &str,
 ) -> Result<()> {
+    defer_dispatches(gpu, keep, what, |rec| {
+        rec.dispatch_1d(kernel, binds, params, total)
+    })
+}
+
+/// [`submit_one`] for several dispatches: whatever `record` records goes into one command
+/// buffer, deferred to the next submission.
+pub(crate) fn defer_dispatches(
+    gpu: &GpuBackend,
+    keep: &[&GpuTensor],
+    what: &str,
+    record: impl FnOnce(&mut Recorder) -> Result<()>,
+) -> Result<()> {
     let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let mut rec = Recorder::new(&gpu.device, &gpu.pipelines);
-    rec.dispatch_1d(kernel, binds, params, total)?;
+    record(&mut rec)?;
     let dispatches = rec.dispatches() as u64;
     let (commands, uniform) = rec.finish(&gpu.queue, &gpu.pool);
-    gpu.submit(commands);
-    drop(uniform);
+    gpu.defer(super::Deferred {
+        commands,
+        uniform,
+        keep: keep.iter().map(|&t| t.clone()).collect(),
+    });
     gpu.stats
         .dispatches
         .fetch_add(dispatches, Ordering::Relaxed);

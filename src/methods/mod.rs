@@ -3,7 +3,7 @@
 //! Every method takes one image `[1, C, H, W]` and builds its whole batch (classes, noisy copies,
 //! interpolation steps, occluded copies) up front: a gradient method costs one `gradients` call
 //! (one forward + backward submission on the GPU), occlusion one occlude + forward per
-//! mini-batch, and each method reads its results back once at the end.
+//! mini-batch (one submission: single-kernel ops ride with the next forward), and each method reads its results back once at the end.
 
 pub mod cam;
 pub mod deepdream;

@@ -4,7 +4,7 @@
 //!
 //! The occluded copies are built by the backend from the one uploaded image
 //! ([`Backend::occlude`]) and run in chunks of `mini_batch` samples: per chunk one `occlude`
-//! and one `forward` (on the GPU two submissions, see [`Occlusion::attribute`]). Only the logits
+//! and one `forward` (on the GPU one submission, see [`Occlusion::attribute`]). Only the logits
 //! stay behind, and all chunks' logits cross to the host in one `read_many` at the end; the
 //! unoccluded image rides along as an extra, empty window in the first chunk.
 
@@ -149,8 +149,9 @@ impl Occlusion {
     /// the same forwards.
     ///
     /// Cost on the GPU, with `P` window positions and `B = mini_batch`: `⌈(P + 1)/B⌉` chunks
-    /// (the `+ 1` is the unoccluded image), each one `occlude` submission and one `forward`
-    /// submission, then one read-back (one more submission) for all chunks' logits.
+    /// (the `+ 1` is the unoccluded image), each one submission (the `occlude` kernel is deferred
+    /// into its `forward`'s submission), then one read-back (one more submission) for all
+    /// chunks' logits.
     pub fn attribute<B: Backend>(
         &self,
         b: &B,
