@@ -15,11 +15,14 @@ use crate::backend::{Backend, GradRule, HostTensor};
 use crate::cpu::CpuBackend;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuBackend, GpuOptions};
+use crate::methods::deepdream::{DeepDream, Target};
 use crate::methods::gradcam::{guided_gradcam, CamVariant, GradCam};
 use crate::methods::saliency::Saliency;
+use crate::methods::tsne::{gaussian_clusters, tsne, Algorithm, Tsne};
 use crate::methods::{cam, repeat};
-use crate::model::import::load_model;
+use crate::model::import::{load_model, load_model_with_input};
 use crate::model::Model;
+use crate::progress::Silent;
 use crate::report::Settings;
 
 /// What every entry gets to run on.
@@ -138,6 +141,16 @@ pub fn entries(settings: &Settings) -> Vec<Entry> {
             }
         ),
         // LIME, Score-CAM and the other methods being added: one entry each, here.
+        entry!(
+            "deepdream",
+            "8 channels of the CAM layer, one batch; 3 levels × 10 iterations".into(),
+            |b, c| dream_eight_channels(b, c)
+        ),
+        entry!(
+            "tsne",
+            format!("exact, {TSNE_POINTS} Gaussian-cluster points in 50-D, {TSNE_ITERATIONS} iterations"),
+            |b, _c| tsne_clusters(TsneDevice::gpu(b))
+        ),
         entry!("saliency", "vanilla gradient".into(), |b, c| {
             saliency(GradRule::Standard, false)
                 .attribute(b, c.model, c.image, &[c.class])
@@ -181,6 +194,54 @@ pub fn entries(settings: &Settings) -> Vec<Entry> {
             }
         ),
     ]
+}
+
+fn dream_eight_channels<B: Backend>(b: &B, c: &Ctx<'_>) -> Result<()> {
+    let layer = c
+        .model
+        .graph
+        .cam_layer()
+        .ok_or_else(|| Error::bad_input("deep dream bench: the model has no CAM layer"))?;
+    let channels = c.model.graph.values[layer].shape[0].min(8);
+    let target = Target::Channels {
+        layer: c.model.graph.values[layer].name.clone(),
+        channels: (0..channels).collect(),
+    };
+    let input = c.model.input_shape().to_vec();
+    let at_size = |h: usize, w: usize| load_model_with_input(c.model_path, [input[0], h, w]);
+    DeepDream::default()
+        .attribute(b, c.model, &at_size, &target)
+        .map(drop)
+}
+
+const TSNE_POINTS: usize = 1000;
+const TSNE_ITERATIONS: usize = 250;
+
+/// Exact t-SNE runs on the GPU backend's device, or on the CPU: the same O(N²) algorithm.
+trait TsneDevice {
+    fn gpu(&self) -> Option<&GpuBackend>;
+}
+
+impl TsneDevice for GpuBackend {
+    fn gpu(&self) -> Option<&GpuBackend> {
+        Some(self)
+    }
+}
+
+impl TsneDevice for CpuBackend {
+    fn gpu(&self) -> Option<&GpuBackend> {
+        None
+    }
+}
+
+fn tsne_clusters(gpu: Option<&GpuBackend>) -> Result<()> {
+    let (x, _) = gaussian_clusters(TSNE_POINTS, 50, 10, 0);
+    let opts = Tsne {
+        iterations: TSNE_ITERATIONS,
+        algorithm: Algorithm::Exact,
+        ..Tsne::default()
+    };
+    tsne(&x, &opts, gpu, &Silent).map(drop)
 }
 
 fn tract_peer(c: &Ctx<'_>) -> Result<Box<dyn FnMut() -> Result<()>>> {

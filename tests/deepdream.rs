@@ -423,24 +423,3 @@ fn models_instantiate_at_other_input_sizes() {
     let e = load_model_with_input(&path, [1, 112, 112]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::BadInput, "{e}");
 }
-
-/// `cargo test --release --test deepdream -- --ignored --nocapture bench`: deep dream of 8
-/// MobileNetV2 channels, GPU against CPU (numbers for the README; speed is never asserted).
-#[test]
-#[ignore]
-fn bench_eight_channels() {
-    let rows = netlens::methods::deepdream::bench_deepdream(
-        &asset("models/mobilenetv2_imagenet.onnx"),
-        MNV2_LAYER,
-        &(0..8).collect::<Vec<_>>(),
-        std::env::var("DREAM_SIZE")
-            .ok()
-            .and_then(|s| s.parse().ok()),
-        1,
-        std::env::var("DREAM_NO_GPU").is_err(),
-    )
-    .unwrap();
-    for r in rows {
-        println!("{r:?}");
-    }
-}

@@ -1,7 +1,7 @@
 //! Class activation maps combined on the device (`shaders/cam.wgsl`), so a CAM can stay there.
 
-use super::perturb::defer_dispatches;
 use super::kernels::{Bind, Kernel, Params};
+use super::perturb::defer_dispatches;
 use super::{GpuBackend, GpuTensor};
 use crate::backend::{check_cam_combine, CamWeighting};
 use crate::error::{Error, Result};

@@ -18,8 +18,6 @@ use crate::input::Preprocess;
 use crate::model::{Graph, Model, ValueId};
 use crate::progress::{Progress, Silent};
 
-mod bench;
-pub use bench::{bench_deepdream, DreamBenchRow};
 
 /// What each sample of the batch maximises.
 #[derive(Clone, Debug, PartialEq)]
