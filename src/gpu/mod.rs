@@ -472,4 +472,28 @@ impl Backend for GpuBackend {
     ) -> Result<GpuTensor> {
         perturb::path_batch(self, image, baseline, alphas, sigmas, seed)
     }
+
+    fn segment_mask_batch(
+        &self,
+        image: &GpuTensor,
+        labels: &GpuTensor,
+        first: usize,
+        count: usize,
+        seed: u64,
+        value: &[f32],
+    ) -> Result<GpuTensor> {
+        let _exclusive = self.exclusive()?;
+        perturb::segment_mask_batch(self, image, labels, first, count, seed, value)
+    }
+
+    fn scaled_by_maps(
+        &self,
+        image: &GpuTensor,
+        maps: &GpuTensor,
+        first: usize,
+        count: usize,
+    ) -> Result<GpuTensor> {
+        let _exclusive = self.exclusive()?;
+        perturb::scaled_by_maps(self, image, maps, first, count)
+    }
 }

@@ -8,8 +8,10 @@
 pub mod cam;
 pub mod gradcam;
 pub mod integrated_gradients;
+pub mod lime;
 pub mod occlusion;
 pub mod saliency;
+pub mod scorecam;
 pub mod smoothgrad;
 
 use crate::backend::{Backend, HostTensor, Seed};

@@ -1,6 +1,7 @@
 //! The `netlens` command line.
 
 mod attribute;
+mod perturbation;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -89,6 +90,10 @@ enum Command {
     Layercam(attribute::AttributeArgs),
     /// Occlusion sensitivity (MATLAB occlusionSensitivity, Captum Occlusion), batched on the device.
     Occlusion(attribute::AttributeArgs),
+    /// LIME (MATLAB imageLIME, Captum Lime): a surrogate fitted to scores of segment-masked copies.
+    Lime(perturbation::PerturbationArgs),
+    /// Score-CAM (pytorch-grad-cam ScoreCAM): channel weights from scores of map-masked copies.
+    Scorecam(perturbation::PerturbationArgs),
     /// List the GPU adapters wgpu sees.
     Adapters,
     /// Benchmarks. `netlens bench forward`: images/s on GPU, CPU and tract.
@@ -200,6 +205,8 @@ fn main() -> ExitCode {
             run_attribute(attribute::Method::Cams(CamVariant::GradCamPlusPlus), &a)
         }
         Some(Command::Occlusion(a)) => run_attribute(attribute::Method::Occlusion, &a),
+        Some(Command::Lime(a)) => run_perturbation(perturbation::Method::Lime, &a),
+        Some(Command::Scorecam(a)) => run_perturbation(perturbation::Method::ScoreCam, &a),
         Some(Command::Layercam(a)) => {
             run_attribute(attribute::Method::Cams(CamVariant::LayerCam), &a)
         }
@@ -229,6 +236,14 @@ fn main() -> ExitCode {
 fn run_attribute(method: attribute::Method, args: &attribute::AttributeArgs) -> Result<()> {
     let engine = engine(&args.common)?;
     attribute::explain(method, args, &engine, args.common.preprocess.as_deref())
+}
+
+fn run_perturbation(
+    method: perturbation::Method,
+    args: &perturbation::PerturbationArgs,
+) -> Result<()> {
+    let engine = engine(&args.common)?;
+    perturbation::explain(method, args, &engine)
 }
 
 fn engine(common: &Common) -> Result<Engine> {
