@@ -77,3 +77,108 @@ fn path_batch(@builtin(local_invocation_index) li: u32,
         dst[i] = v;
     }
 }
+
+// LIME's perturbed copies. `base` holds the segment id of each pixel (whole f32 values), `wins`
+// the per-channel fill value (f32 bits). Sample s keeps segment k iff the top bit of
+// pcg(k ^ pcg(s ^ pcg(seed_lo ^ pcg(seed_hi)))) is set, as `segment_kept` in src/backend.rs;
+// sample 0 keeps everything.
+// params: 0 total (batch elements), 1 C, 2 H*W, 3 first sample, 4 seed low, 5 seed high.
+@compute @workgroup_size(256)
+fn segment_mask(@builtin(local_invocation_index) li: u32,
+                @builtin(workgroup_id) wg: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let total = pu(0u);
+    let hw = pu(2u);
+    let chw = pu(1u) * hw;
+    let first = pu(3u);
+    let key = pcg(pu(4u) ^ pcg(pu(5u)));
+    for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
+        let s = first + i / chw;
+        let r = i % chw;
+        let k = u32(base[r % hw]);
+        var v = img[r];
+        if (s != 0u && (pcg(k ^ pcg(s ^ key)) >> 31u) == 0u) {
+            v = bitcast<f32>(wins[r / hw]);
+        }
+        dst[i] = v;
+    }
+}
+
+// Score-CAM: map m of `base` ([K, h, w]) upsampled to H x W with aligned corners (PyTorch's
+// UpsamplingBilinear2d), at output pixel (y, x).
+// params: 1 C, 2 H, 3 W, 4 h, 5 w, 6 first map, 7 scale y (f32 bits), 8 scale x (f32 bits).
+fn upsampled(m: u32, y: u32, x: u32) -> f32 {
+    let h = pu(4u);
+    let w = pu(5u);
+    let sy = bitcast<f32>(pu(7u)) * f32(y);
+    let sx = bitcast<f32>(pu(8u)) * f32(x);
+    let y0 = min(u32(floor(sy)), h - 1u);
+    let x0 = min(u32(floor(sx)), w - 1u);
+    let y1 = min(y0 + 1u, h - 1u);
+    let x1 = min(x0 + 1u, w - 1u);
+    let ly = clamp(sy - f32(y0), 0.0, 1.0);
+    let lx = clamp(sx - f32(x0), 0.0, 1.0);
+    let at = m * h * w;
+    let top = (1.0 - lx) * base[at + y0 * w + x0] + lx * base[at + y0 * w + x1];
+    let bottom = (1.0 - lx) * base[at + y1 * w + x0] + lx * base[at + y1 * w + x1];
+    return (1.0 - ly) * top + ly * bottom;
+}
+
+var<workgroup> lo_part: array<f32, 256>;
+var<workgroup> hi_part: array<f32, 256>;
+
+// Per map of the chunk, the min and max of its upsampled values, written to dst[2i], dst[2i+1].
+// params: 0 maps in the chunk, then as `upsampled`.
+@compute @workgroup_size(256)
+fn map_range(@builtin(local_invocation_index) li: u32,
+             @builtin(workgroup_id) wg: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let count = pu(0u);
+    let hh = pu(2u);
+    let ww = pu(3u);
+    for (var i = wg.x; i < count; i += nwg.x) {
+        var lo = 3.4e38;
+        var hi = -3.4e38;
+        for (var p = li; p < hh * ww; p += 256u) {
+            let v = upsampled(pu(6u) + i, p / ww, p % ww);
+            lo = min(lo, v);
+            hi = max(hi, v);
+        }
+        lo_part[li] = lo;
+        hi_part[li] = hi;
+        workgroupBarrier();
+        for (var half = 128u; half > 0u; half >>= 1u) {
+            if (li < half) {
+                lo_part[li] = min(lo_part[li], lo_part[li + half]);
+                hi_part[li] = max(hi_part[li], hi_part[li + half]);
+            }
+            workgroupBarrier();
+        }
+        if (li == 0u) {
+            dst[2u * i] = lo_part[0];
+            dst[2u * i + 1u] = hi_part[0];
+        }
+        workgroupBarrier();
+    }
+}
+
+// Sample i = image * (upsampled map first+i - min) / (max - min + 1e-8), with the range of each
+// map from `map_range` in `wins` (f32 bits).
+// params: 0 total (batch elements), then as `upsampled`.
+@compute @workgroup_size(256)
+fn scale_by_maps(@builtin(local_invocation_index) li: u32,
+                 @builtin(workgroup_id) wg: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let total = pu(0u);
+    let hw = pu(2u) * pu(3u);
+    let chw = pu(1u) * hw;
+    for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
+        let s = i / chw;
+        let r = i % chw;
+        let p = r % hw;
+        let lo = bitcast<f32>(wins[2u * s]);
+        let hi = bitcast<f32>(wins[2u * s + 1u]);
+        let u = upsampled(pu(6u) + s, p / pu(3u), p % pu(3u));
+        dst[i] = img[r] * ((u - lo) / (hi - lo + 1e-8));
+    }
+}

@@ -239,6 +239,35 @@ pub trait Backend {
     /// Gaussian blur of every plane with standard deviation `sigma` (pixels), radius
     /// `ceil(3 sigma)` (at most [`MAX_BLUR_RADIUS`]), edges replicated; `sigma <= 0` copies.
     fn blur(&self, x: &Self::Tensor, sigma: f32) -> Result<Self::Tensor>;
+
+    /// LIME's perturbed copies of one image `[1, C, H, W]`: the batch `[count, C, H, W]` of
+    /// samples `first..first + count`, where sample `s` shows segment `k` of the image iff
+    /// [`segment_kept`]`(seed, s, k)` and `value[c]` on channel `c` elsewhere. `labels` is `[H, W]`
+    /// (segment ids as whole f32 values, uploaded once). Built where the image lives (on the GPU:
+    /// one kernel, submitted with the next forward); the on/off matrix never crosses to the host,
+    /// which recomputes it with [`segment_kept`].
+    fn segment_mask_batch(
+        &self,
+        image: &Self::Tensor,
+        labels: &Self::Tensor,
+        first: usize,
+        count: usize,
+        seed: u64,
+        value: &[f32],
+    ) -> Result<Self::Tensor>;
+
+    /// Score-CAM's masked inputs: from one image `[1, C, H, W]` and activation maps `[1, K, h, w]`,
+    /// the batch `[count, C, H, W]` whose sample `i` is the image times map `first + i`, upsampled
+    /// to `H × W` (bilinear with aligned corners, PyTorch's `UpsamplingBilinear2d`) and min-max
+    /// normalised over the upsampled map: `(u - min) / (max - min + 1e-8)`. Built where the image
+    /// lives (on the GPU: two kernels, submitted with the next forward).
+    fn scaled_by_maps(
+        &self,
+        image: &Self::Tensor,
+        maps: &Self::Tensor,
+        first: usize,
+        count: usize,
+    ) -> Result<Self::Tensor>;
 }
 
 /// Checks the operands of [`Backend::path_batch`]; returns the per-sample element count.
@@ -451,4 +480,78 @@ pub(crate) fn blur_weights(sigma: f32) -> Result<Vec<f32>> {
         .collect();
     let total = w[0] + 2.0 * w[1..].iter().sum::<f64>();
     Ok(w.iter().map(|v| (v / total) as f32).collect())
+}
+
+/// Whether LIME sample `sample` keeps segment `segment` under `seed`: the top bit of the shared
+/// PCG hash, so both backends and the host's regression see the same on/off matrix. Sample 0
+/// keeps every segment: it is the unperturbed image.
+pub fn segment_kept(seed: u64, sample: u32, segment: u32) -> bool {
+    use noise::pcg;
+    sample == 0
+        || pcg(segment ^ pcg(sample ^ pcg(seed as u32 ^ pcg((seed >> 32) as u32)))) >> 31 == 1
+}
+
+/// Checks the operands of [`Backend::segment_mask_batch`]; returns `(C, H, W)`.
+pub(crate) fn check_segment_mask(
+    image: &[usize],
+    labels: &[usize],
+    first: usize,
+    count: usize,
+    value: &[f32],
+) -> Result<(usize, usize, usize)> {
+    if image.len() != 4 || image[0] != 1 {
+        return Err(Error::bad_input(format!(
+            "segment masking needs one image [1, C, H, W], got {image:?}"
+        )));
+    }
+    let (c, h, w) = (image[1], image[2], image[3]);
+    if labels != [h, w] {
+        return Err(Error::bad_input(format!(
+            "the segment label map is {labels:?}, the image is [{h}, {w}]"
+        )));
+    }
+    if value.len() != c {
+        return Err(Error::bad_input(format!(
+            "the mask value has {} channel(s), the image has {c}",
+            value.len()
+        )));
+    }
+    if (first + count) as u64 > u32::MAX as u64 {
+        return Err(Error::bad_input("too many LIME samples (at most 2^32)"));
+    }
+    Ok((c, h, w))
+}
+
+/// Checks the operands of [`Backend::scaled_by_maps`]; returns `(C, H, W, h, w)`.
+pub(crate) fn check_scaled_by_maps(
+    image: &[usize],
+    maps: &[usize],
+    first: usize,
+    count: usize,
+) -> Result<(usize, usize, usize, usize, usize)> {
+    if image.len() != 4 || image[0] != 1 || maps.len() != 4 || maps[0] != 1 {
+        return Err(Error::bad_input(format!(
+            "Score-CAM masking needs one image [1, C, H, W] and maps [1, K, h, w], got {image:?} and {maps:?}"
+        )));
+    }
+    if first + count > maps[1] {
+        return Err(Error::internal(format!(
+            "maps {first}..{} of {}",
+            first + count,
+            maps[1]
+        )));
+    }
+    if maps[2] == 0 || maps[3] == 0 {
+        return Err(Error::bad_input("Score-CAM maps are empty"));
+    }
+    Ok((image[1], image[2], image[3], maps[2], maps[3]))
+}
+
+/// `(in - 1) / (out - 1)`: the source step of an aligned-corners resize (0 for one output).
+pub(crate) fn aligned_scale(inp: usize, out: usize) -> f32 {
+    if out > 1 {
+        (inp as f32 - 1.0) / (out as f32 - 1.0)
+    } else {
+        0.0
+    }
 }

@@ -88,7 +88,16 @@ fn expected_entry_points_exist() {
         ),
         ("layout.wgsl", &["gather", "slice_bwd"]),
         ("norm.wgsl", &["lrn", "lrn_bwd"]),
-        ("perturb.wgsl", &["occlude", "path_batch"]),
+        (
+            "perturb.wgsl",
+            &[
+                "occlude",
+                "path_batch",
+                "segment_mask",
+                "map_range",
+                "scale_by_maps",
+            ],
+        ),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     for (file, entries) in expected {

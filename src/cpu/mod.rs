@@ -26,8 +26,9 @@ mod tests;
 use std::sync::Arc;
 
 use crate::backend::{
-    blur_weights, check_ascent, check_image_batch, check_occlude, check_path_batch, AscentStep,
-    Backend, Forward, GradRule, Gradients, HostTensor, OcclusionWindow, Seed,
+    blur_weights, check_ascent, check_image_batch, check_occlude, check_path_batch,
+    check_scaled_by_maps, check_segment_mask, AscentStep, Backend, Forward, GradRule, Gradients,
+    HostTensor, OcclusionWindow, Seed,
 };
 use crate::error::Result;
 use crate::model::{Model, ValueId};
@@ -178,6 +179,35 @@ impl Backend for CpuBackend {
         let weights = blur_weights(sigma)?;
         let mut out = HostTensor::zeros(x.shape.clone());
         image::blur(&x.data, (h, w), &weights, &mut out.data);
+        Ok(Arc::new(out))
+    }
+
+    fn segment_mask_batch(
+        &self,
+        image: &Self::Tensor,
+        labels: &Self::Tensor,
+        first: usize,
+        count: usize,
+        seed: u64,
+        value: &[f32],
+    ) -> Result<Self::Tensor> {
+        let (c, h, w) = check_segment_mask(&image.shape, &labels.shape, first, count, value)?;
+        let mut out = HostTensor::zeros(vec![count, c, h, w]);
+        perturb::segment_mask(&image.data, &labels.data, first, seed, value, &mut out.data);
+        Ok(Arc::new(out))
+    }
+
+    fn scaled_by_maps(
+        &self,
+        image: &Self::Tensor,
+        maps: &Self::Tensor,
+        first: usize,
+        count: usize,
+    ) -> Result<Self::Tensor> {
+        let (c, hh, ww, h, w) = check_scaled_by_maps(&image.shape, &maps.shape, first, count)?;
+        let mut out = HostTensor::zeros(vec![count, c, hh, ww]);
+        let maps = &maps.data[first * h * w..(first + count) * h * w];
+        perturb::scale_by_maps(&image.data, (c, hh, ww), maps, (h, w), &mut out.data);
         Ok(Arc::new(out))
     }
 }

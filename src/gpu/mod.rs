@@ -527,4 +527,28 @@ impl Backend for GpuBackend {
     fn blur(&self, x: &GpuTensor, sigma: f32) -> Result<GpuTensor> {
         image::blur(self, x, sigma)
     }
+
+    fn segment_mask_batch(
+        &self,
+        image: &GpuTensor,
+        labels: &GpuTensor,
+        first: usize,
+        count: usize,
+        seed: u64,
+        value: &[f32],
+    ) -> Result<GpuTensor> {
+        let _exclusive = self.exclusive()?;
+        perturb::segment_mask_batch(self, image, labels, first, count, seed, value)
+    }
+
+    fn scaled_by_maps(
+        &self,
+        image: &GpuTensor,
+        maps: &GpuTensor,
+        first: usize,
+        count: usize,
+    ) -> Result<GpuTensor> {
+        let _exclusive = self.exclusive()?;
+        perturb::scaled_by_maps(self, image, maps, first, count)
+    }
 }

@@ -1,8 +1,12 @@
-//! Perturbed copies of one image (occlusion), built on the device by `shaders/perturb.wgsl`.
+//! Perturbed copies of one image (occlusion, IG paths, LIME samples, Score-CAM masks), built on
+//! the device by `shaders/perturb.wgsl`.
 
 use super::kernels::{Bind, Kernel, Params, Recorder};
 use super::{GpuBackend, GpuTensor};
-use crate::backend::{check_occlude, check_path_batch, Backend, HostTensor, OcclusionWindow};
+use crate::backend::{
+    aligned_scale, check_occlude, check_path_batch, check_scaled_by_maps, check_segment_mask,
+    Backend, HostTensor, OcclusionWindow,
+};
 use crate::error::{Error, Result};
 use std::sync::atomic::Ordering;
 
@@ -120,6 +124,109 @@ pub(crate) fn path_batch(
         "GPU path batch",
     )?;
     Ok(out)
+}
+
+/// LIME's perturbed copies (see [`Backend::segment_mask_batch`]): one deferred dispatch; only the
+/// fill values go up, the on/off pattern is hashed on the device.
+pub(crate) fn segment_mask_batch(
+    gpu: &GpuBackend,
+    image: &GpuTensor,
+    labels: &GpuTensor,
+    first: usize,
+    count: usize,
+    seed: u64,
+    value: &[f32],
+) -> Result<GpuTensor> {
+    let (c, h, w) = check_segment_mask(image.shape(), labels.shape(), first, count, value)?;
+    let out = gpu.alloc(vec![count, c, h, w])?;
+    let total = out.len();
+    if total == 0 {
+        return Ok(out);
+    }
+    fits_binding(gpu, &out, "a LIME batch")?;
+    let fill = upload_words(gpu, value.iter().map(|v| v.to_bits()))?;
+    let binds: [Bind; 4] = [image.into(), labels.into(), (&fill).into(), (&out).into()];
+    submit_one(
+        gpu,
+        Kernel::SegmentMask,
+        &binds,
+        &[image, labels, &fill, &out],
+        Params::new().us(&[
+            total,
+            c,
+            h * w,
+            first,
+            seed as u32 as usize,
+            (seed >> 32) as usize,
+        ]),
+        total,
+        "GPU LIME batch",
+    )?;
+    Ok(out)
+}
+
+/// Score-CAM's masked inputs (see [`Backend::scaled_by_maps`]): two deferred dispatches in one
+/// command buffer, the range of each upsampled map (one workgroup per map) then the products.
+pub(crate) fn scaled_by_maps(
+    gpu: &GpuBackend,
+    image: &GpuTensor,
+    maps: &GpuTensor,
+    first: usize,
+    count: usize,
+) -> Result<GpuTensor> {
+    let (c, hh, ww, h, w) = check_scaled_by_maps(image.shape(), maps.shape(), first, count)?;
+    let out = gpu.alloc(vec![count, c, hh, ww])?;
+    let total = out.len();
+    if total == 0 {
+        return Ok(out);
+    }
+    fits_binding(gpu, &out, "a Score-CAM batch")?;
+    let range = gpu.alloc(vec![2 * count])?;
+    let params = |lead: usize| {
+        Params::new()
+            .us(&[lead, c, hh, ww, h, w, first])
+            .f(aligned_scale(h, hh))
+            .f(aligned_scale(w, ww))
+    };
+    let ranges: [Bind; 2] = [maps.into(), (&range).into()];
+    let scale: [Bind; 4] = [image.into(), maps.into(), (&range).into(), (&out).into()];
+    defer_dispatches(
+        gpu,
+        &[image, maps, &range, &out],
+        "GPU Score-CAM batch",
+        |rec| {
+            rec.dispatch(Kernel::MapRange, &ranges, params(count), [count, 1, 1])?;
+            rec.dispatch_1d(Kernel::ScaleByMaps, &scale, params(total), total)
+        },
+    )?;
+    Ok(out)
+}
+
+/// Refuses an output the kernels could not bind whole or index in u32; callers chunk.
+fn fits_binding(gpu: &GpuBackend, out: &GpuTensor, what: &str) -> Result<()> {
+    if out.byte_len() > gpu.binding_limit || out.len() > u32::MAX as usize {
+        return Err(Error::bad_input(format!(
+            "{what} of shape {:?} needs {} bytes, over this GPU's storage binding limit of {} \
+             bytes; use a smaller mini-batch",
+            out.shape(),
+            out.byte_len(),
+            gpu.binding_limit
+        )));
+    }
+    Ok(())
+}
+
+/// A small tensor holding `words`, written with `queue.write_buffer` (it lands before the next
+/// submission, hence before any deferred command that reads it).
+fn upload_words(gpu: &GpuBackend, words: impl Iterator<Item = u32>) -> Result<GpuTensor> {
+    let words: Vec<u32> = words.collect();
+    let buf = gpu.alloc(vec![words.len().max(1)])?;
+    if !words.is_empty() {
+        gpu.queue
+            .write_buffer(buf.buffer(), 0, bytemuck::cast_slice(&words));
+        gpu.stats.uploads.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(buf)
 }
 
 /// Records one 1-D dispatch over `total` elements as a deferred op: it reaches the queue with

@@ -18,7 +18,6 @@ use crate::input::Preprocess;
 use crate::model::{Graph, Model, ValueId};
 use crate::progress::{Progress, Silent};
 
-
 /// What each sample of the batch maximises.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Target {

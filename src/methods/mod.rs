@@ -9,9 +9,11 @@ pub mod cam;
 pub mod deepdream;
 pub mod gradcam;
 pub mod integrated_gradients;
+pub mod lime;
 pub mod objective;
 pub mod occlusion;
 pub mod saliency;
+pub mod scorecam;
 pub mod smoothgrad;
 pub mod tsne;
 

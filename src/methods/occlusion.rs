@@ -246,7 +246,14 @@ impl Occlusion {
     }
 
     fn fill(&self, x: &HostTensor, c: usize) -> Result<Vec<f32>> {
-        match &self.mask_value {
+        self.mask_value.resolve(x, c)
+    }
+}
+
+impl MaskValue {
+    /// The per-channel fill for image `x` (`[1, C, H, W]`) with `c` channels.
+    pub fn resolve(&self, x: &HostTensor, c: usize) -> Result<Vec<f32>> {
+        match self {
             MaskValue::Auto => {
                 let hw = x.sample_len() / c.max(1);
                 Ok((0..c)
@@ -259,7 +266,7 @@ impl Occlusion {
             MaskValue::Scalar(v) => Ok(vec![*v; c]),
             MaskValue::PerChannel(v) if v.len() == c => Ok(v.clone()),
             MaskValue::PerChannel(v) => Err(Error::bad_input(format!(
-                "occlusion mask value has {} channel(s), the image has {c}",
+                "the mask value has {} channel(s), the image has {c}",
                 v.len()
             ))),
         }
@@ -275,7 +282,7 @@ fn auto_stride(side: usize) -> usize {
 }
 
 /// Stacks `[n_i, K]` tensors into one `[Σ n_i, K]`.
-fn concat_rows(parts: Vec<HostTensor>) -> Result<HostTensor> {
+pub(crate) fn concat_rows(parts: Vec<HostTensor>) -> Result<HostTensor> {
     let k = parts.first().map_or(0, |p| p.sample_len());
     if parts.iter().any(|p| p.sample_len() != k) {
         return Err(Error::internal(

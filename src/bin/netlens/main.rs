@@ -5,6 +5,7 @@ mod bench;
 mod deepdream;
 mod explain;
 mod global;
+mod perturbation;
 mod tsne;
 
 use std::path::{Path, PathBuf};
@@ -97,6 +98,11 @@ enum Command {
     Extremes(global::ExtremesArgs),
     /// Deep dream (MATLAB deepDreamImage): images maximising layer channels or class logits.
     Deepdream(deepdream::DreamArgs),
+
+    /// LIME (MATLAB imageLIME, Captum Lime): a surrogate fitted to scores of segment-masked copies.
+    Lime(perturbation::PerturbationArgs),
+    /// Score-CAM (pytorch-grad-cam ScoreCAM): channel weights from scores of map-masked copies.
+    Scorecam(perturbation::PerturbationArgs),
     /// List the GPU adapters wgpu sees.
     Adapters(Script),
     /// Every method on the GPU and the CPU backend after a warm-up: medians, speed-up,
@@ -189,6 +195,8 @@ fn main() -> ExitCode {
             run_attribute(attribute::Method::Cams(CamVariant::GradCamPlusPlus), &a)
         }
         Command::Occlusion(a) => run_attribute(attribute::Method::Occlusion, &a),
+        Command::Lime(a) => run_perturbation(perturbation::Method::Lime, &a),
+        Command::Scorecam(a) => run_perturbation(perturbation::Method::ScoreCam, &a),
         Command::Layercam(a) => run_attribute(attribute::Method::Cams(CamVariant::LayerCam), &a),
     };
     match result {
@@ -206,6 +214,14 @@ fn main() -> ExitCode {
 fn run_attribute(method: attribute::Method, args: &attribute::AttributeArgs) -> Result<()> {
     let engine = engine(&args.common)?;
     attribute::explain(method, args, &engine, args.common.preprocess.as_deref())
+}
+
+fn run_perturbation(
+    method: perturbation::Method,
+    args: &perturbation::PerturbationArgs,
+) -> Result<()> {
+    let engine = engine(&args.common)?;
+    perturbation::explain(method, args, &engine)
 }
 
 pub(crate) fn engine(common: &Common) -> Result<Engine> {

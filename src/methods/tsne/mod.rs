@@ -524,4 +524,3 @@ pub fn gaussian_clusters(n: usize, d: usize, k: usize, seed: u64) -> (HostTensor
         labels,
     )
 }
-

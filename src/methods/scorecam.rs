@@ -1,0 +1,165 @@
+//! Score-CAM (Wang et al. 2020; pytorch-grad-cam `ScoreCAM`): each channel of a feature layer is
+//! upsampled to the input, min-max normalised and multiplied into the image; the channel's weight
+//! is the softmax, over channels, of the class score on its masked image. Forward only.
+//!
+//! As pytorch-grad-cam does it: the upsampling is `UpsamplingBilinear2d` (aligned corners), the
+//! normalisation `(u - min) / (max - min + 1e-8)` over the upsampled map, the map
+//! `ReLU(Σ_k w_k A_k)` at the layer's resolution. The masked images are built by the backend
+//! ([`Backend::scaled_by_maps`]) from the image and the tapped activations where they already
+//! are, and run in chunks of `mini_batch`; the activations, the original logits and every chunk's
+//! logits come back in one read-back.
+
+use super::gradcam::{feature_layer, weighted_sum, CamMap};
+use super::{check_class, check_single_image, scores, upsample_bilinear, Score};
+use crate::backend::{Backend, HostTensor};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::progress::{Progress, Silent};
+
+/// Score-CAM settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreCam {
+    /// The feature layer; `None` picks the input of the last global average pooling.
+    pub layer: Option<String>,
+    pub score: Score,
+    /// Masked images per forward; `None`: as many as fit 64 MiB of input, at most 64
+    /// (pytorch-grad-cam uses 16; the result does not depend on it).
+    pub mini_batch: Option<usize>,
+    /// Apply ReLU to the map (pytorch-grad-cam does).
+    pub relu: bool,
+}
+
+impl Default for ScoreCam {
+    fn default() -> Self {
+        ScoreCam {
+            layer: None,
+            score: Score::Logit,
+            mini_batch: None,
+            relu: true,
+        }
+    }
+}
+
+/// A Score-CAM map with its channel weights.
+#[derive(Clone, Debug)]
+pub struct ScoreCamMap {
+    pub cam: CamMap,
+    /// Softmax over channels of the masked scores, one per channel of the layer.
+    pub weights: Vec<f32>,
+}
+
+const AUTO_BATCH_BYTES: usize = 64 << 20;
+const AUTO_BATCH_MAX: usize = 64;
+
+impl ScoreCam {
+    /// Score-CAM maps of `x` (`[1, C, H, W]`) for each class; all classes share the forwards.
+    ///
+    /// Cost on the GPU with `K` channels and `B = mini_batch`: one forward that taps the layer,
+    /// `⌈K / B⌉` forwards of masked images (each carrying its masking kernels), one read-back.
+    pub fn attribute<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        x: &HostTensor,
+        classes: &[usize],
+    ) -> Result<Vec<ScoreCamMap>> {
+        self.attribute_with_progress(b, model, x, classes, &Silent)
+    }
+
+    /// [`ScoreCam::attribute`], reporting each mini-batch to `progress`.
+    pub fn attribute_with_progress<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        x: &HostTensor,
+        classes: &[usize],
+        progress: &dyn Progress,
+    ) -> Result<Vec<ScoreCamMap>> {
+        check_single_image(model, x)?;
+        if x.shape.len() != 4 {
+            return Err(Error::bad_input(format!(
+                "Score-CAM needs an image input [1, C, H, W], got {:?}",
+                x.shape
+            )));
+        }
+        for &class in classes {
+            check_class(model, class)?;
+        }
+        let layer = feature_layer(model, self.layer.as_deref())?;
+        let shape = model.graph.values[layer].shape.clone();
+        let (k, h, w) = (shape[0], shape[1], shape[2]);
+        let (c, in_h, in_w) = (x.shape[1], x.shape[2], x.shape[3]);
+        let mini_batch = match self.mini_batch {
+            Some(0) => return Err(Error::bad_input("Score-CAM mini-batch must be positive")),
+            Some(n) => n,
+            None => (AUTO_BATCH_BYTES / (c * in_h * in_w * 4).max(1)).clamp(1, AUTO_BATCH_MAX),
+        };
+        if classes.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let image = b.upload(x)?;
+        let first = b.forward(model, &image, &[layer])?;
+        let acts = first
+            .tap(layer)
+            .ok_or_else(|| Error::internal("backend returned no feature-layer tensor"))?
+            .clone();
+        let chunks = k.div_ceil(mini_batch);
+        let mut outputs = Vec::with_capacity(chunks);
+        progress.start("score-cam", chunks as u64);
+        for start in (0..k).step_by(mini_batch) {
+            let count = mini_batch.min(k - start);
+            let batch = b.scaled_by_maps(&image, &acts, start, count)?;
+            outputs.push(b.forward(model, &batch, &[])?.output);
+            progress.advance(1);
+        }
+        let mut wanted: Vec<&B::Tensor> = vec![&first.output, &acts];
+        wanted.extend(outputs.iter());
+        let mut read = b.read_many(&wanted)?.into_iter();
+        let (Some(original), Some(acts)) = (read.next(), read.next()) else {
+            return Err(Error::internal(
+                "read-back returned fewer tensors than asked",
+            ));
+        };
+        let masked = super::occlusion::concat_rows(read.collect())?;
+        progress.finish();
+        if masked.batch() != k {
+            return Err(Error::internal(format!(
+                "Score-CAM read {} rows of logits for {k} channels",
+                masked.batch()
+            )));
+        }
+
+        let name = model.graph.values[layer].name.clone();
+        Ok(classes
+            .iter()
+            .map(|&class| {
+                let s = scores(&masked, self.score, &vec![class; k]);
+                let weights = softmax(&s);
+                let cam = weighted_sum(acts.sample(0), &weights, h * w, self.relu);
+                let lowres = HostTensor {
+                    shape: vec![h, w],
+                    data: cam,
+                };
+                let upsampled = upsample_bilinear(&lowres, in_h, in_w);
+                ScoreCamMap {
+                    cam: CamMap {
+                        class,
+                        score: scores(&original, self.score, &[class])[0],
+                        layer: name.clone(),
+                        lowres,
+                        upsampled,
+                    },
+                    weights,
+                }
+            })
+            .collect())
+    }
+}
+
+fn softmax(v: &[f32]) -> Vec<f32> {
+    let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f64> = v.iter().map(|&x| ((x - m) as f64).exp()).collect();
+    let z: f64 = e.iter().sum();
+    e.iter().map(|&x| (x / z) as f32).collect()
+}
