@@ -18,6 +18,7 @@ use crate::gpu::{GpuBackend, GpuOptions};
 use crate::methods::deepdream::{DeepDream, Target};
 use crate::methods::gradcam::{guided_gradcam, CamVariant, GradCam};
 use crate::methods::saliency::Saliency;
+use crate::methods::scorecam::ScoreCam;
 use crate::methods::tsne::{gaussian_clusters, tsne, Algorithm, Tsne};
 use crate::methods::{cam, repeat};
 use crate::model::import::{load_model, load_model_with_input};
@@ -140,7 +141,24 @@ pub fn entries(settings: &Settings) -> Vec<Entry> {
                     .map(drop)
             }
         ),
-        // LIME, Score-CAM and the other methods being added: one entry each, here.
+        entry!(
+            "lime",
+            format!(
+                "{} samples, 49 SLIC superpixels, regression tree",
+                s.lime_samples
+            ),
+            |b, c| {
+                c.settings
+                    .lime()
+                    .attribute(b, c.model, c.image, &[c.class])
+                    .map(drop)
+            }
+        ),
+        entry!("scorecam", "CAM layer, every channel".into(), |b, c| {
+            ScoreCam::default()
+                .attribute(b, c.model, c.image, &[c.class])
+                .map(drop)
+        }),
         entry!(
             "deepdream",
             "8 channels of the CAM layer, one batch; 3 levels × 10 iterations".into(),

@@ -7,6 +7,7 @@ use crate::backend::{Backend, GradRule, HostTensor};
 use crate::error::{Error, ErrorKind, Result};
 use crate::methods::gradcam::{guided_gradcam, CamVariant, GradCam};
 use crate::methods::integrated_gradients::IntegratedGradients;
+use crate::methods::lime::Lime;
 use crate::methods::occlusion::Occlusion;
 use crate::methods::saliency::Saliency;
 use crate::methods::smoothgrad::SmoothGrad;
@@ -29,8 +30,10 @@ pub struct Settings {
     pub occlusion_mask: usize,
     /// Occlusion: stride in pixels.
     pub occlusion_stride: usize,
-    /// SmoothGrad's noise seed.
+    /// SmoothGrad's noise seed and LIME's sampling seed.
     pub seed: u64,
+    /// LIME: perturbed samples (MATLAB's default is 2048; fewer keep the report quick).
+    pub lime_samples: usize,
 }
 
 impl Default for Settings {
@@ -42,6 +45,7 @@ impl Default for Settings {
             occlusion_mask: 32,
             occlusion_stride: 16,
             seed: 0,
+            lime_samples: 512,
         }
     }
 }
@@ -59,6 +63,15 @@ impl Settings {
         SmoothGrad {
             samples: self.smoothgrad_samples,
             noise: self.noise,
+            seed: self.seed,
+            ..Default::default()
+        }
+    }
+    /// The LIME these settings describe: MATLAB's defaults (49 SLIC superpixels, regression
+    /// tree) with `lime_samples` samples.
+    pub fn lime(&self) -> Lime {
+        Lime {
+            num_samples: self.lime_samples,
             seed: self.seed,
             ..Default::default()
         }
@@ -215,8 +228,22 @@ pub fn panels<B: Backend>(
                 )
             }),
         ),
-        // LIME: the lead adds one entry here when src/methods/lime.rs lands, e.g.
-        // ("LIME", Box::new(|| shown(lime_map, "N samples, superpixels …"))).
+        (
+            "LIME",
+            Box::new(|| {
+                let lime = settings.lime();
+                let m = lime.attribute(b, model, x, &classes)?.remove(0);
+                shown(
+                    m.score_map,
+                    format!(
+                        "{} samples, {} superpixels (SLIC), regression tree, weighted R² {:.2}",
+                        lime.num_samples,
+                        m.feature_importance.len(),
+                        m.r2
+                    ),
+                )
+            }),
+        ),
         (
             "Vanilla gradient",
             Box::new(|| {
