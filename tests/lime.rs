@@ -176,11 +176,11 @@ fn lime_is_reproducible_and_the_samplers_agree_bit_for_bit() {
         assert_eq!(got, want, "samples {first}..{}", first + count);
         for i in 0..count {
             let s = (first + i) as u32;
-            for ch in 0..3 {
+            for (ch, &f) in fill.iter().enumerate() {
                 for p in 0..256 {
                     let at = ch * 256 + p;
                     let kept = segment_kept(7, s, labels.labels[p]);
-                    let expect = if kept { x.data[at] } else { fill[ch] };
+                    let expect = if kept { x.data[at] } else { f };
                     assert_eq!(want.sample(i)[at], expect);
                 }
             }
@@ -381,7 +381,7 @@ fn lime_refuses_bad_settings_in_the_library() {
     let (m, _) = pooled_linear();
     let x = random(&[1, 3, 16, 16], 5);
     let c = cpu();
-    let err = |l: Lime| l.attribute(&c, &m, &x, &[0]).err().expect("refused");
+    let err = |l: Lime| l.attribute(&c, &m, &x, &[0]).expect_err("refused");
     assert!(err(Lime {
         num_samples: 0,
         ..grid_lime(Surrogate::Linear)

@@ -21,6 +21,7 @@ use crate::progress::{Progress, Silent};
 pub struct ScoreCam {
     /// The feature layer; `None` picks the input of the last global average pooling.
     pub layer: Option<String>,
+    /// The explained score (logit, pytorch-grad-cam's `ClassifierOutputTarget`, or probability).
     pub score: Score,
     /// Masked images per forward; `None`: as many as fit 64 MiB of input, at most 64
     /// (pytorch-grad-cam uses 16; the result does not depend on it).
@@ -43,6 +44,7 @@ impl Default for ScoreCam {
 /// A Score-CAM map with its channel weights.
 #[derive(Clone, Debug)]
 pub struct ScoreCamMap {
+    /// The map, as the other CAM methods return it.
     pub cam: CamMap,
     /// Softmax over channels of the masked scores, one per channel of the layer.
     pub weights: Vec<f32>,

@@ -208,8 +208,7 @@ fn run<B: Backend>(
     let progress = args.common.progress();
     let started = Instant::now();
     let mut results = Vec::new();
-    let params;
-    match (method, lime) {
+    let params = match (method, lime) {
         (Method::Lime, Some(lime)) => {
             let maps = lime.attribute_with_progress(b, model, x, &classes, &progress)?;
             let features = args.output.join("lime_features.npy");
@@ -235,11 +234,11 @@ fn run<B: Backend>(
                     "png": overlay, "top_png": top, "npy": npy, "importance_npy": imp,
                     "features_npy": features}));
             }
-            params = json!({"score": args.score, "num_samples": args.num_samples,
+            json!({"score": args.score, "num_samples": args.num_samples,
                 "num_features": args.num_features, "segmentation": args.segmentation,
                 "compactness": args.compactness, "surrogate": args.surrogate,
                 "kernel_width": args.kernel_width, "mask_value": args.mask_value,
-                "mini_batch": args.mini_batch, "seed": args.seed, "top_k": args.top_k});
+                "mini_batch": args.mini_batch, "seed": args.seed, "top_k": args.top_k})
         }
         _ => {
             let sc = ScoreCam {
@@ -261,10 +260,9 @@ fn run<B: Backend>(
                 results.push(json!({"class": c.class, "score": c.score, "layer": c.layer,
                     "png": overlay, "npy": npy, "lowres_npy": low, "weights_npy": wts}));
             }
-            params =
-                json!({"score": args.score, "layer": args.layer, "mini_batch": args.mini_batch});
+            json!({"score": args.score, "layer": args.layer, "mini_batch": args.mini_batch})
         }
-    }
+    };
     let seconds = started.elapsed().as_secs_f64();
     let summary = json!({
         "method": method.name(),

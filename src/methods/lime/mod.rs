@@ -28,7 +28,10 @@ pub enum Segmentation {
     /// A regular grid of about `num_features` cells (7×7 for 49 on a square input).
     Grid,
     /// SLIC superpixels, about `num_features` of them (MATLAB's default segmentation).
-    Slic { compactness: f32 },
+    Slic {
+        /// Spatial against colour distance (10 in MATLAB `superpixels` and scikit-image).
+        compactness: f32,
+    },
     /// The user's own segments, one label per input pixel.
     Labels(LabelMap),
 }
@@ -51,7 +54,9 @@ pub struct Lime {
     pub num_samples: usize,
     /// Target number of segments for grid and SLIC (MATLAB `NumFeatures`, 49).
     pub num_features: usize,
+    /// How the image is cut into segments (MATLAB `Segmentation`).
     pub segmentation: Segmentation,
+    /// The surrogate model (MATLAB `Model`).
     pub surrogate: Surrogate,
     /// Width of the similarity kernel `exp(-d²/width²)` on the cosine distance `d` between a
     /// sample's on/off vector and the all-on vector. 0.25 is MATLAB's `KernelWidth` default
@@ -66,7 +71,9 @@ pub struct Lime {
     pub mask_value: MaskValue,
     /// Samples per forward; `None`: as many as fit 64 MiB of input, at most 128.
     pub mini_batch: Option<usize>,
+    /// Seed of the on/off samples; the same seed gives the same samples on every backend.
     pub seed: u64,
+    /// The explained score (logit or softmax probability).
     pub score: Score,
     /// Segments shown in [`LimeMap::top_segments`] (and the CLI's top-k overlay).
     pub top_k: usize,
@@ -94,6 +101,7 @@ impl Default for Lime {
 /// The LIME result for one class, as MATLAB returns it plus the fit quality.
 #[derive(Clone, Debug)]
 pub struct LimeMap {
+    /// The explained class.
     pub class: usize,
     /// The explained score of `class` on the unperturbed image.
     pub score: f32,

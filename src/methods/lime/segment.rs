@@ -9,7 +9,9 @@ use crate::error::{Error, Result};
 /// A segment id per pixel, ids `0..count`, every id used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LabelMap {
+    /// Rows of the map (the model input's height).
     pub height: usize,
+    /// Columns of the map (the model input's width).
     pub width: usize,
     /// Row-major, `height * width` ids.
     pub labels: Vec<u32>,

@@ -16,8 +16,11 @@ pub struct Fit {
 
 /// The binary design matrix, `n` rows of `k` on/off values.
 pub struct Design<'a> {
+    /// Samples (rows).
     pub n: usize,
+    /// Segments (columns).
     pub k: usize,
+    /// Row-major, `n * k`: whether sample `s` keeps segment `j`.
     pub z: &'a [bool],
 }
 
@@ -301,9 +304,8 @@ mod tests {
 
     #[test]
     fn kernel_weights_follow_cosine_distance() {
-        let z = vec![
-            true, true, true, true, true, false, false, false, false, false, false, false,
-        ];
+        // All on, half on, none on.
+        let z = [[true; 4], [true, true, false, false], [false; 4]].concat();
         let w = kernel_weights(&Design { n: 3, k: 4, z: &z }, 0.25);
         assert!((w[0] - 1.0).abs() < 1e-12);
         let d: f64 = 1.0 - 0.5f64.sqrt();
