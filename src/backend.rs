@@ -6,11 +6,14 @@ use crate::model::{Model, ValueId};
 /// A dense f32 tensor in host memory, row-major, full shape (batch axis first).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {
+    /// Full shape, batch axis first.
     pub shape: Vec<usize>,
+    /// Row-major elements; always `shape.iter().product()` of them.
     pub data: Vec<f32>,
 }
 
 impl HostTensor {
+    /// Wraps row-major `data` of the given `shape`, or an internal error if their sizes differ.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
         let n: usize = shape.iter().product();
         if n != data.len() {
@@ -21,6 +24,7 @@ impl HostTensor {
         }
         Ok(HostTensor { shape, data })
     }
+    /// A tensor of the given shape filled with 0.
     pub fn zeros(shape: Vec<usize>) -> Self {
         let n = shape.iter().product();
         HostTensor {
@@ -28,6 +32,7 @@ impl HostTensor {
             data: vec![0.0; n],
         }
     }
+    /// Size of the batch axis (1 for a rank-0 tensor).
     pub fn batch(&self) -> usize {
         self.shape.first().copied().unwrap_or(1)
     }
@@ -45,11 +50,14 @@ impl HostTensor {
 /// What a forward pass leaves behind: the output, and each tapped layer's activation, still where
 /// the backend keeps them (on the GPU for the GPU backend) until read.
 pub struct Forward<T> {
+    /// The model output (logits), `[N, classes]`.
     pub output: T,
+    /// The activation of each requested tap, full batch, in the order the taps were asked for.
     pub taps: Vec<(ValueId, T)>,
 }
 
 impl<T> Forward<T> {
+    /// The activation kept for `value`, if it was requested as a tap.
     pub fn tap(&self, value: ValueId) -> Option<&T> {
         self.taps.iter().find(|(v, _)| *v == value).map(|(_, t)| t)
     }
@@ -73,13 +81,24 @@ pub enum GradRule {
 pub enum Seed<T> {
     /// A given gradient at `at` (full batch shape `[N] + shape(at)`): a one-hot per sample for a
     /// logit objective, `1/(H·W)` on a channel for a channel-mean objective, a mask for a region.
-    Grad { at: ValueId, grad: T },
+    Grad {
+        /// The value the gradient is given for.
+        at: ValueId,
+        /// d objective / d `at`, full batch shape.
+        grad: T,
+    },
     /// The gradient of softmax probability `targets[i]` of sample `i`, where `at` holds logits
     /// `[N, K]`: `p_k (e_k - p)`, computed by the backend from the forward values.
-    SoftmaxProb { at: ValueId, targets: Vec<usize> },
+    SoftmaxProb {
+        /// The logits value, `[N, K]`.
+        at: ValueId,
+        /// Per sample, the class whose probability is the objective (`N` entries).
+        targets: Vec<usize>,
+    },
 }
 
 impl<T> Seed<T> {
+    /// The value where the gradient enters the graph.
     pub fn at(&self) -> ValueId {
         match self {
             Seed::Grad { at, .. } | Seed::SoftmaxProb { at, .. } => *at,
@@ -100,9 +119,11 @@ pub struct Gradients<T> {
 }
 
 impl<T> Gradients<T> {
+    /// The forward activation kept for `value`, if it was requested as a tap.
     pub fn tap(&self, value: ValueId) -> Option<&T> {
         self.taps.iter().find(|(v, _)| *v == value).map(|(_, t)| t)
     }
+    /// The gradient w.r.t. `value`, if it was requested in `wrt`.
     pub fn layer_grad(&self, value: ValueId) -> Option<&T> {
         self.layer_grads
             .iter()
@@ -116,9 +137,13 @@ impl<T> Gradients<T> {
 /// which lets the unoccluded image ride along in the same batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OcclusionWindow {
+    /// First covered row; negative when the window starts above the image.
     pub top: i64,
+    /// First covered column; negative when the window starts left of the image.
     pub left: i64,
+    /// Number of covered rows (0 covers nothing).
     pub height: usize,
+    /// Number of covered columns (0 covers nothing).
     pub width: usize,
 }
 
@@ -136,6 +161,7 @@ impl OcclusionWindow {
 /// The surface every method is written against. Tensors are backend handles; `read` is the only
 /// way data crosses back to the host.
 pub trait Backend {
+    /// A handle to a tensor the backend holds (a GPU buffer, or host memory for the CPU).
     type Tensor: Clone;
 
     /// A human-readable name: the adapter and its API, or the CPU.

@@ -28,7 +28,9 @@ use crate::report::Settings;
 
 /// What every entry gets to run on.
 pub struct Ctx<'a> {
+    /// The imported model every entry runs.
     pub model: &'a Model,
+    /// The ONNX file it came from, for entries that re-import it (other input sizes, tract peers).
     pub model_path: &'a Path,
     /// One preprocessed image `[1, C, H, W]`.
     pub image: &'a HostTensor,
@@ -52,7 +54,9 @@ pub struct Entry {
     pub name: &'static str,
     /// Its key parameters, for the table.
     pub params: String,
+    /// The body compiled for the GPU backend.
     pub gpu: Run<GpuBackend>,
+    /// The same body compiled for the CPU backend.
     pub cpu: Run<CpuBackend>,
     /// A peer implementation and its name.
     pub peer: Option<(&'static str, Peer)>,
@@ -287,12 +291,15 @@ pub struct Options {
     pub repeat: usize,
     /// Untimed calls first (pipeline compilation, buffer pools, caches).
     pub warmup: usize,
+    /// Time the GPU backend (creating it fails the run if no adapter is found).
     pub gpu: bool,
+    /// Time the CPU backend.
     pub cpu: bool,
     /// The forward entry's batch size.
     pub batch: usize,
     /// The explained class; `None`: the top prediction.
     pub class: Option<usize>,
+    /// Method parameters, the same as `netlens explain` takes.
     pub settings: Settings,
 }
 
@@ -314,48 +321,71 @@ impl Default for Options {
 /// The GPU adapter that ran the GPU column.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Adapter {
+    /// The adapter's name as the driver reports it.
     pub name: String,
+    /// The wgpu backend (Vulkan, Metal, Dx12, Gl) in `Debug` form.
     pub backend: String,
+    /// Discrete, integrated, virtual, CPU or other, in `Debug` form.
     pub device_type: String,
+    /// Driver name and version info, joined by a space (may be empty).
     pub driver: String,
 }
 
 /// One method's timings.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Row {
+    /// The entry's name.
     pub method: String,
+    /// Its key parameters (for the forward entry, the batch size).
     pub params: String,
+    /// Median seconds per call on the GPU backend; `None` when it was not benched.
     pub gpu_median_s: Option<f64>,
+    /// Median seconds per call on the CPU backend; `None` when it was not benched.
     pub cpu_median_s: Option<f64>,
     /// CPU median / GPU median: above 1 the GPU backend is faster.
     pub speedup: Option<f64>,
     /// Queue submissions per call on the GPU, read-backs included.
     pub gpu_submissions_per_call: Option<f64>,
+    /// Read-backs to the host per call on the GPU.
     pub gpu_readbacks_per_call: Option<f64>,
+    /// Compute dispatches per call on the GPU.
     pub gpu_dispatches_per_call: Option<f64>,
+    /// Name of the peer implementation, if the entry has one.
     pub peer: Option<String>,
+    /// Median seconds per call of the peer.
     pub peer_median_s: Option<f64>,
     /// Every timed call, in seconds.
     pub gpu_runs_s: Vec<f64>,
+    /// Every timed CPU call, in seconds.
     pub cpu_runs_s: Vec<f64>,
+    /// Every timed peer call, in seconds.
     pub peer_runs_s: Vec<f64>,
 }
 
 /// A whole bench run: the machine, the setting, one row per method.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct BenchReport {
+    /// The crate version that produced the report, so results stay comparable across releases.
     pub netlens_version: String,
+    /// The model's display name (file stem).
     pub model: String,
+    /// Path of the benched image, as given.
     pub image: String,
+    /// The explained class (given, or the top prediction).
     pub class: usize,
+    /// The forward entry's batch size.
     pub batch: usize,
+    /// Untimed calls before timing, per method and backend.
     pub warmup: usize,
+    /// Timed calls per method and backend.
     pub repeat: usize,
+    /// The GPU adapter; `None` when the GPU was not benched.
     pub adapter: Option<Adapter>,
     /// `/proc/cpuinfo`'s "model name", else the architecture.
     pub cpu_model: String,
     /// Threads of the CPU backend (rayon's pool).
     pub threads: usize,
+    /// One row per benched method, in entry order.
     pub rows: Vec<Row>,
 }
 

@@ -10,16 +10,20 @@ use crate::model::{Model, ValueId};
 /// Environment variable that picks the backend when no `--backend` flag is given.
 pub const BACKEND_ENV: &str = "NETLENS_BACKEND";
 
+/// Which backend to run on, as `--backend` or `NETLENS_BACKEND` asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendChoice {
     /// The GPU if wgpu finds a hardware adapter, else the CPU (also when the only adapter is a
     /// software one such as lavapipe).
     Auto,
+    /// The wgpu backend on whatever adapter wgpu picks, software ones included; fails without one.
     Gpu,
+    /// The host backend, always available.
     Cpu,
 }
 
 impl BackendChoice {
+    /// Parses `auto` (or empty), `gpu` (or `wgpu`) and `cpu`, case-insensitively.
     pub fn parse(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "auto" | "" => Ok(BackendChoice::Auto),
@@ -45,8 +49,10 @@ impl BackendChoice {
 
 /// One of the two backends, chosen at run time.
 pub enum Engine {
+    /// The wgpu backend.
     // Boxed: the GPU backend is large and an Engine is moved around by value.
     Gpu(Box<GpuBackend>),
+    /// The host backend.
     Cpu(CpuBackend),
 }
 
@@ -105,6 +111,7 @@ impl Engine {
         }
     }
 
+    /// The running backend's [`Backend::name`], for logs and report headers.
     pub fn name(&self) -> String {
         match self {
             Engine::Gpu(g) => g.name(),

@@ -2,38 +2,47 @@
 
 use std::fmt;
 
+/// What went wrong, coarsely: enough for the CLI to pick an exit code and for callers to decide
+/// whether falling back (for instance from the GPU to the CPU) makes sense.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The user's input is wrong: a missing or malformed file, a bad shape, an unknown layer or
     /// class, an op we do not support. The CLI exits with code 2.
     BadInput,
-    /// No usable GPU adapter, or the device failed.
+    /// No usable GPU adapter, or the device failed. The CLI exits with code 1.
     Device,
-    /// A bug or an unexpected condition inside netlens.
+    /// A bug or an unexpected condition inside netlens. The CLI exits with code 1.
     Internal,
 }
 
+/// A netlens error: a kind plus a human-readable message that already carries its context.
 #[derive(Debug)]
 pub struct Error {
+    /// The category, which decides the CLI's exit code.
     pub kind: ErrorKind,
+    /// The full message, outermost context first (`context: ...: cause`).
     pub message: String,
 }
 
+/// The library's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// An [`ErrorKind::BadInput`] error: the user's files or arguments are wrong.
     pub fn bad_input(message: impl Into<String>) -> Self {
         Error {
             kind: ErrorKind::BadInput,
             message: message.into(),
         }
     }
+    /// An [`ErrorKind::Device`] error: no adapter, or the GPU failed.
     pub fn device(message: impl Into<String>) -> Self {
         Error {
             kind: ErrorKind::Device,
             message: message.into(),
         }
     }
+    /// An [`ErrorKind::Internal`] error: a broken invariant inside netlens.
     pub fn internal(message: impl Into<String>) -> Self {
         Error {
             kind: ErrorKind::Internal,

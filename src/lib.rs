@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! netlens: explains what ONNX image classifiers look at, on any GPU wgpu reaches, with a CPU
 //! backend beside it as the numerical oracle.
 

@@ -35,6 +35,7 @@ pub struct Bar {
 }
 
 impl Bar {
+    /// A bar on stderr, hidden when `quiet` is set or stdout is not a terminal.
     pub fn new(quiet: bool) -> Bar {
         let visible = !quiet && std::io::stdout().is_terminal();
         let bar = ProgressBar::hidden();

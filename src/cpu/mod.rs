@@ -41,6 +41,7 @@ pub struct CpuBackend {
 }
 
 impl CpuBackend {
+    /// The CPU backend; it holds no state and runs on the current rayon thread pool.
     pub fn new() -> Self {
         CpuBackend::default()
     }

@@ -56,6 +56,7 @@ pub struct GpuStats {
     pub submissions: u64,
     /// Read-backs to the host.
     pub readbacks: u64,
+    /// Bytes copied back to the host over all read-backs.
     pub bytes_read: u64,
     /// Compute dispatches recorded.
     pub dispatches: u64,
@@ -66,9 +67,13 @@ pub struct GpuStats {
 /// One adapter as `netlens adapters` lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdapterSummary {
+    /// The adapter's name as the driver reports it.
     pub name: String,
+    /// The graphics API wgpu reaches it through (Vulkan, Metal, DX12, GL, WebGPU).
     pub backend: String,
+    /// Discrete, integrated, virtual, CPU or other, in `Debug` form (CPU means a software adapter).
     pub device_type: String,
+    /// Driver name and version info, joined by a space (may be empty).
     pub driver: String,
 }
 
@@ -152,12 +157,15 @@ pub struct GpuTensor {
 }
 
 impl GpuTensor {
+    /// Full shape, batch axis first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
+    /// Number of f32 elements (not the pooled buffer's size, which may be larger).
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
+    /// True when some axis has size 0.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -283,15 +291,19 @@ impl GpuBackend {
         })
     }
 
+    /// The adapter the device was opened on (name, API, device type, driver).
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.info
     }
+    /// The wgpu device netlens records on, for hosts that share buffers with it.
     pub fn device(&self) -> &wgpu::Device {
         &self.device
     }
+    /// The queue netlens submits to; host work submitted here is ordered with netlens' work.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.queue
     }
+    /// The device's limits, which bound buffer sizes and storage bindings.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
     }
@@ -300,6 +312,7 @@ impl GpuBackend {
         self.binding_limit
     }
 
+    /// A snapshot of the counters, for benches and tests that count submissions and read-backs.
     pub fn stats(&self) -> GpuStats {
         let s = &self.stats;
         GpuStats {
@@ -311,6 +324,7 @@ impl GpuBackend {
         }
     }
 
+    /// Sets every counter back to 0.
     pub fn reset_stats(&self) {
         let s = &self.stats;
         for c in [

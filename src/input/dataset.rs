@@ -24,6 +24,7 @@ pub const LABELS_CSV: &str = "labels.csv";
 /// One image of a data set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Item {
+    /// The image file: the data set's root joined with the file's place below it.
     pub path: PathBuf,
     /// The ground-truth label as written in `labels.csv` or as the sub-folder's name.
     pub label: Option<String>,
@@ -32,7 +33,9 @@ pub struct Item {
 /// A folder of images with optional labels, in a deterministic order (sorted by path).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dataset {
+    /// The folder that was walked, as given.
     pub root: PathBuf,
+    /// The images found, sorted by path so that runs and reports are reproducible.
     pub items: Vec<Item>,
     /// The distinct labels, sorted.
     pub classes: Vec<String>,
@@ -129,10 +132,12 @@ impl Dataset {
         })
     }
 
+    /// Number of images.
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
+    /// True when the folder held no PNG or JPEG image.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }

@@ -25,13 +25,16 @@ use crate::error::{Error, Result};
 /// A decoded image: interleaved samples in 0..=255 (fractional for 16-bit sources), row-major.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Image {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
     /// 1 (gray) or 3 (RGB).
     pub channels: usize,
     /// Bit depth of the source samples (8 or 16; 32 for float sources): 8-bit data holds whole
     /// numbers, which is what lets conversions round exactly like Pillow.
     pub bit_depth: u8,
+    /// `height * width * channels` samples, channels interleaved per pixel (HWC).
     pub data: Vec<f32>,
 }
 
@@ -118,8 +121,11 @@ pub struct Preprocess {
     /// Centre-crop a square of this side; must equal the model's input height and width. `None`:
     /// centre-crop to the model's height and width.
     pub crop: Option<usize>,
+    /// Divisor applied to 0..=255 samples first (255 maps to 0..=1; 1 keeps raw pixel values).
     pub scale: f64,
+    /// Per-channel mean subtracted after scaling (one value, or one per channel).
     pub mean: Vec<f64>,
+    /// Per-channel standard deviation divided by last (one value, or one per channel).
     pub std: Vec<f64>,
 }
 

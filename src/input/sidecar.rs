@@ -13,13 +13,17 @@ use serde_json::{Map, Value};
 use super::Preprocess;
 use crate::error::{Error, Result};
 
+/// The parsed `<model>.json`; every key is optional and unknown keys are rejected.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sidecar {
     /// The JSON file itself, for messages.
     pub path: PathBuf,
+    /// The preprocessing the model was trained with (a preset name or an explicit recipe); a
+    /// `--preprocess` flag overrides it, and without either netlens falls back to a default.
     pub preprocess: Option<Preprocess>,
     /// The labels file, resolved against the JSON file's folder.
     pub labels: Option<PathBuf>,
+    /// Free text about the model, for people reading the sidecar.
     pub description: Option<String>,
 }
 

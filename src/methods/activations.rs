@@ -14,9 +14,13 @@ use crate::viz::montage::{channel_montage, Colormap, Montage};
 /// Statistics of one channel over its spatial positions.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ChannelStats {
+    /// The channel index.
     pub channel: usize,
+    /// Mean over the channel's positions.
     pub mean: f32,
+    /// Largest value.
     pub max: f32,
+    /// Smallest value.
     pub min: f32,
     /// Population standard deviation.
     pub std: f32,
@@ -34,6 +38,7 @@ pub struct LayerActivations {
     pub tensor: HostTensor,
     /// The activation exactly as tapped, batch axis included.
     pub raw_shape: Vec<usize>,
+    /// One entry per channel, in channel order.
     pub stats: Vec<ChannelStats>,
     /// The channel with the highest mean (the first of equals).
     pub strongest: usize,
@@ -73,6 +78,7 @@ pub fn activations<B: Backend>(
 }
 
 impl LayerActivations {
+    /// Number of channels `C`.
     pub fn channels(&self) -> usize {
         self.tensor.shape[0]
     }

@@ -22,7 +22,12 @@ use crate::progress::{Progress, Silent};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Target {
     /// Sample `i` maximises the mean of channel `channels[i]` of `layer` (an ONNX tensor name).
-    Channels { layer: String, channels: Vec<usize> },
+    Channels {
+        /// The layer whose channels are maximised (ONNX tensor name).
+        layer: String,
+        /// One channel of `layer` per sample.
+        channels: Vec<usize>,
+    },
     /// Sample `i` maximises the logit of class `classes[i]`.
     Classes(Vec<usize>),
 }
@@ -53,8 +58,12 @@ pub enum Start {
 /// of pixels 0 and 255 (the clamping range).
 #[derive(Clone, Debug, PartialEq)]
 pub struct InputSpace {
+    /// Per channel, the input value of mid-gray (pixel 127.5), where the gray and random starts
+    /// begin.
     pub gray: Vec<f32>,
+    /// Per channel, the lower input value of pixels 0 and 255; every ascent step clamps to it.
     pub lo: Vec<f32>,
+    /// Per channel, the upper input value of pixels 0 and 255; every ascent step clamps to it.
     pub hi: Vec<f32>,
 }
 
@@ -111,6 +120,7 @@ pub struct DeepDream {
     pub jitter: usize,
     /// Gaussian blur σ in pixels after each step (0: none).
     pub blur: f32,
+    /// The image the ascent starts from (default [`Start::Random`]).
     pub start: Start,
     /// Amplitude of the random start, in pixel levels.
     pub noise: f32,

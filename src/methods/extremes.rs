@@ -33,7 +33,12 @@ pub enum Objective {
     /// A class's logit or probability, one group per class.
     Class(Score),
     /// The spatial mean of channel `channel` of layer `layer` (an ONNX tensor name), one group.
-    Channel { layer: String, channel: usize },
+    Channel {
+        /// The layer (ONNX tensor name).
+        layer: String,
+        /// The channel of `layer` whose spatial mean ranks the images.
+        channel: usize,
+    },
 }
 
 /// Settings of a maximal/minimal activating images run.
@@ -41,6 +46,7 @@ pub enum Objective {
 pub struct Extremes {
     /// Images per list.
     pub k: usize,
+    /// What ranks the images (default the class logit).
     pub objective: Objective,
     /// Images per forward.
     pub batch: usize,
@@ -65,6 +71,7 @@ impl Default for Extremes {
 pub struct Ranked {
     /// Index into the data set's items.
     pub index: usize,
+    /// The objective's value on this image.
     pub score: f32,
     /// The ground-truth class, if the image is labelled with a class of the model.
     pub label: Option<usize>,
@@ -97,10 +104,12 @@ pub struct ExtremesResult {
     pub logits: HostTensor,
     /// Per image, the label's class in the model (see [`Dataset::targets`]).
     pub targets: Vec<Option<usize>>,
+    /// Per image, the model's top-1 class.
     pub predictions: Vec<usize>,
     /// Per image, the channel objective's score (`None` for class objectives, whose scores
     /// follow from `logits`).
     pub channel_scores: Option<Vec<f32>>,
+    /// One group per reported class, or a single one for a channel objective.
     pub groups: Vec<Group>,
 }
 

@@ -7,6 +7,7 @@ use crate::backend::{Backend, CamWeighting, GradRule, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::{Model, ValueId};
 
+/// Which Grad-CAM weighting of the feature layer's channels to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CamVariant {
     /// Selvaraju et al.: channel weights are the spatial mean of the gradient.
@@ -19,6 +20,7 @@ pub enum CamVariant {
 }
 
 impl CamVariant {
+    /// The variant's short name as the CLI spells it (`gradcam`, `gradcam++`, `layercam`).
     pub fn name(self) -> &'static str {
         match self {
             CamVariant::GradCam => "gradcam",
@@ -40,7 +42,9 @@ impl CamVariant {
 /// A class activation map.
 #[derive(Clone, Debug)]
 pub struct CamMap {
+    /// The explained class index.
     pub class: usize,
+    /// The explained score (logit or probability) of `class` on the original image.
     pub score: f32,
     /// The layer the map was computed on (ONNX tensor name).
     pub layer: String,
@@ -50,11 +54,15 @@ pub struct CamMap {
     pub upsampled: HostTensor,
 }
 
+/// Grad-CAM options (pytorch-grad-cam's `GradCAM`, `GradCAMPlusPlus`, `LayerCAM`; MATLAB
+/// `gradCAM`).
 #[derive(Clone, Debug)]
 pub struct GradCam {
+    /// Which channel weighting (default [`CamVariant::GradCam`]).
     pub variant: CamVariant,
     /// The feature layer; `None` picks the input of the last global average pooling.
     pub layer: Option<String>,
+    /// Which score the gradient is taken of (default the logit).
     pub score: Score,
     /// Apply ReLU to the map (the papers do).
     pub relu: bool,
@@ -107,6 +115,8 @@ pub(crate) fn weighted_sum(a: &[f32], weights: &[f32], hw: usize, relu: bool) ->
 }
 
 impl GradCam {
+    /// One map per class in `classes` for the single image `x` `[1, C, H, W]`, from one `gradients`
+    /// call and one read-back.
     pub fn attribute<B: Backend>(
         &self,
         b: &B,

@@ -9,15 +9,22 @@ use crate::model::Model;
 /// Quadrature of the path integral, as Captum names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Quadrature {
+    /// `riemann_left`: `n` equal steps from 0 to `1 - 1/n`, weight `1/n` each.
     RiemannLeft,
+    /// `riemann_right`: `n` equal steps from `1/n` to 1, weight `1/n` each.
     RiemannRight,
+    /// `riemann_middle`: the midpoints of `n` equal intervals, weight `1/n` each.
     RiemannMiddle,
+    /// `riemann_trapezoid`: `n` points from 0 to 1, end weights halved.
     RiemannTrapezoid,
+    /// `gausslegendre` (Captum's default): `n`-point Gauss-Legendre nodes mapped to [0, 1].
     #[default]
     GaussLegendre,
 }
 
 impl Quadrature {
+    /// Parses a Captum method name (`riemann_left`, `gausslegendre`, ...) or its short form
+    /// (`left`, `trapezoid`, ...).
     pub fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "riemann_left" | "left" => Quadrature::RiemannLeft,
@@ -99,11 +106,17 @@ pub enum Baseline {
     Tensor(HostTensor),
 }
 
+/// Integrated Gradients options, Captum's `IntegratedGradients` defaults.
 #[derive(Clone, Debug)]
 pub struct IntegratedGradients {
+    /// Path points (Captum `n_steps`, default 50); the batch holds two more (the image and the
+    /// baseline).
     pub steps: usize,
+    /// How the path points and their weights are placed (Captum `method`, default Gauss-Legendre).
     pub quadrature: Quadrature,
+    /// Where the path starts (Captum `baselines`, default zeros).
     pub baseline: Baseline,
+    /// Which score the gradient is taken of (default the logit).
     pub score: Score,
 }
 
@@ -121,6 +134,7 @@ impl Default for IntegratedGradients {
 /// An IG attribution with its completeness check.
 #[derive(Clone, Debug)]
 pub struct IgAttribution {
+    /// `(x - baseline) * weighted mean gradient`, `[C, H, W]`; its `score` is `f(x)`.
     pub attribution: PixelAttribution,
     /// `sum(attr) - (f(x) - f(baseline))`; near 0 when the quadrature is accurate.
     pub convergence_delta: f32,
@@ -129,6 +143,8 @@ pub struct IgAttribution {
 }
 
 impl IntegratedGradients {
+    /// Attributes `class` on the single image `x` `[1, C, H, W]` with one `gradients` call over
+    /// `steps + 2` samples.
     pub fn attribute<B: Backend>(
         &self,
         b: &B,

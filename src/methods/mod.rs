@@ -36,6 +36,7 @@ pub enum Score {
 }
 
 impl Score {
+    /// Parses a CLI score name: `logit`, or `prob` / `probability`.
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "logit" => Ok(Score::Logit),
@@ -50,6 +51,7 @@ impl Score {
 /// A pixel-space attribution for one class.
 #[derive(Clone, Debug)]
 pub struct PixelAttribution {
+    /// The explained class index.
     pub class: usize,
     /// The explained score (logit or probability) of `class` on the original image.
     pub score: f32,

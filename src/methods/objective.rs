@@ -1,6 +1,7 @@
 //! Objectives beyond a class score: the mean of a layer's channel (or of all its channels),
 //! optionally restricted to a spatial region. Feature-visualisation and "what drives this unit"
-//! questions ask for these; a class logit or probability goes through [`super::score_seed`].
+//! questions ask for these; a class logit or probability goes through the class-score seed of
+//! the gradient methods.
 
 use super::{check_single_image, read2, repeat, samples, PixelAttribution};
 use crate::backend::{Backend, GradRule, HostTensor, Seed};
@@ -10,9 +11,13 @@ use crate::model::{Model, ValueId};
 /// A rectangle of a layer's spatial grid, in that layer's coordinates (rows, columns).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region {
+    /// First row of the rectangle.
     pub top: usize,
+    /// First column of the rectangle.
     pub left: usize,
+    /// Rows covered.
     pub height: usize,
+    /// Columns covered.
     pub width: usize,
 }
 
@@ -46,8 +51,11 @@ impl Region {
 /// chosen region (the whole grid when `None`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerObjective {
+    /// The layer whose activation is averaged.
     pub layer: ValueId,
+    /// The channel averaged; `None` averages all channels.
     pub channel: Option<usize>,
+    /// The spatial rectangle averaged; `None` takes the whole grid.
     pub region: Option<Region>,
 }
 

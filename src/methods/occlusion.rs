@@ -46,12 +46,15 @@ pub struct Occlusion {
     pub mask_size: Option<[usize; 2]>,
     /// `[rows, columns]` between window positions; `None`: MATLAB's auto, `ceil(0.1 * side)`.
     pub stride: Option<[usize; 2]>,
+    /// What fills the window (MATLAB `MaskValue`, default the image's per-channel mean).
     pub mask_value: MaskValue,
     /// MATLAB's `MaskClipping`; see [`Occlusion::windows`].
     pub clipping: bool,
     /// Samples per forward; `None`: as many as fit 64 MiB of input, at most 64.
     pub mini_batch: Option<usize>,
+    /// Which score the drop is measured on (default the logit).
     pub score: Score,
+    /// How the grid is resized to the image (MATLAB `OutputUpsampling`, default bicubic).
     pub upsampling: Upsampling,
 }
 
@@ -72,6 +75,7 @@ impl Default for Occlusion {
 /// The occlusion result for one class.
 #[derive(Clone, Debug)]
 pub struct OcclusionMap {
+    /// The explained class index.
     pub class: usize,
     /// The explained score of `class` on the unoccluded image.
     pub score: f32,

@@ -8,8 +8,11 @@ use crate::backend::{Backend, GradRule, HostTensor};
 use crate::error::Result;
 use crate::model::Model;
 
+/// Gradient saliency options: Captum's `Saliency` (without its absolute value), `InputXGradient`
+/// and `GuidedBackprop` / `Deconvolution`.
 #[derive(Clone, Debug, Default)]
 pub struct Saliency {
+    /// Which score the gradient is taken of (default the logit).
     pub score: Score,
     /// Multiply the gradient by the input (gradient × input).
     pub times_input: bool,

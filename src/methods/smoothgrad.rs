@@ -6,6 +6,7 @@ use crate::backend::{Backend, GradRule, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::Model;
 
+/// How the noisy gradients are combined (Captum `NoiseTunnel`'s `nt_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Variant {
     /// Mean of the gradients.
@@ -18,6 +19,7 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// Parses Captum's `nt_type` names: `smoothgrad`, `smoothgrad_sq`, `vargrad`.
     pub fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "smoothgrad" => Variant::SmoothGrad,
@@ -32,13 +34,19 @@ impl Variant {
     }
 }
 
+/// SmoothGrad options (Captum `NoiseTunnel` over `Saliency`).
 #[derive(Clone, Debug)]
 pub struct SmoothGrad {
+    /// Noisy copies (Captum `nt_samples`, default 25); the clean image runs as one extra sample for
+    /// the score.
     pub samples: usize,
     /// Noise standard deviation as a fraction of the input's range (max - min), as in the paper.
     pub noise: f32,
+    /// How the gradients are combined (default plain SmoothGrad).
     pub variant: Variant,
+    /// Which score the gradient is taken of (default the logit).
     pub score: Score,
+    /// Seeds the Gaussian noise, so a run is reproducible.
     pub seed: u64,
 }
 
@@ -55,6 +63,8 @@ impl Default for SmoothGrad {
 }
 
 impl SmoothGrad {
+    /// Attributes `class` on the single image `x` `[1, C, H, W]` with one `gradients` call over
+    /// `samples + 1` samples.
     pub fn attribute<B: Backend>(
         &self,
         b: &B,

@@ -13,11 +13,14 @@ pub type ValueId = usize;
 /// A constant tensor (weights, biases, broadcast operands).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Const {
+    /// Full shape of the constant as stored in the ONNX initializer (no batch axis is implied).
     pub shape: Vec<usize>,
+    /// Row-major elements; shared so that cloning the graph (or uploading it) never copies weights.
     pub data: Arc<Vec<f32>>,
 }
 
 impl Const {
+    /// Wraps row-major `data` of the given `shape`; their sizes must agree (checked in debug builds).
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
         Const {
@@ -25,9 +28,11 @@ impl Const {
             data: Arc::new(data),
         }
     }
+    /// Number of f32 elements.
     pub fn len(&self) -> usize {
         self.data.len()
     }
+    /// True when the constant has no elements (some axis has size 0).
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
@@ -36,6 +41,7 @@ impl Const {
 /// A tensor of the graph, named as in the ONNX file (the name Netron shows).
 #[derive(Clone, Debug)]
 pub struct Value {
+    /// The ONNX tensor name, which is what `--layer` and other layer arguments match against.
     pub name: String,
     /// Per-sample shape (without the batch axis).
     pub shape: Vec<usize>,
@@ -55,31 +61,42 @@ impl Value {
     }
 }
 
+/// One operation of the graph: reads `inputs` and writes the single value `output`.
 #[derive(Clone, Debug)]
 pub struct Node {
     /// ONNX node name (may be empty in the file; the importer fills in `op_type_index`).
     pub name: String,
+    /// What the node computes, with its constant operands and attributes folded in.
     pub op: Op,
+    /// The non-constant operands, in the order the op expects them.
     pub inputs: Vec<ValueId>,
+    /// The value this node writes; no other node writes it.
     pub output: ValueId,
 }
 
 /// 2-D convolution, NCHW. `weight` is `[oc, ic / groups, kh, kw]`.
 #[derive(Clone, Debug)]
 pub struct Conv {
+    /// Filters, `[oc, ic / groups, kh, kw]` (ONNX `W`).
     pub weight: Const,
+    /// Per-output-channel bias, `[oc]` (ONNX `B`), if the node has one.
     pub bias: Option<Const>,
+    /// ONNX `group`: input and output channels split into this many independent convolutions.
     pub groups: usize,
+    /// `[stride_h, stride_w]` in input pixels.
     pub strides: [usize; 2],
+    /// `[dilation_h, dilation_w]`: spacing between kernel taps in input pixels (1 = dense).
     pub dilations: [usize; 2],
     /// `[top, left, bottom, right]`.
     pub pads: [usize; 4],
 }
 
 impl Conv {
+    /// Number of output channels (`oc`, the first weight axis).
     pub fn out_channels(&self) -> usize {
         self.weight.shape[0]
     }
+    /// Kernel size `[kh, kw]`, read from the weight shape.
     pub fn kernel(&self) -> [usize; 2] {
         [self.weight.shape[2], self.weight.shape[3]]
     }
@@ -91,24 +108,36 @@ impl Conv {
 pub struct Linear {
     /// `[out, in]`.
     pub weight: Const,
+    /// `[out]`, added after the product, if the Gemm had a `C` (already scaled by `beta`).
     pub bias: Option<Const>,
 }
 
+/// Element-wise activation functions; each maps one f32 to one f32 with no state.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Unary {
+    /// `max(0, x)`
     Relu,
+    /// `x` for `x >= 0`, else `alpha * x`.
     LeakyRelu {
+        /// Slope of the negative part (ONNX default 0.01).
         alpha: f32,
     },
+    /// `min(max, max(min, x))`; ReLU6 is `Clip { min: 0, max: 6 }`.
     Clip {
+        /// Lower bound (`f32::MIN` when the ONNX node gives none).
         min: f32,
+        /// Upper bound (`f32::MAX` when the ONNX node gives none).
         max: f32,
     },
+    /// `1 / (1 + exp(-x))`
     Sigmoid,
+    /// Hyperbolic tangent.
     Tanh,
     /// `max(0, min(1, alpha * x + beta))`
     HardSigmoid {
+        /// Slope (ONNX default 0.2).
         alpha: f32,
+        /// Offset (ONNX default 0.5).
         beta: f32,
     },
     /// `x * max(0, min(1, x / 6 + 0.5))`
@@ -116,6 +145,7 @@ pub enum Unary {
 }
 
 impl Unary {
+    /// Evaluates the function at `x`; the CPU backend's reference for every GPU shader.
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Unary::Relu => x.max(0.0),
@@ -142,15 +172,21 @@ impl Unary {
     }
 }
 
+/// The arithmetic of a [`Binary`] op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinaryKind {
+    /// `a + b`
     Add,
+    /// `a - b`
     Sub,
+    /// `a * b`
     Mul,
+    /// `a / b` (IEEE: division by zero gives ±inf or NaN, as in ONNX).
     Div,
 }
 
 impl BinaryKind {
+    /// Computes `a ∘ b`; operand order matters for `Sub` and `Div`.
     pub fn apply(self, a: f32, b: f32) -> f32 {
         match self {
             BinaryKind::Add => a + b,
@@ -165,6 +201,7 @@ impl BinaryKind {
 /// the batch axes line up), or one is a constant that is right-aligned against the full shape.
 #[derive(Clone, Debug)]
 pub struct Binary {
+    /// Which arithmetic op.
     pub kind: BinaryKind,
     /// The constant operand, if any. `None`: `inputs = [a, b]`. `Some`: `inputs = [x]`.
     pub konst: Option<Const>,
@@ -172,11 +209,14 @@ pub struct Binary {
     pub konst_is_lhs: bool,
 }
 
+/// How a [`Pool`] combines the elements of a window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
+    /// Maximum over the window; pads never win.
     Max,
     /// Average; `count_include_pad` divides by the window clipped to the padded extent.
     Avg {
+        /// ONNX `count_include_pad`: `false` divides by the in-input elements only.
         count_include_pad: bool,
     },
 }
@@ -185,74 +225,105 @@ pub enum PoolKind {
 /// the output value's shape; windows are clipped to the input (and to the pads for the divisor).
 #[derive(Clone, Debug)]
 pub struct Pool {
+    /// Max or average.
     pub kind: PoolKind,
+    /// Window size `[kh, kw]` (ONNX `kernel_shape`).
     pub kernel: [usize; 2],
+    /// `[stride_h, stride_w]` in input pixels.
     pub strides: [usize; 2],
+    /// `[dilation_h, dilation_w]`: spacing between window taps in input pixels (1 = dense).
     pub dilations: [usize; 2],
     /// `[top, left, bottom, right]`.
     pub pads: [usize; 4],
 }
 
+/// How [`Op::Reduce`] combines the elements along its axes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReduceKind {
+    /// ONNX ReduceSum.
     Sum,
+    /// ONNX ReduceMean.
     Mean,
+    /// ONNX ReduceMax.
     Max,
 }
 
+/// What a [`Node`] computes. Every supported ONNX op is lowered to one of these (or folded away).
 #[derive(Clone, Debug)]
 pub enum Op {
+    /// 2-D convolution (Conv, with BatchNormalization folded in where possible).
     Conv(Conv),
+    /// Fully connected layer (Gemm, or MatMul by a constant).
     Linear(Linear),
+    /// Element-wise activation.
     Unary(Unary),
+    /// Element-wise arithmetic with broadcasting.
     Binary(Binary),
     /// Per-channel `x * scale[c] + shift[c]` over full axis 1: an unfolded BatchNormalization.
     ChannelAffine {
+        /// Per-channel multiplier, `[C]`: `gamma / sqrt(var + epsilon)`.
         scale: Const,
+        /// Per-channel offset, `[C]`: `beta - mean * scale`.
         shift: Const,
     },
+    /// Windowed max or average pooling (MaxPool, AveragePool).
     Pool(Pool),
     /// Mean or max over H and W of `[N, C, H, W]`, giving `[N, C, 1, 1]`.
     GlobalPool {
+        /// `true` for GlobalMaxPool, `false` for GlobalAveragePool.
         max: bool,
     },
     /// Reduction over full-shape `axes` (never 0), sorted ascending. `keepdims` decides whether the
     /// output keeps them as size 1; the output value's shape says which.
     Reduce {
+        /// Sum, mean or max.
         kind: ReduceKind,
+        /// Full-shape axes to reduce, ascending, never 0.
         axes: Vec<usize>,
+        /// ONNX `keepdims`: keep each reduced axis as size 1 instead of dropping it.
         keepdims: bool,
     },
     /// Same data, new per-sample shape (Reshape, Flatten, Squeeze, Unsqueeze).
     Reshape,
     /// Full-shape permutation, `perm[0] == 0`.
     Transpose {
+        /// Output axis `i` is input axis `perm[i]` (ONNX `perm`, over the full shape).
         perm: Vec<usize>,
     },
     /// Concatenation along full `axis` (>= 1) of all inputs.
     Concat {
+        /// Full-shape axis the inputs are joined along (>= 1).
         axis: usize,
     },
     /// `out[i_0.., i_d, ..] = in[.., start[d] + i_d * step[d], ..]` for every full axis `d`
     /// (`start[0] = 0`, `step[0] = 1`). Covers Slice and each output of Split.
     Slice {
+        /// Per full axis, the first input index read, already normalised into the axis.
         starts: Vec<i64>,
+        /// Per full axis, the (non-zero, possibly negative) index step between output elements.
         steps: Vec<i64>,
     },
     /// Constant padding: `pads[d] = (before, after)` for every full axis (batch axis `(0, 0)`).
     Pad {
+        /// Per full axis, `(before, after)` elements added; the batch axis is `(0, 0)`.
         pads: Vec<(usize, usize)>,
+        /// The fill value (ONNX `constant_value`, default 0).
         value: f32,
     },
     /// Softmax over full `axis`.
     Softmax {
+        /// Full-shape axis the probabilities sum to 1 along (>= 1).
         axis: usize,
     },
     /// Local response normalisation across channels (ONNX LRN).
     Lrn {
+        /// Number of channels in the window, centred on each channel and clipped to the range.
         size: usize,
+        /// Scale of the squared sum (ONNX default 1e-4; divided by `size` as ONNX specifies).
         alpha: f32,
+        /// Exponent of the denominator (ONNX default 0.75).
         beta: f32,
+        /// Constant added before the power (ONNX default 1.0).
         bias: f32,
     },
 }
@@ -316,7 +387,9 @@ impl Op {
 /// The imported graph. `nodes` are in topological order; each node writes one value.
 #[derive(Clone, Debug)]
 pub struct Graph {
+    /// Every tensor of the graph, indexed by [`ValueId`].
     pub values: Vec<Value>,
+    /// The operations, in topological order, so a single pass computes everything.
     pub nodes: Vec<Node>,
     /// The image input, `[N, C, H, W]`.
     pub input: ValueId,
@@ -347,6 +420,7 @@ impl Graph {
         last
     }
 
+    /// Total number of weights in the graph's constants (for model summaries).
     pub fn param_count(&self) -> usize {
         self.nodes.iter().map(|n| n.op.param_count()).sum()
     }

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 /// An imported classifier: the IR graph plus what the file told us about itself.
 #[derive(Clone, Debug)]
 pub struct Model {
+    /// The imported IR graph every backend runs.
     pub graph: Graph,
     /// A display name (the file stem).
     pub name: String,

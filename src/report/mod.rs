@@ -40,24 +40,32 @@ pub struct Panel {
 /// One of the top predictions.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Prediction {
+    /// The class index.
     pub class: usize,
+    /// The class's label from the sidecar, or "class k" without labels.
     pub label: String,
+    /// Softmax probability of the class on the image.
     pub probability: f32,
 }
 
 /// Everything the page shows.
 #[derive(Clone, Debug)]
 pub struct Report {
+    /// The model's display name (its file stem).
     pub model: String,
     /// The image as the user named it.
     pub image_name: String,
     /// The model's input as it sees it (after resize and crop), as an encoded PNG.
     pub image_png: Vec<u8>,
+    /// The top predictions (five, or fewer for smaller models), most probable first.
     pub predictions: Vec<Prediction>,
     /// The explained class and its label.
     pub class: usize,
+    /// The label of `class`.
     pub class_label: String,
+    /// The backend the predictions came from ([`crate::Backend::name`]).
     pub backend: String,
+    /// One panel per local method, in page order.
     pub panels: Vec<Panel>,
     /// Wall time of the whole report, model loading included.
     pub seconds: f64,

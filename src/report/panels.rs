@@ -91,7 +91,9 @@ impl Settings {
 pub struct StrongestChannel {
     /// The layer (ONNX tensor name): the CAM layer, the input of the last global pooling.
     pub layer: String,
+    /// The channel's index in the layer.
     pub channel: usize,
+    /// The layer's channel count, for context ("channel 17 of 1280").
     pub channels: usize,
     /// Its mean activation over the layer's spatial positions.
     pub mean: f32,

@@ -80,6 +80,8 @@ pub fn heatmap(map: &HostTensor) -> Vec<u8> {
         .collect()
 }
 
+/// Writes interleaved 8-bit RGB (`width · height · 3` bytes) as a PNG file; a failed write is bad
+/// input (usually the output path).
 pub fn save_rgb_png(path: &Path, width: usize, height: usize, rgb: Vec<u8>) -> Result<()> {
     let img = image::RgbImage::from_raw(width as u32, height as u32, rgb)
         .ok_or_else(|| Error::internal("image buffer does not match its size"))?;

@@ -6,28 +6,36 @@ use crate::backend::HostTensor;
 /// A picture of tiles, as RGB bytes, with the grid it was laid out on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Montage {
+    /// Picture width in pixels.
     pub width: usize,
+    /// Picture height in pixels.
     pub height: usize,
     /// Interleaved RGB, row-major.
     pub rgb: Vec<u8>,
+    /// Grid rows.
     pub rows: usize,
+    /// Grid columns.
     pub cols: usize,
     /// Number of tiles drawn (the last row may be partly empty).
     pub tiles: usize,
     /// Size of one tile's picture after upscaling, without frame or gutter.
     pub tile_height: usize,
+    /// Width of one tile's picture after upscaling, without frame or gutter.
     pub tile_width: usize,
 }
 
 /// How single-channel tiles are coloured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Colormap {
+    /// Black (low) to white (high); the default.
     #[default]
     Gray,
+    /// Google's Turbo, the colormap of the heatmaps.
     Turbo,
 }
 
 impl Colormap {
+    /// Parses a CLI colormap name: `gray` (or `grey`) or `turbo`.
     pub fn parse(s: &str) -> crate::Result<Self> {
         match s {
             "gray" | "grey" => Ok(Colormap::Gray),
@@ -49,9 +57,14 @@ impl Colormap {
 /// One tile: interleaved RGB in [0, 1], and an optional frame colour.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tile {
+    /// Tile width in pixels, before upscaling.
     pub width: usize,
+    /// Tile height in pixels, before upscaling.
     pub height: usize,
+    /// Interleaved RGB in [0, 1], row-major, `width · height · 3` values.
     pub rgb: Vec<f32>,
+    /// Frame colour (red marks a misclassified image); `None` leaves the frame the background
+    /// colour.
     pub frame: Option<[u8; 3]>,
 }
 
@@ -66,6 +79,7 @@ pub struct Layout {
     pub frame: usize,
     /// Background pixels between framed tiles and around the edge.
     pub gutter: usize,
+    /// Colour of the gutters and of unmarked frames (default white).
     pub background: [u8; 3],
 }
 

@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 /// A small RGB image drawn at a point.
 #[derive(Clone, Debug)]
 pub struct Thumbnail {
+    /// Thumbnail width in pixels.
     pub width: usize,
+    /// Thumbnail height in pixels.
     pub height: usize,
     /// Interleaved RGB, `width · height · 3` bytes.
     pub rgb: Vec<u8>,

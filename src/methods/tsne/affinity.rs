@@ -10,6 +10,7 @@ pub const P_FLOOR: f32 = 1e-12;
 
 /// Steps and entropy tolerance of the perplexity search (scikit-learn's values).
 pub const SEARCH_STEPS: usize = 100;
+/// The largest `|entropy - ln(perplexity)|`, in nats, at which a row's search stops early.
 pub const SEARCH_TOL: f32 = 1e-5;
 
 /// The conditional probabilities `p_{j|i}` of one point from its dissimilarities to the others
@@ -94,8 +95,11 @@ pub fn dense_p(x: &[f32], n: usize, d: usize, scale: f32, perplexity: f32) -> Ve
 /// Symmetric sparse P in CSR form.
 #[derive(Clone, Debug, Default)]
 pub struct SparseP {
+    /// Row `i`'s entries are `indptr[i]..indptr[i + 1]`; `N + 1` offsets.
     pub indptr: Vec<usize>,
+    /// Column `j` of each entry.
     pub indices: Vec<u32>,
+    /// `p_ij` of each entry.
     pub values: Vec<f32>,
 }
 

@@ -92,6 +92,7 @@ pub struct Tsne {
     pub perplexity: f32,
     /// Embedding dimensions: 2 or 3.
     pub dims: usize,
+    /// The input-space dissimilarity (MATLAB `Distance`, scikit-learn `metric`; default Euclidean).
     pub distance: Distance,
     /// Centre each feature and scale it to unit variance before distances.
     pub standardize: bool,
@@ -105,8 +106,11 @@ pub struct Tsne {
     pub iterations: usize,
     /// Momentum of the early phase, then of the rest.
     pub momentum: (f32, f32),
+    /// Seeds the random initialisation and the PCA's subspace-iteration start.
     pub seed: u64,
+    /// How the embedding starts (default PCA).
     pub init: Init,
+    /// Exact or Barnes-Hut forces (default exact).
     pub algorithm: Algorithm,
     /// Barnes-Hut accuracy (0.5); 0 makes it exact (slowly).
     pub theta: f32,
@@ -144,17 +148,24 @@ pub struct TsneResult {
     pub kl: f32,
     /// `(iteration, KL)` every `kl_every` iterations, always against the unexaggerated P.
     pub kl_history: Vec<(usize, f32)>,
+    /// Iterations run.
     pub iterations: usize,
 }
 
 /// The optimiser's per-iteration constants, shared by every implementation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Schedule {
+    /// Multiplies P during the early phase.
     pub exaggeration: f32,
+    /// Length of the early phase, in iterations.
     pub exaggeration_iters: usize,
+    /// Step size, resolved from [`Tsne::learn_rate`] (automatic `max(N / 12, 50)` when unset).
     pub learn_rate: f32,
+    /// Momentum of the early phase, then of the rest.
     pub momentum: (f32, f32),
+    /// Total iterations, early phase included.
     pub iterations: usize,
+    /// KL divergence is computed every this many iterations (at least 1).
     pub kl_every: usize,
 }
 
