@@ -2,22 +2,8 @@
 //! its medians and submission counts; the Markdown table regenerates from the JSON alone.
 //! Speed is never asserted.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn netlens(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netlens"))
-        .args(args)
-        .env("NODEVICE_SELECT", "1")
-        .output()
-        .expect("netlens runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
+mod common;
+use common::*;
 
 const DIGITS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -30,7 +16,10 @@ const DIGIT_PNG: &str = concat!(
 
 #[test]
 fn bench_json_covers_every_method_on_both_backends() {
-    let (json, table) = (scratch("out.json"), scratch("table.md"));
+    let (json, table) = (
+        scratch_in("bench", "out.json"),
+        scratch_in("bench", "table.md"),
+    );
     let out = netlens(&[
         "bench",
         "--model",
@@ -100,7 +89,7 @@ fn bench_json_covers_every_method_on_both_backends() {
         assert!(md.contains(&format!("| {name} |")), "{name} not in\n{md}");
     }
     // The table regenerates from the JSON alone, identically.
-    let again = scratch("again.md");
+    let again = scratch_in("bench", "again.md");
     let out = netlens(&[
         "bench",
         "--from",

@@ -3,40 +3,6 @@
 
 mod common;
 use common::*;
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn netlens(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netlens"))
-        .args(args)
-        .env("NODEVICE_SELECT", "1")
-        .output()
-        .expect("netlens runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-/// Asserts exit code 2, a stderr line naming `needle`, and no panic.
-fn assert_bad_input(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "expected exit 2, stderr: {stderr}"
-    );
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "panic: {stderr}"
-    );
-    assert!(
-        stderr.to_lowercase().contains(&needle.to_lowercase()),
-        "stderr lacks '{needle}': {stderr}"
-    );
-}
 
 const DIGITS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -57,14 +23,14 @@ fn missing_model_file() {
 
 #[test]
 fn empty_model_file() {
-    let p = scratch("empty.onnx");
+    let p = scratch_in("cli", "empty.onnx");
     std::fs::write(&p, b"").unwrap();
     assert_bad_input(&netlens(&["info", p.to_str().unwrap()]), "empty");
 }
 
 #[test]
 fn random_bytes_model() {
-    let p = scratch("random.onnx");
+    let p = scratch_in("cli", "random.onnx");
     let bytes: Vec<u8> = (0..10000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
         .collect();
@@ -75,7 +41,7 @@ fn random_bytes_model() {
 #[test]
 fn truncated_model() {
     let bytes = std::fs::read(DIGITS).unwrap();
-    let p = scratch("truncated.onnx");
+    let p = scratch_in("cli", "truncated.onnx");
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
     assert_bad_input(
         &netlens(&["classify", p.to_str().unwrap(), DIGIT_PNG]),
@@ -87,7 +53,7 @@ fn truncated_model() {
 fn unsupported_op_model() {
     let mut b = OnnxBuilder::new(&[1, 16, 16]);
     b.node("Erf", &["input"], &["y"], vec![]);
-    let p = scratch("erf.onnx");
+    let p = scratch_in("cli", "erf.onnx");
     std::fs::write(&p, b.build("y")).unwrap();
     assert_bad_input(
         &netlens(&["info", p.to_str().unwrap()]),
@@ -97,9 +63,9 @@ fn unsupported_op_model() {
 
 #[test]
 fn wrong_rank_input_npy() {
-    let p = scratch("rank2.npy");
+    let p = scratch_in("cli", "rank2.npy");
     netlens::input::write_npy(&p, &[16, 16], &vec![0.5; 256]).unwrap();
-    let out = scratch("out.npy");
+    let out = scratch_in("cli", "out.npy");
     assert_bad_input(
         &netlens(&[
             "run",
@@ -117,7 +83,7 @@ fn wrong_rank_input_npy() {
 
 #[test]
 fn non_image_file() {
-    let p = scratch("notes.png");
+    let p = scratch_in("cli", "notes.png");
     std::fs::write(&p, b"this is not an image at all").unwrap();
     assert_bad_input(
         &netlens(&["classify", DIGITS, p.to_str().unwrap(), "--backend", "cpu"]),
@@ -127,7 +93,7 @@ fn non_image_file() {
 
 #[test]
 fn unknown_tap_layer() {
-    let out = scratch("tap.npy");
+    let out = scratch_in("cli", "tap.npy");
     assert_bad_input(
         &netlens(&[
             "run",
@@ -162,11 +128,11 @@ fn missing_image() {
 #[test]
 fn sixteen_bit_and_grayscale_pngs_work() {
     let img = image::open(DIGIT_PNG).unwrap();
-    let p16 = scratch("digit16.png");
+    let p16 = scratch_in("cli", "digit16.png");
     img.to_rgb16().save(&p16).unwrap();
-    let pgray = scratch("digit_gray.png");
+    let pgray = scratch_in("cli", "digit_gray.png");
     img.to_luma8().save(&pgray).unwrap();
-    let prgba = scratch("digit_rgba.png");
+    let prgba = scratch_in("cli", "digit_rgba.png");
     img.to_rgba8().save(&prgba).unwrap();
     for p in [&p16, &pgray, &prgba] {
         let out = netlens(&[
@@ -199,7 +165,7 @@ fn sixteen_bit_and_grayscale_pngs_work() {
 
 #[test]
 fn run_writes_logits_and_taps() {
-    let out = scratch("digits_run.npy");
+    let out = scratch_in("cli", "digits_run.npy");
     let layer = "/features/features.11/Relu_output_0";
     let r = netlens(&[
         "run",
@@ -220,7 +186,7 @@ fn run_writes_logits_and_taps() {
     assert_eq!(logits.shape, vec![1, 10]);
     assert_eq!(argmax(&logits.data), 3);
     let tap = read_npy(
-        scratch("digits_run._features_features.11_Relu_output_0.npy")
+        scratch_in("cli", "digits_run._features_features.11_Relu_output_0.npy")
             .to_str()
             .unwrap(),
     );
@@ -267,7 +233,7 @@ fn classify_default_runs_mobilenetv2_on_the_cat() {
 /// corner is excluded).
 #[test]
 fn gradcam_cli_peak_is_on_the_cat() {
-    let dir = scratch("gradcam_cat");
+    let dir = scratch_in("cli", "gradcam_cat");
     let model = asset("models/mobilenetv2_imagenet.onnx");
     let image = asset("images/chelsea.png");
     let out = netlens(&[
@@ -301,7 +267,7 @@ fn gradcam_cli_peak_is_on_the_cat() {
 
 #[test]
 fn explain_bad_inputs_exit_2() {
-    let dir = scratch("bad_explain");
+    let dir = scratch_in("cli", "bad_explain");
     let d = dir.to_str().unwrap();
     assert_bad_input(
         &netlens(&[
@@ -338,9 +304,9 @@ fn explain_bad_inputs_exit_2() {
     b.node("Conv", &["input", &w], &["c"], vec![]);
     b.node("Flatten", &["c"], &["f"], vec![]);
     b.node("Gemm", &["f", &fc], &["y"], vec![a_int("transB", 1)]);
-    let p = scratch("nogap.onnx");
+    let p = scratch_in("cli", "nogap.onnx");
     std::fs::write(&p, b.build("y")).unwrap();
-    let img = scratch("nogap.png");
+    let img = scratch_in("cli", "nogap.png");
     image::GrayImage::from_pixel(4, 4, image::Luma([128]))
         .save(&img)
         .unwrap();
@@ -360,7 +326,7 @@ fn explain_bad_inputs_exit_2() {
 
 #[test]
 fn occlusion_cli_writes_maps_and_rejects_bad_geometry() {
-    let dir = scratch("occlusion");
+    let dir = scratch_in("cli", "occlusion");
     let d = dir.to_str().unwrap();
     let ok = netlens(&[
         "occlusion",

@@ -16,7 +16,6 @@ use netlens::methods::deepdream::{DeepDream, InputSpace, Start, Target};
 use netlens::methods::upsample_bilinear;
 use netlens::model::import::{import_bytes_with_input, load_model, load_model_with_input};
 use netlens::{Backend, ErrorKind, HostTensor, Model};
-use std::process::Command;
 
 /// Runs `op` on both backends and checks they agree within 1e-4 relative (to the largest value).
 fn both<F, G>(x: &[HostTensor], gpu_op: F, cpu_op: G) -> HostTensor
@@ -334,14 +333,6 @@ fn bad_targets_are_bad_input() {
         .attribute(&c, &m, &at_size, &Target::Classes(vec![]))
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::BadInput, "{e}");
-}
-
-fn netlens(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_netlens"))
-        .args(args)
-        .env("NODEVICE_SELECT", "1")
-        .output()
-        .expect("netlens runs")
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use netlens::input::{self, Dataset, Preprocess, Sidecar};
 use netlens::methods::activations::activations;
@@ -28,14 +28,6 @@ const MOBILENET: &str = concat!(
 );
 const CAT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/images/chelsea.png");
 const FIRST_CONV: &str = "/features/features.0/features.0.0/Conv_output_0";
-
-fn netlens(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netlens"))
-        .args(args)
-        .env("NODEVICE_SELECT", "1")
-        .output()
-        .expect("netlens runs")
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

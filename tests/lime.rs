@@ -12,8 +12,6 @@ use netlens::methods::scorecam::ScoreCam;
 use netlens::methods::Score;
 use netlens::model::import::import_bytes;
 use netlens::{Backend, HostTensor, Model};
-use std::path::PathBuf;
-use std::process::{Command, Output};
 
 /// `[3, 16, 16]` → 4×4 average pools → Flatten (48) → Gemm to 2 classes. With the 4×4 grid the
 /// logit is exactly `b + Σ_c Σ_k W[c·16 + k] mean_ck`, so with off segments filled by `fill_c`,
@@ -418,34 +416,6 @@ fn lime_refuses_bad_settings_in_the_library() {
 // ---------------------------------------------------------------------------------------------
 // CLI
 
-fn netlens(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netlens"))
-        .args(args)
-        .env("NODEVICE_SELECT", "1")
-        .output()
-        .expect("netlens runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lime");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-fn assert_bad_input(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "expected exit 2, stderr: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    assert!(
-        stderr.to_lowercase().contains(&needle.to_lowercase()),
-        "stderr lacks '{needle}': {stderr}"
-    );
-}
-
 const DIGITS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/assets/models/tiny_digits.onnx"
@@ -457,7 +427,7 @@ const DIGIT_PNG: &str = concat!(
 
 #[test]
 fn cli_lime_refuses_bad_input() {
-    let out = scratch("bad");
+    let out = scratch_in("lime", "bad");
     let o = out.to_str().unwrap();
     let base = [
         "lime",
@@ -481,7 +451,7 @@ fn cli_lime_refuses_bad_input() {
         "only 256 pixels",
     );
     assert_bad_input(&with(&["--num-features", "1000"]), "only 256 pixels");
-    let labels = scratch("labels_8x8.npy");
+    let labels = scratch_in("lime", "labels_8x8.npy");
     netlens::input::write_npy(
         &labels,
         &[8, 8],
@@ -502,9 +472,9 @@ fn cli_lime_refuses_bad_input() {
 
 #[test]
 fn cli_lime_and_scorecam_write_their_maps() {
-    let dir = scratch("ok");
+    let dir = scratch_in("lime", "ok");
     let o = dir.to_str().unwrap();
-    let labels = scratch("labels_16.npy");
+    let labels = scratch_in("lime", "labels_16.npy");
     netlens::input::write_npy(
         &labels,
         &[16, 16],

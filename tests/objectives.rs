@@ -6,7 +6,6 @@ use common::*;
 use netlens::methods::objective::{layer_gradients, LayerObjective, Region};
 use netlens::model::import::load_model;
 use netlens::{Backend, GradRule, HostTensor, Model};
-use std::process::Command;
 
 const LAYER: &str = "/features/features.8/Relu_output_0";
 
@@ -124,14 +123,6 @@ fn objectives_of_one_batch_must_share_a_layer_and_fit_it() {
     let e = layer_gradients(&cpu(), &model, &x, &[bad_region], GradRule::Standard, false)
         .expect_err("a region past the grid is an error");
     assert!(e.to_string().contains("does not fit"), "{e}");
-}
-
-fn netlens(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_netlens"))
-        .args(args)
-        .env("NODEVICE_SELECT", "1")
-        .output()
-        .expect("netlens runs")
 }
 
 #[test]

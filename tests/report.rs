@@ -3,22 +3,11 @@
 //! (`<pre id="netlens-check">`) is read from the dumped DOM; a screenshot is kept as
 //! `target/report-screenshot.png` for CI artifacts.
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn netlens(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netlens"))
-        .args(args)
-        .env("NODEVICE_SELECT", "1")
-        .output()
-        .expect("netlens runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
 
 /// The Chromium binary; a missing browser fails the test with the way out.
 fn chromium() -> String {
@@ -38,7 +27,7 @@ fn chromium() -> String {
 /// Headless Chromium on `page` with `extra` arguments; root (CI containers) needs --no-sandbox.
 fn headless(browser: &str, page: &Path, extra: &[&str]) -> Output {
     let url = format!("file://{}", page.display());
-    let profile = scratch("chromium-profile");
+    let profile = scratch_in("report", "chromium-profile");
     Command::new(browser)
         .args([
             "--headless=new",
@@ -67,7 +56,7 @@ fn check_text(dom: &str) -> Option<String> {
 #[test]
 fn explain_report_renders_in_a_real_browser() {
     let browser = chromium();
-    let dir = scratch("explain-default");
+    let dir = scratch_in("report", "explain-default");
     let _ = std::fs::remove_dir_all(&dir);
     // The default model and image, on the CPU backend (lavapipe would take minutes).
     let out = netlens(&[
@@ -162,7 +151,7 @@ fn explain_report_renders_in_a_real_browser() {
 #[test]
 fn self_check_reports_a_broken_picture() {
     let browser = chromium();
-    let page = scratch("broken.html");
+    let page = scratch_in("report", "broken.html");
     std::fs::write(
         &page,
         format!(

@@ -2,23 +2,8 @@
 //! stderr but errors); exit codes are 0, 2 for bad input (usage errors included), 1 otherwise.
 //! Also: `auto` picks the CPU backend when the only adapter is a software one.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn netlens(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netlens"))
-        .args(args)
-        .env("NODEVICE_SELECT", "1")
-        .env_remove("NETLENS_BACKEND")
-        .output()
-        .expect("netlens runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scripting");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
+mod common;
+use common::*;
 
 const DIGITS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -54,7 +39,7 @@ fn every_subcommand_speaks_json_quietly() {
     let c = json_quiet(&["classify", DIGITS, DIGIT_PNG, "--json", "-q"]);
     assert_eq!(c["results"][0]["top"][0]["class"], 3);
 
-    let npy = scratch("logits.npy");
+    let npy = scratch_in("scripting", "logits.npy");
     let r = json_quiet(&[
         "run",
         DIGITS,
@@ -66,7 +51,7 @@ fn every_subcommand_speaks_json_quietly() {
     ]);
     assert_eq!(r["written"][0]["shape"], serde_json::json!([1, 10]));
 
-    let dir = scratch("gradcam");
+    let dir = scratch_in("scripting", "gradcam");
     let g = json_quiet(&[
         "gradcam",
         DIGITS,
@@ -79,7 +64,7 @@ fn every_subcommand_speaks_json_quietly() {
     assert_eq!(g["method"], "gradcam");
     assert_eq!(g["results"][0]["class"], 3);
 
-    let dir = scratch("explain");
+    let dir = scratch_in("scripting", "explain");
     let e = json_quiet(&[
         "explain",
         DIGITS,
@@ -96,7 +81,7 @@ fn every_subcommand_speaks_json_quietly() {
 /// Without --quiet, the text output of explain ends with the report's path.
 #[test]
 fn explain_text_names_the_report() {
-    let dir = scratch("explain-text");
+    let dir = scratch_in("scripting", "explain-text");
     let out = netlens(&[
         "explain",
         DIGITS,

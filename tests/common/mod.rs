@@ -263,3 +263,39 @@ impl OnnxBuilder {
         model.encode_to_vec()
     }
 }
+
+/// Runs the `netlens` binary with Mesa's device-select layer silenced and `NETLENS_BACKEND`
+/// unset, so `auto` means auto whatever the caller's environment.
+pub fn netlens(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_netlens"))
+        .args(args)
+        .env("NODEVICE_SELECT", "1")
+        .env_remove("NETLENS_BACKEND")
+        .output()
+        .expect("netlens runs")
+}
+
+/// `target/tmp/<group>/<name>`, with its folder created.
+pub fn scratch_in(group: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(group);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Asserts exit code 2, a stderr line naming `needle` (case-insensitive), and no panic.
+pub fn assert_bad_input(out: &std::process::Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit 2, stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "panic: {stderr}"
+    );
+    assert!(
+        stderr.to_lowercase().contains(&needle.to_lowercase()),
+        "stderr lacks '{needle}': {stderr}"
+    );
+}
