@@ -95,6 +95,48 @@ pub(crate) fn check_single_image(model: &Model, x: &HostTensor) -> Result<()> {
     Ok(())
 }
 
+/// The checks every perturbation method starts with: `x` is one image `[1, C, H, W]` of the
+/// model and every class is in range. Returns `(C, H, W)`.
+pub(crate) fn check_image_and_classes(
+    model: &Model,
+    x: &HostTensor,
+    classes: &[usize],
+    method: &str,
+) -> Result<(usize, usize, usize)> {
+    check_single_image(model, x)?;
+    if x.shape.len() != 4 {
+        return Err(Error::bad_input(format!(
+            "{method} needs an image input [1, C, H, W], got {:?}",
+            x.shape
+        )));
+    }
+    for &class in classes {
+        check_class(model, class)?;
+    }
+    Ok((x.shape[1], x.shape[2], x.shape[3]))
+}
+
+/// Budget for one chunk's perturbed input; the activations of a chunk scale with it.
+const AUTO_BATCH_BYTES: usize = 64 << 20;
+
+/// Samples per forward of a perturbation method (MATLAB's MiniBatchSize): `requested` if given
+/// (it must be positive), else as many images of `image_len` floats as fit the budget, at most
+/// `max`.
+pub(crate) fn mini_batch(
+    requested: Option<usize>,
+    image_len: usize,
+    max: usize,
+    method: &str,
+) -> Result<usize> {
+    match requested {
+        Some(0) => Err(Error::bad_input(format!(
+            "{method} mini-batch must be positive"
+        ))),
+        Some(n) => Ok(n),
+        None => Ok((AUTO_BATCH_BYTES / (image_len * 4).max(1)).clamp(1, max)),
+    }
+}
+
 pub(crate) fn check_class(model: &Model, class: usize) -> Result<()> {
     let k = model.num_classes();
     if class >= k {

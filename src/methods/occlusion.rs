@@ -8,7 +8,7 @@
 //! stay behind, and all chunks' logits cross to the host in one `read_many` at the end; the
 //! unoccluded image rides along as an extra, empty window in the first chunk.
 
-use super::{check_class, check_single_image, scores, Score};
+use super::{check_image_and_classes, mini_batch, scores, Score};
 use crate::backend::{Backend, HostTensor, OcclusionWindow};
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -89,8 +89,7 @@ pub struct OcclusionMap {
     pub upsampled: Option<HostTensor>,
 }
 
-/// Budget for one chunk's occluded input; the activations of a chunk scale with it.
-const AUTO_BATCH_BYTES: usize = 64 << 20;
+/// The most windows per forward when MiniBatchSize is automatic.
 const AUTO_BATCH_MAX: usize = 64;
 
 impl Occlusion {
@@ -175,27 +174,13 @@ impl Occlusion {
         classes: &[usize],
         progress: &dyn Progress,
     ) -> Result<Vec<OcclusionMap>> {
-        check_single_image(model, x)?;
-        for &class in classes {
-            check_class(model, class)?;
-        }
-        if x.shape.len() != 4 {
-            return Err(Error::bad_input(format!(
-                "occlusion needs an image input [1, C, H, W], got {:?}",
-                x.shape
-            )));
-        }
-        let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3]);
+        let (c, h, w) = check_image_and_classes(model, x, classes, "occlusion")?;
         let value = self.fill(x, c)?;
         let (rows, cols, windows) = self.windows(h, w)?;
         if classes.is_empty() {
             return Ok(Vec::new());
         }
-        let mini_batch = match self.mini_batch {
-            Some(0) => return Err(Error::bad_input("occlusion mini-batch must be positive")),
-            Some(n) => n,
-            None => (AUTO_BATCH_BYTES / (c * h * w * 4).max(1)).clamp(1, AUTO_BATCH_MAX),
-        };
+        let mini_batch = mini_batch(self.mini_batch, c * h * w, AUTO_BATCH_MAX, "occlusion")?;
 
         let reference = OcclusionWindow {
             top: 0,

@@ -10,7 +10,7 @@
 //! logits come back in one read-back.
 
 use super::gradcam::{feature_layer, weighted_sum, CamMap};
-use super::{check_class, check_single_image, scores, upsample_bilinear, Score};
+use super::{check_image_and_classes, mini_batch, scores, upsample_bilinear, Score};
 use crate::backend::{Backend, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -50,7 +50,7 @@ pub struct ScoreCamMap {
     pub weights: Vec<f32>,
 }
 
-const AUTO_BATCH_BYTES: usize = 64 << 20;
+/// The most masked images per forward when MiniBatchSize is automatic.
 const AUTO_BATCH_MAX: usize = 64;
 
 impl ScoreCam {
@@ -77,25 +77,16 @@ impl ScoreCam {
         classes: &[usize],
         progress: &dyn Progress,
     ) -> Result<Vec<ScoreCamMap>> {
-        check_single_image(model, x)?;
-        if x.shape.len() != 4 {
-            return Err(Error::bad_input(format!(
-                "Score-CAM needs an image input [1, C, H, W], got {:?}",
-                x.shape
-            )));
-        }
-        for &class in classes {
-            check_class(model, class)?;
-        }
+        let (c, in_h, in_w) = check_image_and_classes(model, x, classes, "Score-CAM")?;
         let layer = feature_layer(model, self.layer.as_deref())?;
         let shape = model.graph.values[layer].shape.clone();
         let (k, h, w) = (shape[0], shape[1], shape[2]);
-        let (c, in_h, in_w) = (x.shape[1], x.shape[2], x.shape[3]);
-        let mini_batch = match self.mini_batch {
-            Some(0) => return Err(Error::bad_input("Score-CAM mini-batch must be positive")),
-            Some(n) => n,
-            None => (AUTO_BATCH_BYTES / (c * in_h * in_w * 4).max(1)).clamp(1, AUTO_BATCH_MAX),
-        };
+        let mini_batch = mini_batch(
+            self.mini_batch,
+            c * in_h * in_w,
+            AUTO_BATCH_MAX,
+            "Score-CAM",
+        )?;
         if classes.is_empty() {
             return Ok(Vec::new());
         }

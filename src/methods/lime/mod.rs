@@ -14,7 +14,7 @@ pub mod segment;
 pub mod surrogate;
 
 use super::occlusion::MaskValue;
-use super::{check_class, check_single_image, scores, Score};
+use super::{check_image_and_classes, mini_batch, scores, Score};
 use crate::backend::{segment_kept, Backend, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -117,7 +117,7 @@ pub struct LimeMap {
     pub top_segments: Vec<usize>,
 }
 
-const AUTO_BATCH_BYTES: usize = 64 << 20;
+/// The most samples per forward when MiniBatchSize is automatic.
 const AUTO_BATCH_MAX: usize = 128;
 
 impl Lime {
@@ -168,16 +168,7 @@ impl Lime {
         classes: &[usize],
         progress: &dyn Progress,
     ) -> Result<Vec<LimeMap>> {
-        check_single_image(model, x)?;
-        if x.shape.len() != 4 {
-            return Err(Error::bad_input(format!(
-                "LIME needs an image input [1, C, H, W], got {:?}",
-                x.shape
-            )));
-        }
-        for &class in classes {
-            check_class(model, class)?;
-        }
+        let (c, h, w) = check_image_and_classes(model, x, classes, "LIME")?;
         if self.num_samples == 0 {
             return Err(Error::bad_input(
                 "LIME needs at least one sample (NumSamples)",
@@ -195,14 +186,9 @@ impl Lime {
         if self.ridge.is_nan() || self.ridge < 0.0 {
             return Err(Error::bad_input("LIME ridge penalty must not be negative"));
         }
-        let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3]);
         let value = self.mask_value.resolve(x, c)?;
         let segments = self.segments(x)?;
-        let mini_batch = match self.mini_batch {
-            Some(0) => return Err(Error::bad_input("LIME mini-batch must be positive")),
-            Some(n) => n,
-            None => (AUTO_BATCH_BYTES / (c * h * w * 4).max(1)).clamp(1, AUTO_BATCH_MAX),
-        };
+        let mini_batch = mini_batch(self.mini_batch, c * h * w, AUTO_BATCH_MAX, "LIME")?;
         if classes.is_empty() {
             return Ok(Vec::new());
         }
