@@ -19,8 +19,10 @@ use netlens::model::import::load_model;
 use netlens::{Backend, GradRule, HostTensor, Model};
 use serde_json::json;
 
+/// What every single-image method subcommand (attribution and perturbation) takes: the model,
+/// the image, the classes, the score and the output folder.
 #[derive(Args)]
-pub struct AttributeArgs {
+pub struct InputArgs {
     pub model: PathBuf,
     pub image: Option<PathBuf>,
     /// A ready float32 [1, C, H, W] tensor instead of an image.
@@ -31,7 +33,8 @@ pub struct AttributeArgs {
     pub classes: Vec<usize>,
     #[arg(long, default_value_t = 1)]
     pub top: usize,
-    /// Feature layer for CAM methods (ONNX tensor name); default: the input of the global pooling.
+    /// Feature layer for CAM methods and Score-CAM (ONNX tensor name); default: the input of the
+    /// global pooling.
     #[arg(long)]
     pub layer: Option<String>,
     /// Explained score: logit or prob.
@@ -39,6 +42,67 @@ pub struct AttributeArgs {
     pub score: String,
     #[arg(short = 'o', long, default_value = "netlens-out")]
     pub output: PathBuf,
+}
+
+impl InputArgs {
+    /// The model's preprocessing and the one input sample `[1, ...]` (from the image file or
+    /// `--input-npy`).
+    pub fn load(&self, model: &Model, preset: Option<&str>) -> Result<(HostTensor, Preprocess)> {
+        let (pre, _) = crate::preprocessing(&self.model, model, preset)?;
+        let x = match (&self.image, &self.input_npy) {
+            (Some(_), Some(_)) => {
+                return Err(Error::bad_input(
+                    "give either an image or --input-npy, not both",
+                ))
+            }
+            (None, None) => return Err(Error::bad_input("give an image or --input-npy FILE")),
+            (Some(img), None) => input::image_tensor(img, &pre, model.input_shape())?,
+            (None, Some(npy)) => input::load_input_npy(npy, model.input_shape())?,
+        };
+        if x.batch() != 1 {
+            return Err(Error::bad_input(format!(
+                "explain one image at a time; the input has {} samples",
+                x.batch()
+            )));
+        }
+        Ok((x, pre))
+    }
+
+    /// The `--class` list, or else the top `--top` predictions on `x` (one forward).
+    pub fn classes<B: Backend>(&self, b: &B, model: &Model, x: &HostTensor) -> Result<Vec<usize>> {
+        if !self.classes.is_empty() {
+            return Ok(self.classes.clone());
+        }
+        let f = b.forward(model, &b.upload(x)?, &[])?;
+        let logits = b.read(&f.output)?;
+        Ok(top_k(&logits.data, self.top.clamp(1, model.num_classes())))
+    }
+}
+
+/// `--mask-value`: `auto` (the per-channel image mean), one number, or comma-separated
+/// per-channel values.
+pub fn parse_mask_value(spec: &str) -> Result<MaskValue> {
+    Ok(match spec {
+        "auto" => MaskValue::Auto,
+        v if v.contains(',') => MaskValue::PerChannel(
+            v.split(',')
+                .map(|x| {
+                    x.trim().parse::<f32>().map_err(|_| {
+                        Error::bad_input(format!("--mask-value '{v}' is not a list of numbers"))
+                    })
+                })
+                .collect::<Result<_>>()?,
+        ),
+        v => MaskValue::Scalar(v.parse().map_err(|_| {
+            Error::bad_input(format!("--mask-value '{v}': use auto, a number or a list"))
+        })?),
+    })
+}
+
+#[derive(Args)]
+pub struct AttributeArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Integrated Gradients: number of steps.
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
@@ -130,37 +194,12 @@ pub fn explain(
     engine: &Engine,
     preprocess: Option<&str>,
 ) -> Result<()> {
-    let model = load_model(&args.model)?;
-    let (x, pre) = load_input(args, &model, preprocess)?;
+    let model = load_model(&args.input.model)?;
+    let (x, pre) = args.input.load(&model, preprocess)?;
     match engine {
         Engine::Gpu(g) => run(method, args, g.as_ref(), &model, &x, &pre, &engine.name()),
         Engine::Cpu(c) => run(method, args, c, &model, &x, &pre, &engine.name()),
     }
-}
-
-fn load_input(
-    args: &AttributeArgs,
-    model: &Model,
-    preset: Option<&str>,
-) -> Result<(HostTensor, Preprocess)> {
-    let (pre, _) = crate::preprocessing(&args.model, model, preset)?;
-    let x = match (&args.image, &args.input_npy) {
-        (Some(_), Some(_)) => {
-            return Err(Error::bad_input(
-                "give either an image or --input-npy, not both",
-            ))
-        }
-        (None, None) => return Err(Error::bad_input("give an image or --input-npy FILE")),
-        (Some(img), None) => input::image_tensor(img, &pre, model.input_shape())?,
-        (None, Some(npy)) => input::load_input_npy(npy, model.input_shape())?,
-    };
-    if x.batch() != 1 {
-        return Err(Error::bad_input(format!(
-            "explain one image at a time; the input has {} samples",
-            x.batch()
-        )));
-    }
-    Ok((x, pre))
 }
 
 fn baseline(spec: &str, x: &HostTensor, pre: &Preprocess) -> Result<Baseline> {
@@ -217,20 +256,6 @@ fn box_blur(x: &HostTensor, radius: usize) -> HostTensor {
     }
 }
 
-fn classes<B: Backend>(
-    args: &AttributeArgs,
-    b: &B,
-    model: &Model,
-    x: &HostTensor,
-) -> Result<Vec<usize>> {
-    if !args.classes.is_empty() {
-        return Ok(args.classes.clone());
-    }
-    let f = b.forward(model, &b.upload(x)?, &[])?;
-    let logits = b.read(&f.output)?;
-    Ok(top_k(&logits.data, args.top.clamp(1, model.num_classes())))
-}
-
 fn run<B: Backend>(
     method: Method,
     args: &AttributeArgs,
@@ -240,7 +265,7 @@ fn run<B: Backend>(
     pre: &Preprocess,
     backend: &str,
 ) -> Result<()> {
-    let score = Score::parse(&args.score)?;
+    let score = Score::parse(&args.input.score)?;
     let layer_objective = matches!(method, Method::Saliency | Method::Guided);
     if args.objective_layer.is_some() && !layer_objective {
         return Err(Error::bad_input(format!(
@@ -253,12 +278,16 @@ fn run<B: Backend>(
             "--channel and --region need --objective-layer NAME",
         ));
     }
-    let classes = classes(args, b, model, x)?;
-    std::fs::create_dir_all(&args.output)
-        .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", args.output.display())))?;
+    let classes = args.input.classes(b, model, x)?;
+    std::fs::create_dir_all(&args.input.output).map_err(|e| {
+        Error::bad_input(format!(
+            "cannot create {}: {e}",
+            args.input.output.display()
+        ))
+    })?;
     let image = netlens::viz::display_image(x, pre);
     let out = Output {
-        dir: &args.output,
+        dir: &args.input.output,
         method: method.name(),
         image,
         h: x.shape[2],
@@ -266,7 +295,7 @@ fn run<B: Backend>(
     };
     let started = Instant::now();
     let mut results = Vec::new();
-    let mut params = json!({"score": args.score});
+    let mut params = json!({"score": args.input.score});
     match method {
         Method::Saliency | Method::Guided => {
             let rule = if method == Method::Guided {
@@ -299,7 +328,7 @@ fn run<B: Backend>(
             for &c in &classes {
                 results.push(out.pixel(&s.attribute(b, model, x, c)?)?);
             }
-            params = json!({"score": args.score, "samples": args.samples, "noise": args.noise, "variant": args.variant, "seed": args.seed});
+            params = json!({"score": args.input.score, "samples": args.samples, "noise": args.noise, "variant": args.variant, "seed": args.seed});
         }
         Method::Ig => {
             let ig = IntegratedGradients {
@@ -315,12 +344,12 @@ fn run<B: Backend>(
                 entry["score_difference"] = json!(r.score_difference);
                 results.push(entry);
             }
-            params = json!({"score": args.score, "steps": args.steps, "method": args.method, "baseline": args.baseline});
+            params = json!({"score": args.input.score, "steps": args.steps, "method": args.method, "baseline": args.baseline});
         }
         Method::GuidedGradCam => {
             let gc = GradCam {
                 variant: CamVariant::GradCam,
-                layer: args.layer.clone(),
+                layer: args.input.layer.clone(),
                 score,
                 relu: !args.no_relu,
             };
@@ -351,14 +380,14 @@ fn run<B: Backend>(
                 input::write_npy(&npy, &m.per_pixel.shape, &m.per_pixel.data)?;
                 results.push(json!({"class": m.class, "score": m.score, "png": png, "npy": npy, "grid_npy": grid}));
             }
-            params = json!({"score": args.score, "mask_size": args.mask_size, "stride": args.stride,
+            params = json!({"score": args.input.score, "mask_size": args.mask_size, "stride": args.stride,
                 "mask_value": args.mask_value, "clipping": args.clipping, "mini_batch": args.mini_batch,
                 "upsampling": args.upsampling});
         }
         Method::Cams(variant) => {
             let gc = GradCam {
                 variant,
-                layer: args.layer.clone(),
+                layer: args.input.layer.clone(),
                 score,
                 relu: !args.no_relu,
             };
@@ -377,7 +406,7 @@ fn run<B: Backend>(
         "seconds": seconds,
         "results": results,
     });
-    let path = args.output.join("summary.json");
+    let path = args.input.output.join("summary.json");
     let text =
         serde_json::to_string_pretty(&summary).map_err(|e| Error::internal(e.to_string()))?;
     std::fs::write(&path, &text)
@@ -390,7 +419,7 @@ fn run<B: Backend>(
         "{} on {} in {seconds:.2} s; wrote {}",
         method.name(),
         backend,
-        args.output.display()
+        args.input.output.display()
     );
     Ok(())
 }
@@ -415,21 +444,7 @@ fn size_pair(name: &str, spec: &str) -> Result<Option<[usize; 2]>> {
 }
 
 fn occlusion_options(args: &AttributeArgs, score: Score) -> Result<Occlusion> {
-    let mask_value = match args.mask_value.as_str() {
-        "auto" => MaskValue::Auto,
-        v if v.contains(',') => MaskValue::PerChannel(
-            v.split(',')
-                .map(|x| {
-                    x.trim().parse::<f32>().map_err(|_| {
-                        Error::bad_input(format!("--mask-value '{v}' is not a list of numbers"))
-                    })
-                })
-                .collect::<Result<_>>()?,
-        ),
-        v => MaskValue::Scalar(v.parse().map_err(|_| {
-            Error::bad_input(format!("--mask-value '{v}': use auto, a number or a list"))
-        })?),
-    };
+    let mask_value = parse_mask_value(&args.mask_value)?;
     let clipping = match args.clipping.as_str() {
         "on" | "true" => true,
         "off" | "false" => false,

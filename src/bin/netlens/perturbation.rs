@@ -1,15 +1,14 @@
 //! The perturbation subcommands with their own options: `lime` (MATLAB `imageLIME` names) and
 //! `scorecam`. Each writes PNG overlays, raw .npy maps and summary.json to -o DIR.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use clap::Args;
-use netlens::engine::{top_k, Engine};
+use netlens::engine::Engine;
 use netlens::error::{Error, Result};
 use netlens::input::{self, Preprocess};
 use netlens::methods::lime::{highlight_segments, segment, Lime, Segmentation, Surrogate};
-use netlens::methods::occlusion::MaskValue;
 use netlens::methods::scorecam::ScoreCam;
 use netlens::methods::Score;
 use netlens::model::import::load_model;
@@ -18,24 +17,8 @@ use serde_json::json;
 
 #[derive(Args)]
 pub struct PerturbationArgs {
-    pub model: PathBuf,
-    pub image: Option<PathBuf>,
-    /// A ready float32 [1, C, H, W] tensor instead of an image.
-    #[arg(long)]
-    pub input_npy: Option<PathBuf>,
-    /// Class to explain; repeatable. Default: the top --top predicted classes.
-    #[arg(long = "class")]
-    pub classes: Vec<usize>,
-    #[arg(long, default_value_t = 1)]
-    pub top: usize,
-    /// Score-CAM: feature layer (ONNX tensor name); default: the input of the global pooling.
-    #[arg(long)]
-    pub layer: Option<String>,
-    /// Explained score: logit or prob.
-    #[arg(long, default_value = "logit")]
-    pub score: String,
-    #[arg(short = 'o', long, default_value = "netlens-out")]
-    pub output: PathBuf,
+    #[command(flatten)]
+    pub input: crate::attribute::InputArgs,
     /// LIME: perturbed samples, the unperturbed image included (MATLAB NumSamples).
     #[arg(long, default_value_t = 2048)]
     pub num_samples: usize,
@@ -87,51 +70,18 @@ impl Method {
 }
 
 pub fn explain(method: Method, args: &PerturbationArgs, engine: &Engine) -> Result<()> {
-    let model = load_model(&args.model)?;
-    let (x, pre) = load_input(args, &model)?;
-    match engine {
-        Engine::Gpu(g) => run(method, args, g.as_ref(), &model, &x, &pre, &engine.name()),
-        Engine::Cpu(c) => run(method, args, c, &model, &x, &pre, &engine.name()),
-    }
-}
-
-fn load_input(args: &PerturbationArgs, model: &Model) -> Result<(HostTensor, Preprocess)> {
-    let (pre, _) = crate::preprocessing(&args.model, model, args.common.preprocess.as_deref())?;
-    let x = match (&args.image, &args.input_npy) {
-        (Some(_), Some(_)) => {
-            return Err(Error::bad_input(
-                "give either an image or --input-npy, not both",
-            ))
-        }
-        (None, None) => return Err(Error::bad_input("give an image or --input-npy FILE")),
-        (Some(img), None) => input::image_tensor(img, &pre, model.input_shape())?,
-        (None, Some(npy)) => input::load_input_npy(npy, model.input_shape())?,
-    };
-    if x.batch() != 1 || x.shape.len() != 4 {
+    let model = load_model(&args.input.model)?;
+    let (x, pre) = args.input.load(&model, args.common.preprocess.as_deref())?;
+    if x.shape.len() != 4 {
         return Err(Error::bad_input(format!(
             "explain one image [1, C, H, W] at a time; the input is {:?}",
             x.shape
         )));
     }
-    Ok((x, pre))
-}
-
-fn mask_value(spec: &str) -> Result<MaskValue> {
-    Ok(match spec {
-        "auto" => MaskValue::Auto,
-        v if v.contains(',') => MaskValue::PerChannel(
-            v.split(',')
-                .map(|x| {
-                    x.trim().parse::<f32>().map_err(|_| {
-                        Error::bad_input(format!("--mask-value '{v}' is not a list of numbers"))
-                    })
-                })
-                .collect::<Result<_>>()?,
-        ),
-        v => MaskValue::Scalar(v.parse().map_err(|_| {
-            Error::bad_input(format!("--mask-value '{v}': use auto, a number or a list"))
-        })?),
-    })
+    match engine {
+        Engine::Gpu(g) => run(method, args, g.as_ref(), &model, &x, &pre, &engine.name()),
+        Engine::Cpu(c) => run(method, args, c, &model, &x, &pre, &engine.name()),
+    }
 }
 
 fn lime_options(args: &PerturbationArgs, score: Score) -> Result<Lime> {
@@ -157,7 +107,7 @@ fn lime_options(args: &PerturbationArgs, score: Score) -> Result<Lime> {
         segmentation,
         surrogate,
         kernel_width: args.kernel_width,
-        mask_value: mask_value(&args.mask_value)?,
+        mask_value: crate::attribute::parse_mask_value(&args.mask_value)?,
         mini_batch: args.mini_batch,
         seed: args.seed,
         score,
@@ -175,7 +125,7 @@ fn run<B: Backend>(
     pre: &Preprocess,
     backend: &str,
 ) -> Result<()> {
-    let score = Score::parse(&args.score)?;
+    let score = Score::parse(&args.input.score)?;
     // Options are checked before the classifying forward, so bad input fails fast.
     let lime = match method {
         Method::Lime => Some(lime_options(args, score)?),
@@ -187,21 +137,18 @@ fn run<B: Backend>(
         }
         l.segments(x)?;
     }
-    let classes = if args.classes.is_empty() {
-        let f = b.forward(model, &b.upload(x)?, &[])?;
-        top_k(
-            &b.read(&f.output)?.data,
-            args.top.clamp(1, model.num_classes()),
-        )
-    } else {
-        args.classes.clone()
-    };
-    std::fs::create_dir_all(&args.output)
-        .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", args.output.display())))?;
+    let classes = args.input.classes(b, model, x)?;
+    std::fs::create_dir_all(&args.input.output).map_err(|e| {
+        Error::bad_input(format!(
+            "cannot create {}: {e}",
+            args.input.output.display()
+        ))
+    })?;
     let image = netlens::viz::display_image(x, pre);
     let (h, w) = (x.shape[2], x.shape[3]);
     let file = |class: usize, suffix: &str| {
-        args.output
+        args.input
+            .output
             .join(format!("{}_{class}{suffix}", method.name()))
     };
     let png = |path: &Path, rgb: Vec<u8>| netlens::viz::save_rgb_png(path, w, h, rgb);
@@ -211,7 +158,7 @@ fn run<B: Backend>(
     let params = match (method, lime) {
         (Method::Lime, Some(lime)) => {
             let maps = lime.attribute_with_progress(b, model, x, &classes, &progress)?;
-            let features = args.output.join("lime_features.npy");
+            let features = args.input.output.join("lime_features.npy");
             if let Some(m) = maps.first() {
                 input::write_npy(&features, &m.feature_map.shape, &m.feature_map.data)?;
             }
@@ -234,7 +181,7 @@ fn run<B: Backend>(
                     "png": overlay, "top_png": top, "npy": npy, "importance_npy": imp,
                     "features_npy": features}));
             }
-            json!({"score": args.score, "num_samples": args.num_samples,
+            json!({"score": args.input.score, "num_samples": args.num_samples,
                 "num_features": args.num_features, "segmentation": args.segmentation,
                 "compactness": args.compactness, "surrogate": args.surrogate,
                 "kernel_width": args.kernel_width, "mask_value": args.mask_value,
@@ -242,7 +189,7 @@ fn run<B: Backend>(
         }
         _ => {
             let sc = ScoreCam {
-                layer: args.layer.clone(),
+                layer: args.input.layer.clone(),
                 score,
                 mini_batch: args.mini_batch,
                 relu: true,
@@ -260,7 +207,7 @@ fn run<B: Backend>(
                 results.push(json!({"class": c.class, "score": c.score, "layer": c.layer,
                     "png": overlay, "npy": npy, "lowres_npy": low, "weights_npy": wts}));
             }
-            json!({"score": args.score, "layer": args.layer, "mini_batch": args.mini_batch})
+            json!({"score": args.input.score, "layer": args.input.layer, "mini_batch": args.mini_batch})
         }
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -272,7 +219,7 @@ fn run<B: Backend>(
         "seconds": seconds,
         "results": results,
     });
-    let path = args.output.join("summary.json");
+    let path = args.input.output.join("summary.json");
     let text =
         serde_json::to_string_pretty(&summary).map_err(|e| Error::internal(e.to_string()))?;
     std::fs::write(&path, text)
@@ -281,7 +228,7 @@ fn run<B: Backend>(
         "{} on {} in {seconds:.2} s; wrote {}",
         method.name(),
         backend,
-        args.output.display()
+        args.input.output.display()
     );
     Ok(())
 }
