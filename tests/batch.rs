@@ -72,7 +72,7 @@ fn gpu_chunked_batch_is_correct() {
 /// One forward of a whole batch is one queue submission, however many ops the model has.
 #[test]
 fn gpu_forward_is_one_submission() {
-    let g = gpu();
+    let g = &private_gpu();
     let model = load_model(asset("models/tiny_digits.onnx")).expect("import");
     let x = g.upload(&random(&[8, 1, 16, 16], 1)).unwrap();
     let before = g.stats().submissions;

@@ -11,7 +11,7 @@
 mod common;
 use common::*;
 use netlens::backend::AscentStep;
-use netlens::gpu::{GpuBackend, GpuOptions};
+use netlens::gpu::GpuBackend;
 use netlens::methods::deepdream::{DeepDream, InputSpace, Start, Target};
 use netlens::methods::upsample_bilinear;
 use netlens::model::import::{import_bytes_with_input, load_model, load_model_with_input};
@@ -177,8 +177,7 @@ fn digits_layer(m: &Model) -> String {
 /// per run (start forward, resizes, final forward, the read), and one read-back at the very end.
 #[test]
 fn gpu_dream_batches_channels_and_reads_back_once() {
-    let g = GpuBackend::new(&GpuOptions::default())
-        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    let g = private_gpu();
     let (bytes, m) = digits();
     let at_size = |h: usize, w: usize| import_bytes_with_input(&bytes, "tiny", [1, h, w]);
     let dream = DeepDream {

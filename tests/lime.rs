@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 use netlens::backend::segment_kept;
-use netlens::gpu::{GpuBackend, GpuOptions};
 use netlens::methods::lime::{segment, Lime, Segmentation, Surrogate};
 use netlens::methods::occlusion::MaskValue;
 use netlens::methods::scorecam::ScoreCam;
@@ -200,8 +199,7 @@ fn lime_is_reproducible_and_the_samplers_agree_bit_for_bit() {
 /// deferred into its forward), and one read-back for all logits.
 #[test]
 fn gpu_lime_batches_its_samples() {
-    let g = GpuBackend::new(&GpuOptions::default())
-        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    let g = private_gpu();
     let (m, _) = pooled_linear();
     let x = random(&[1, 3, 16, 16], 5);
     let before = g.stats();
@@ -353,8 +351,7 @@ fn scorecam_matches_the_reference_on_both_backends() {
 /// forwards, one read-back.
 #[test]
 fn gpu_scorecam_batches_its_channels() {
-    let g = GpuBackend::new(&GpuOptions::default())
-        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    let g = private_gpu();
     let m = small_cnn();
     let x = random(&[1, 3, 12, 12], 3);
     let before = g.stats();

@@ -6,7 +6,6 @@
 
 mod common;
 use common::*;
-use netlens::gpu::{GpuBackend, GpuOptions};
 use netlens::methods::gradcam::GradCam;
 use netlens::methods::integrated_gradients::{IntegratedGradients, Quadrature};
 use netlens::methods::saliency::Saliency;
@@ -179,8 +178,7 @@ fn digits() -> (Model, HostTensor) {
 /// it.
 #[test]
 fn gpu_methods_batch_their_samples() {
-    let g = GpuBackend::new(&GpuOptions::default())
-        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    let g = private_gpu();
     let (m, x) = digits();
     let before = g.stats();
     ig(Quadrature::GaussLegendre)

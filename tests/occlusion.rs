@@ -168,8 +168,7 @@ fn occlude_op_is_bit_identical_on_gpu_and_cpu() {
 /// submission: 3 + 1 = 4.
 #[test]
 fn gpu_occlusion_batches_its_windows() {
-    let g = GpuBackend::new(&GpuOptions::default())
-        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    let g = private_gpu();
     let (m, x) = digits();
     let o = Occlusion {
         mask_size: Some([4, 4]),

@@ -18,10 +18,14 @@ pub fn asset(rel: &str) -> String {
 /// One GPU backend for the whole test binary; a missing adapter fails the test with the way out.
 pub fn gpu() -> &'static GpuBackend {
     static GPU: OnceLock<GpuBackend> = OnceLock::new();
-    GPU.get_or_init(|| match GpuBackend::new(&GpuOptions::default()) {
-        Ok(g) => g,
-        Err(e) => panic!("GPU tests need a wgpu adapter: {e}"),
-    })
+    GPU.get_or_init(private_gpu)
+}
+
+/// A backend of the test's own, for tests that count submissions: the shared `gpu()` is used by
+/// the tests running beside it, whose submissions would land in its counters.
+pub fn private_gpu() -> GpuBackend {
+    GpuBackend::new(&GpuOptions::default())
+        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"))
 }
 
 pub fn cpu() -> CpuBackend {
