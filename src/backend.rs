@@ -178,6 +178,13 @@ pub trait Backend {
         tensors.iter().map(|t| self.read(t)).collect()
     }
 
+    /// Bytes of input per chunk when a perturbation method picks its own mini-batch: a GPU wants
+    /// large chunks to fill its cores; a CPU runs faster on chunks whose activations stay in its
+    /// caches (MobileNetV2 on one thread: 24 ms per image at batch 2, 34 ms at batch 64).
+    fn auto_chunk_bytes(&self) -> usize {
+        64 << 20
+    }
+
     /// Full shape of a backend tensor.
     fn shape(&self, tensor: &Self::Tensor) -> Vec<usize>;
 

@@ -3,23 +3,24 @@
 
 use rayon::prelude::*;
 
+use super::depthwise::depthwise;
 use super::eltwise::unary_inplace;
 use super::gemm::{gemm, Mat};
 use crate::error::{Error, Result};
 use crate::model::{Conv, Unary};
 
 /// Geometry of one convolution, validated against the data it runs on.
-struct Geom {
-    n: usize,
-    ic: usize,
-    h: usize,
-    w: usize,
-    oc: usize,
-    oh: usize,
-    ow: usize,
-    kh: usize,
-    kw: usize,
-    groups: usize,
+pub(super) struct Geom {
+    pub n: usize,
+    pub ic: usize,
+    pub h: usize,
+    pub w: usize,
+    pub oc: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub groups: usize,
 }
 
 fn geometry(x: &[f32], xs: &[usize], conv: &Conv, ys: &[usize], y: &[f32]) -> Result<Geom> {
@@ -152,129 +153,6 @@ fn valid_range(out_len: usize, stride: usize, off: isize, len: usize) -> (usize,
     };
     let lo = (lo as usize).min(out_len);
     (lo, (hi as usize).clamp(lo, out_len))
-}
-
-fn depthwise(x: &[f32], g: &Geom, conv: &Conv, act: Option<Unary>, par: bool, y: &mut [f32]) {
-    let mult = g.oc / g.ic;
-    let (ohw, hw, kk) = (g.oh * g.ow, g.h * g.w, g.kh * g.kw);
-    let [sh, sw] = conv.strides;
-    let [dh, dw] = conv.dilations;
-    let [pt, pl, _, _] = conv.pads;
-    let wt = &conv.weight.data[..];
-    let bias = conv.bias.as_ref().map(|b| &b.data[..]);
-    // Column ranges per kernel column are the same for every row and channel.
-    let cols: Vec<(usize, usize, isize)> = (0..g.kw)
-        .map(|kj| {
-            let off = (kj * dw) as isize - pl as isize;
-            let (lo, hi) = valid_range(g.ow, sw, off, g.w);
-            (lo, hi, off)
-        })
-        .collect();
-    // Output columns where all three taps of a stride-1 3-wide kernel row are inside the input.
-    let interior = (g.kw == 3 && sw == 1)
-        .then(|| {
-            (
-                cols.iter().map(|c| c.0).max(),
-                cols.iter().map(|c| c.1).min(),
-            )
-        })
-        .and_then(|(lo, hi)| Some((lo?, hi?)))
-        .filter(|(lo, hi)| lo < hi);
-    // Adds one tap `wv * in[o * sw + off]` to output columns [lo, hi).
-    // `split` holds the row's even and odd columns for stride 2, so taps read contiguously.
-    let tap = |row: &mut [f32],
-               in_row: &[f32],
-               split: (&[f32], &[f32]),
-               wv: f32,
-               lo: usize,
-               hi: usize,
-               off: isize| {
-        if lo >= hi {
-            return;
-        }
-        let dst = &mut row[lo..hi];
-        let (src, start) = if sw == 2 {
-            let half = if off.rem_euclid(2) == 0 {
-                split.0
-            } else {
-                split.1
-            };
-            (half, (lo as isize + off.div_euclid(2)) as usize)
-        } else {
-            (in_row, ((lo * sw) as isize + off) as usize)
-        };
-        if sw <= 2 {
-            for (d, &v) in dst.iter_mut().zip(&src[start..start + (hi - lo)]) {
-                *d += wv * v;
-            }
-        } else {
-            for (d, &v) in dst.iter_mut().zip(src[start..].iter().step_by(sw)) {
-                *d += wv * v;
-            }
-        }
-    };
-    let plane = |p: usize, out: &mut [f32]| {
-        let (n, o) = (p / g.oc, p % g.oc);
-        let src = &x[(n * g.ic + o / mult) * hw..][..hw];
-        let (we, wo) = (g.w.div_ceil(2), g.w / 2);
-        let (mut even, mut odd) = (Vec::new(), Vec::new());
-        if sw == 2 {
-            even.reserve(we * g.h);
-            odd.reserve(wo * g.h);
-            for r in src.chunks(g.w) {
-                even.extend(r.iter().step_by(2));
-                odd.extend(r.iter().skip(1).step_by(2));
-            }
-        }
-        let k = &wt[o * kk..(o + 1) * kk];
-        let b = bias.map_or(0.0, |b| b[o]);
-        for (oy, row) in out.chunks_mut(g.ow).enumerate() {
-            row.fill(b);
-            for ki in 0..g.kh {
-                let iy = (oy * sh + ki * dh) as isize - pt as isize;
-                if iy < 0 || iy >= g.h as isize {
-                    continue;
-                }
-                let in_row = &src[iy as usize * g.w..][..g.w];
-                let iy = iy as usize;
-                let split = if sw == 2 {
-                    (&even[iy * we..(iy + 1) * we], &odd[iy * wo..(iy + 1) * wo])
-                } else {
-                    (&[][..], &[][..])
-                };
-                let kr = &k[ki * g.kw..(ki + 1) * g.kw];
-                if let Some((lo, hi)) = interior {
-                    // The three taps of a kernel row in one pass: a third of the row traffic.
-                    let at = |kj: usize| &in_row[(lo as isize + cols[kj].2) as usize..][..hi - lo];
-                    let (s0, s1, s2) = (at(0), at(1), at(2));
-                    let (w0, w1, w2) = (kr[0], kr[1], kr[2]);
-                    for (((d, &a), &b), &c) in row[lo..hi].iter_mut().zip(s0).zip(s1).zip(s2) {
-                        *d += w0 * a + w1 * b + w2 * c;
-                    }
-                    for (kj, &(l, h, off)) in cols.iter().enumerate() {
-                        tap(row, in_row, split, kr[kj], l, h.min(lo), off);
-                        tap(row, in_row, split, kr[kj], l.max(hi), h, off);
-                    }
-                } else {
-                    for (kj, &(l, h, off)) in cols.iter().enumerate() {
-                        tap(row, in_row, split, kr[kj], l, h, off);
-                    }
-                }
-            }
-            if let Some(a) = act {
-                unary_inplace(a, row);
-            }
-        }
-    };
-    if par {
-        y.par_chunks_mut(ohw)
-            .enumerate()
-            .for_each(|(p, out)| plane(p, out));
-    } else {
-        y.chunks_mut(ohw)
-            .enumerate()
-            .for_each(|(p, out)| plane(p, out));
-    }
 }
 
 /// Fills `col[(c * kh + ki) * kw + kj, oy * ow + ox]` with the input tap of channels

@@ -5,6 +5,7 @@
 //! (VJP) functions can sit beside their forward.
 
 mod conv;
+mod depthwise;
 mod eltwise;
 mod exec;
 mod gemm;
@@ -18,6 +19,7 @@ mod perturb;
 pub(crate) use perturb::path_batch as path_batch_into;
 mod pool;
 mod reduce;
+pub(crate) mod simd;
 mod softmax;
 
 #[cfg(test)]
@@ -52,6 +54,11 @@ impl Backend for CpuBackend {
 
     fn name(&self) -> String {
         format!("CPU ({} threads)", rayon::current_num_threads())
+    }
+
+    /// 2 MiB of input per thread: a few 224² images each, whose activations mostly stay in cache.
+    fn auto_chunk_bytes(&self) -> usize {
+        (2 << 20) * rayon::current_num_threads()
     }
 
     fn upload(&self, tensor: &HostTensor) -> Result<Self::Tensor> {

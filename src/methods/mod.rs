@@ -116,13 +116,11 @@ pub(crate) fn check_image_and_classes(
     Ok((x.shape[1], x.shape[2], x.shape[3]))
 }
 
-/// Budget for one chunk's perturbed input; the activations of a chunk scale with it.
-const AUTO_BATCH_BYTES: usize = 64 << 20;
-
 /// Samples per forward of a perturbation method (MATLAB's MiniBatchSize): `requested` if given
-/// (it must be positive), else as many images of `image_len` floats as fit the budget, at most
-/// `max`.
-pub(crate) fn mini_batch(
+/// (it must be positive), else as many images of `image_len` floats as fit the backend's
+/// [`Backend::auto_chunk_bytes`], at most `max`.
+pub(crate) fn mini_batch<B: Backend>(
+    b: &B,
     requested: Option<usize>,
     image_len: usize,
     max: usize,
@@ -133,7 +131,7 @@ pub(crate) fn mini_batch(
             "{method} mini-batch must be positive"
         ))),
         Some(n) => Ok(n),
-        None => Ok((AUTO_BATCH_BYTES / (image_len * 4).max(1)).clamp(1, max)),
+        None => Ok((b.auto_chunk_bytes() / (image_len * 4).max(1)).clamp(1, max)),
     }
 }
 

@@ -180,7 +180,7 @@ impl Occlusion {
         if classes.is_empty() {
             return Ok(Vec::new());
         }
-        let mini_batch = mini_batch(self.mini_batch, c * h * w, AUTO_BATCH_MAX, "occlusion")?;
+        let mini_batch = mini_batch(b, self.mini_batch, c * h * w, AUTO_BATCH_MAX, "occlusion")?;
 
         let reference = OcclusionWindow {
             top: 0,

@@ -82,6 +82,7 @@ impl ScoreCam {
         let shape = model.graph.values[layer].shape.clone();
         let (k, h, w) = (shape[0], shape[1], shape[2]);
         let mini_batch = mini_batch(
+            b,
             self.mini_batch,
             c * in_h * in_w,
             AUTO_BATCH_MAX,

@@ -169,6 +169,17 @@ fn conv_depthwise() {
         [2, 2, 2, 2],
         None,
     );
+    // Stride 3 with a 2-dilated kernel: three column phases, taps in two of them.
+    check_conv(
+        [1, 4, 17, 16],
+        4,
+        [3, 3],
+        4,
+        [3, 3],
+        [2, 2],
+        [1, 2, 0, 1],
+        Some(Unary::Relu),
+    );
     // Channel multiplier 2.
     check_conv(
         [2, 3, 6, 7],

@@ -188,7 +188,7 @@ impl Lime {
         }
         let value = self.mask_value.resolve(x, c)?;
         let segments = self.segments(x)?;
-        let mini_batch = mini_batch(self.mini_batch, c * h * w, AUTO_BATCH_MAX, "LIME")?;
+        let mini_batch = mini_batch(b, self.mini_batch, c * h * w, AUTO_BATCH_MAX, "LIME")?;
         if classes.is_empty() {
             return Ok(Vec::new());
         }
