@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{GpuBackend, GpuOptions};
 use crate::methods::deepdream::{DeepDream, Target};
 use crate::methods::gradcam::{guided_gradcam, CamVariant, GradCam};
+use crate::methods::lime::{Lime, Segmentation};
 use crate::methods::saliency::Saliency;
 use crate::methods::scorecam::ScoreCam;
 use crate::methods::tsne::{gaussian_clusters, tsne, Algorithm, Tsne};
@@ -147,15 +148,15 @@ pub fn entries(settings: &Settings) -> Vec<Entry> {
         ),
         entry!(
             "lime",
-            format!(
-                "{} samples, 49 SLIC superpixels, regression tree",
-                s.lime_samples
-            ),
+            "2048 samples, 7×7 grid, regression tree".into(),
             |b, c| {
-                c.settings
-                    .lime()
-                    .attribute(b, c.model, c.image, &[c.class])
-                    .map(drop)
+                // MATLAB's imageLIME defaults, with the grid segmentation the peers are timed on.
+                Lime {
+                    segmentation: Segmentation::Grid,
+                    ..Default::default()
+                }
+                .attribute(b, c.model, c.image, &[c.class])
+                .map(drop)
             }
         ),
         entry!("scorecam", "CAM layer, every channel".into(), |b, c| {
