@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::depthwise::depthwise;
+use super::depthwise::{depthwise, depthwise_vjp};
 use super::eltwise::unary_inplace;
 use super::gemm::{gemm, Mat};
 use crate::error::{Error, Result};
@@ -308,70 +308,6 @@ fn pointwise_vjp(dy: &[f32], g: &Geom, conv: &Conv, par: bool, dx: &mut [f32]) {
             inner,
         );
     });
-}
-
-fn depthwise_vjp(dy: &[f32], g: &Geom, conv: &Conv, par: bool, dx: &mut [f32]) {
-    let mult = g.oc / g.ic;
-    let (ohw, hw, kk) = (g.oh * g.ow, g.h * g.w, g.kh * g.kw);
-    let [sh, sw] = conv.strides;
-    let [dh, dw] = conv.dilations;
-    let [pt, pl, _, _] = conv.pads;
-    let wt = &conv.weight.data[..];
-    let cols: Vec<(usize, usize, isize)> = (0..g.kw)
-        .map(|kj| {
-            let off = (kj * dw) as isize - pl as isize;
-            let (lo, hi) = valid_range(g.ow, sw, off, g.w);
-            (lo, hi, off)
-        })
-        .collect();
-    // Scatter form of the forward: each output row adds `w * dy_row` into the input rows its
-    // taps read. One input plane collects from the `mult` output planes of its channel.
-    let plane = |p: usize, out: &mut [f32]| {
-        out.fill(0.0);
-        let (n, c) = (p / g.ic, p % g.ic);
-        for m in 0..mult {
-            let o = c * mult + m;
-            let src = &dy[(n * g.oc + o) * ohw..][..ohw];
-            let k = &wt[o * kk..(o + 1) * kk];
-            for (oy, row) in src.chunks(g.ow).enumerate() {
-                for ki in 0..g.kh {
-                    let iy = (oy * sh + ki * dh) as isize - pt as isize;
-                    if iy < 0 || iy >= g.h as isize {
-                        continue;
-                    }
-                    let in_row = &mut out[iy as usize * g.w..][..g.w];
-                    for (kj, &(lo, hi, off)) in cols.iter().enumerate() {
-                        if lo >= hi {
-                            continue;
-                        }
-                        let wv = k[ki * g.kw + kj];
-                        let start = ((lo * sw) as isize + off) as usize;
-                        if sw == 1 {
-                            for (d, &v) in
-                                in_row[start..start + hi - lo].iter_mut().zip(&row[lo..hi])
-                            {
-                                *d += wv * v;
-                            }
-                        } else {
-                            for (d, &v) in in_row[start..].iter_mut().step_by(sw).zip(&row[lo..hi])
-                            {
-                                *d += wv * v;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    if par {
-        dx.par_chunks_mut(hw)
-            .enumerate()
-            .for_each(|(p, out)| plane(p, out));
-    } else {
-        dx.chunks_mut(hw)
-            .enumerate()
-            .for_each(|(p, out)| plane(p, out));
-    }
 }
 
 /// Adjoint of `im2col`: adds `col[(c * kh + ki) * kw + kj, oy * ow + ox]` back into the input tap

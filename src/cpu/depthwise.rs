@@ -1,10 +1,11 @@
-//! Depthwise convolution forward (groups = input channels), the op MobileNets spend most of their
-//! memory traffic in. Each input plane is copied once into a zero-padded scratch, split into
+//! Depthwise convolution (groups = input channels) and its VJP, the ops MobileNets spend most of
+//! their memory traffic in. Each input plane is copied once into a zero-padded scratch, split into
 //! `sh × sw` phases (padded row `q * sh + rp`, column `m * sw + cp` sits in phase `(rp, cp)` at
 //! `(q, m)`). Then one kernel tap over a whole output plane is one contiguous multiply-add over
 //! `oh × phase_w` values (a few columns per row are computed and dropped), whatever the stride or
 //! dilation: long loops the compiler vectorises (8 lanes with AVX2, chosen at run time) even for
-//! 7×7 planes, and no border cases.
+//! 7×7 planes, and no border cases. The VJP is the exact transpose: each tap adds `w * dy` into
+//! the phases, which are then gathered back into the input plane.
 
 use rayon::prelude::*;
 
@@ -185,6 +186,82 @@ avx2_dispatch! {
         }
         if let Some(a) = act {
             unary_inplace(a, out);
+        }
+    }
+}
+
+/// `dx = depthwise(x)ᵀ · dy`, overwriting all of `dx` (one input plane collects from the `mult`
+/// output planes of its channel).
+pub(super) fn depthwise_vjp(dy: &[f32], g: &Geom, conv: &Conv, par: bool, dx: &mut [f32]) {
+    let mult = g.oc / g.ic;
+    let (ohw, hw, kk) = (g.oh * g.ow, g.h * g.w, g.kh * g.kw);
+    let ph = Phases::new(g, conv);
+    let wt = &conv.weight.data[..];
+    let one = |p: usize, out: &mut [f32], scratch: &mut Scratch| {
+        let (n, c) = (p / g.ic, p % g.ic);
+        let Scratch { padded, acc } = scratch;
+        padded.clear();
+        padded.resize(ph.sh * ph.sw * ph.phase_len, 0.0);
+        for m in 0..mult {
+            let o = c * mult + m;
+            let dy_plane = &dy[(n * g.oc + o) * ohw..][..ohw];
+            plane_vjp(&ph, dy_plane, &wt[o * kk..(o + 1) * kk], acc, padded);
+        }
+        gather(&ph, padded, out);
+    };
+    if par {
+        dx.par_chunks_mut(hw)
+            .enumerate()
+            .for_each_init(Scratch::default, |s, (p, out)| one(p, out, s));
+    } else {
+        let mut scratch = Scratch::default();
+        dx.chunks_mut(hw)
+            .enumerate()
+            .for_each(|(p, out)| one(p, out, &mut scratch));
+    }
+}
+
+avx2_dispatch! {
+    /// Adds the VJP of one output plane `dy` into the phase-layout gradient `padded`.
+    fn plane_vjp(ph: &Phases, dy: &[f32], kernel: &[f32], acc: &mut Vec<f32>, padded: &mut [f32]) {
+        // dy in the scratch layout; the dropped columns get zero, so they add nothing.
+        acc.clear();
+        acc.resize(ph.span, 0.0);
+        for (full, row) in acc.chunks_mut(ph.phase_w).zip(dy.chunks(ph.ow)) {
+            full[..ph.ow].copy_from_slice(row);
+        }
+        for (&start, &wv) in ph.taps.iter().zip(kernel) {
+            for (d, &v) in padded[start..][..ph.span].iter_mut().zip(acc.iter()) {
+                *d += wv * v;
+            }
+        }
+    }
+}
+
+/// The input plane's gradient from the phase layout: the transpose of the copy into phases
+/// (padding positions are dropped; input pixels no tap reads get zero).
+fn gather(ph: &Phases, padded: &[f32], out: &mut [f32]) {
+    let sw = ph.sw;
+    for (r, row) in out.chunks_mut(ph.w).enumerate() {
+        let (q, rp) = ((r + ph.pt) / ph.sh, (r + ph.pt) % ph.sh);
+        if q > ph.rows {
+            row.fill(0.0);
+            continue;
+        }
+        if sw > 1 {
+            row.fill(0.0);
+        }
+        for (cp, &(c0, m0, n)) in ph.fills.iter().enumerate() {
+            let src = &padded[(rp * sw + cp) * ph.phase_len + q * ph.phase_w..][m0..m0 + n];
+            if sw == 1 {
+                row[..c0].fill(0.0);
+                row[c0..c0 + n].copy_from_slice(src);
+                row[c0 + n..].fill(0.0);
+            } else {
+                for (d, &v) in row[c0..].iter_mut().step_by(sw).zip(src) {
+                    *d = v;
+                }
+            }
         }
     }
 }
