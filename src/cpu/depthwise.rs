@@ -82,6 +82,26 @@ struct Scratch {
     acc: Vec<f32>,
 }
 
+/// Runs `one(index, plane, scratch)` over the `len`-long planes of `y`, across threads with `par`,
+/// with one scratch per thread.
+fn each_plane(
+    y: &mut [f32],
+    len: usize,
+    par: bool,
+    one: impl Fn(usize, &mut [f32], &mut Scratch) + Sync + Send,
+) {
+    if par {
+        y.par_chunks_mut(len)
+            .enumerate()
+            .for_each_init(Scratch::default, |s, (p, out)| one(p, out, s));
+    } else {
+        let mut scratch = Scratch::default();
+        y.chunks_mut(len)
+            .enumerate()
+            .for_each(|(p, out)| one(p, out, &mut scratch));
+    }
+}
+
 /// `y = act(depthwise(x))` over all samples and channels (channel multiplier `oc / ic`).
 pub(super) fn depthwise(
     x: &[f32],
@@ -103,16 +123,7 @@ pub(super) fn depthwise(
         let b = bias.map_or(0.0, |b| b[o]);
         plane(&ph, src, kernel, b, act, out, scratch);
     };
-    if par {
-        y.par_chunks_mut(ohw)
-            .enumerate()
-            .for_each_init(Scratch::default, |s, (p, out)| one(p, out, s));
-    } else {
-        let mut scratch = Scratch::default();
-        y.chunks_mut(ohw)
-            .enumerate()
-            .for_each(|(p, out)| one(p, out, &mut scratch));
-    }
+    each_plane(y, ohw, par, one);
 }
 
 avx2_dispatch! {
@@ -209,16 +220,7 @@ pub(super) fn depthwise_vjp(dy: &[f32], g: &Geom, conv: &Conv, par: bool, dx: &m
         }
         gather(&ph, padded, out);
     };
-    if par {
-        dx.par_chunks_mut(hw)
-            .enumerate()
-            .for_each_init(Scratch::default, |s, (p, out)| one(p, out, s));
-    } else {
-        let mut scratch = Scratch::default();
-        dx.chunks_mut(hw)
-            .enumerate()
-            .for_each(|(p, out)| one(p, out, &mut scratch));
-    }
+    each_plane(dx, hw, par, one);
 }
 
 avx2_dispatch! {
