@@ -302,7 +302,8 @@ pub trait Backend {
     // defaults run the host formulas of `combine` through `read` and `upload`: right for a
     // backend in host memory (the CPU backend uses them); a device backend overrides them (the
     // GPU backend records them as deferred dispatches, submitted with the next forward or
-    // read-back).
+    // read-back, except for an operand over one storage binding, which it combines on the host
+    // as `path_batch` builds its largest batches).
 
     /// `x` taken as `[G, S, L]` (its elements in order) and `weights` as `[G, S]`, where
     /// `G = shape[0]` and `L` is the product of `shape[1..]`: `out[g, l] = Σ_s weights[g, s] ·
