@@ -1,7 +1,9 @@
 //! The tensor-op surface that both backends implement and every method is written against.
 
 use crate::error::{Error, Result};
-use crate::model::{Model, ValueId};
+use crate::model::{BinaryKind, Model, ValueId};
+
+pub(crate) mod combine;
 
 /// A dense f32 tensor in host memory, row-major, full shape (batch axis first).
 #[derive(Clone, Debug, PartialEq)]
@@ -301,6 +303,48 @@ pub trait Backend {
         first: usize,
         count: usize,
     ) -> Result<Self::Tensor>;
+
+    // Batch-combining ops, so an attribution's last steps (averaging over samples, weighting a
+    // layer's channels, multiplying by the input) can stay where the gradients are. Their
+    // defaults run the host formulas of `combine` through `read` and `upload`: right for a
+    // backend in host memory (the CPU backend uses them); a device backend overrides them (the
+    // GPU backend records them as deferred dispatches, submitted with the next forward or
+    // read-back, except for an operand over one storage binding, which it combines on the host
+    // as `path_batch` builds its largest batches).
+
+    /// `x` taken as `[G, S, L]` (its elements in order) and `weights` as `[G, S]`, where
+    /// `G = shape[0]` and `L` is the product of `shape[1..]`: `out[g, l] = Σ_s weights[g, s] ·
+    /// x[g, s, l]`, shaped `shape`, each product rounded to f32 and summed from `s = 0` up.
+    /// Averages groups of samples (`[N·S, C, H, W]` into `[N, C, H, W]`: IG's path points,
+    /// SmoothGrad's noisy copies), weighs a layer's channels (`[N, K, h, w]` into
+    /// `[N, 1, h, w]`: classic CAM) or, with one-hot weights, picks one sample of each group.
+    fn weighted_sum(
+        &self,
+        x: &Self::Tensor,
+        weights: &[f32],
+        shape: &[usize],
+    ) -> Result<Self::Tensor> {
+        self.upload(&combine::weighted_sum(&self.read(x)?, weights, shape)?)
+    }
+
+    /// `a ∘ b` element by element, for operands of one shape.
+    fn elementwise(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        op: BinaryKind,
+    ) -> Result<Self::Tensor> {
+        self.upload(&combine::elementwise(&self.read(a)?, &self.read(b)?, op)?)
+    }
+
+    /// The tensors stacked along the batch axis (equal shapes past it).
+    fn concat(&self, parts: &[&Self::Tensor]) -> Result<Self::Tensor> {
+        let host = parts
+            .iter()
+            .map(|p| self.read(p))
+            .collect::<Result<Vec<_>>>()?;
+        self.upload(&combine::concat(&host.iter().collect::<Vec<_>>())?)
+    }
 }
 
 /// Checks the operands of [`Backend::path_batch`]; returns the per-sample element count.

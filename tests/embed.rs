@@ -11,8 +11,9 @@ use common::*;
 use netlens::backend::CamWeighting;
 use netlens::gpu::{GpuBackend, GpuOptions, MapFormat};
 use netlens::input::{image_tensor, Preprocess};
+use netlens::methods::attribution::{Attribute, Attribution, MapKind, Target};
 use netlens::methods::gradcam::{CamVariant, GradCam};
-use netlens::methods::upsample_bilinear;
+use netlens::methods::{channel_abs_max, upsample_bilinear, Score};
 use netlens::model::import::load_model;
 use netlens::viz::{heatmap, turbo};
 use netlens::{Backend, ErrorKind, HostTensor};
@@ -143,6 +144,58 @@ fn map_textures_resample_and_colour_like_the_host() {
     assert_eq!(auto(&t), auto(&t4));
     let (diff, _) = pixel_diff(&auto(&t), &heatmap(&want));
     assert!(diff <= 1, "TurboAuto max channel diff {diff}/255");
+}
+
+/// Any attribution's sample as a device map and a texture, with nothing read back: a
+/// per-element map is shown as the max over channels of |value| (three channels here, sample 1
+/// of 2), a CAM from its low-res map; both equal the host's `display` of that sample.
+#[test]
+fn attribution_maps_and_textures_show_one_sample() {
+    let host = host::open_host().unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    let g = GpuBackend::from_wgpu(host.device, host.queue, &GpuOptions::default()).unwrap();
+    let maps = random(&[2, 3, 5, 4], 3);
+    let a = Attribution {
+        method: "test",
+        kind: MapKind::PerElement,
+        maps: g.upload(&maps).unwrap(),
+        lowres: None,
+        layer: None,
+        logits: g.upload(&HostTensor::zeros(vec![2, 10])).unwrap(),
+        targets: vec![0, 1],
+        score: Score::Logit,
+    };
+    let before = g.stats();
+    let shown = g.attribution_map(&a, 1).unwrap();
+    assert_eq!(g.stats().readbacks, before.readbacks);
+    let want = a.read(&g).unwrap().display(1);
+    assert_eq!(
+        want.data,
+        channel_abs_max(&HostTensor::new(vec![3, 5, 4], maps.sample(1).to_vec()).unwrap()).data
+    );
+    assert_eq!(g.read(&shown).unwrap().data, want.data);
+    let e = g.attribution_map(&a, 2).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadInput, "{e}");
+
+    let (model_path, image_path) = digit();
+    let model = load_model(&model_path).unwrap();
+    let x = image_tensor(&image_path, &Preprocess::unit(), model.input_shape()).unwrap();
+    let pair = HostTensor::new(vec![2, 1, 16, 16], [x.data.clone(), x.data].concat()).unwrap();
+    let cam = GradCam::default()
+        .attribute_batch(&g, &model, &pair, &Target::PerSample(vec![3, 5]))
+        .unwrap();
+    let before = g.stats();
+    let tex = g
+        .attribution_texture(&cam, 1, MapFormat::R32Float, 16, 16)
+        .unwrap();
+    assert_eq!(g.stats().readbacks, before.readbacks);
+    let raw: Vec<f32> = bytemuck::pod_collect_to_vec(&texture_bytes(&g, &tex));
+    let want = cam.read(&g).unwrap().display(1);
+    assert!(
+        want.data.iter().any(|&v| v > 0.0),
+        "a blank CAM proves nothing"
+    );
+    let err = rel_err(&raw, &want.data, 1e-6);
+    assert!(err < 1e-5, "CAM texture rel err {err}");
 }
 
 #[test]

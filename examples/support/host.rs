@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use netlens::engine::Engine;
 use netlens::gpu::MapFormat;
 use netlens::input::{image_tensor, Preprocess};
+use netlens::methods::attribution::{Attribute, Target};
 use netlens::methods::gradcam::GradCam;
 use netlens::model::import::load_model;
 use netlens::HostTensor;
@@ -272,8 +273,9 @@ pub fn explain_and_draw(
     };
     // Still load time: one explanation to build every kernel pipeline (lavapipe compiles them
     // on the calling thread), waited for through the frame loop.
-    let warm = GradCam::default().attribute_device(gpu, &model, &x, class)?;
-    let warm = gpu.map_texture(&warm.map, MapFormat::TurboAuto, w, h)?;
+    let target = Target::Class(class);
+    let warm = GradCam::default().attribute_batch(gpu, &model, &x, &target)?;
+    let warm = gpu.attribution_texture(&warm, 0, MapFormat::TurboAuto, w, h)?;
     let mut encoder = device.create_command_encoder(&Default::default());
     let warmed = read_texture(device, &mut encoder, &warm);
     queue.submit(Some(encoder.finish()));
@@ -281,8 +283,8 @@ pub fn explain_and_draw(
 
     // 3. The explanation, left on the device; 4. its texture. Both submit without waiting.
     let start = std::time::Instant::now();
-    let cam = GradCam::default().attribute_device(gpu, &model, &x, class)?;
-    let texture = gpu.map_texture(&cam.map, MapFormat::TurboAuto, w, h)?;
+    let cam = GradCam::default().attribute_batch(gpu, &model, &x, &target)?;
+    let texture = gpu.attribution_texture(&cam, 0, MapFormat::TurboAuto, w, h)?;
     // 5. The host's frame: draw the texture into its target and submit. netlens' work is
     //    already on the queue ahead of it.
     let target = device.create_texture(&wgpu::TextureDescriptor {
@@ -305,8 +307,8 @@ pub fn explain_and_draw(
     let pixels = read_texture(device, &mut encoder, &target);
     queue.submit(Some(encoder.finish()));
     // Numbers for the CPU side, as futures; the frame loop polls until all three are in.
-    let logits = gpu.read_async(&cam.output);
-    let lowres = gpu.read_async(&cam.map);
+    let logits = gpu.read_async(&cam.logits);
+    let lowres = gpu.read_async(cam.lowres.as_ref().expect("Grad-CAM has a low-res map"));
     let in_calls = start.elapsed();
     let ((rgba, logits, lowres), frames) =
         frame_loop(device, futures::future::join3(pixels, logits, lowres));

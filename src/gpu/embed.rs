@@ -9,12 +9,15 @@
 //!    [`GpuBackend::from_wgpu`]) with clones of the device and queue, and
 //!    [`crate::model::import::load_model`]. Kernels compile at their first use and weights upload at
 //!    the first run, so run one explanation at load time if the first frame must be smooth.
-//! 3. Per explanation: a device method such as
-//!    [`GradCam::attribute_device`](crate::methods::gradcam::GradCam::attribute_device) records
-//!    the forward and backward pass and submits it, returning a [`GpuTensor`] (the low-resolution
-//!    map) without waiting for the GPU.
-//! 4. [`GpuBackend::map_texture`] records the upsampling and colouring into a new
-//!    `wgpu::Texture` and submits it; it does not wait either.
+//! 3. Per explanation: any method's
+//!    [`Attribute::attribute_batch`](crate::methods::attribution::Attribute::attribute_batch)
+//!    records its passes and submits them, returning an [`Attribution`] of [`GpuTensor`]s
+//!    without waiting for the GPU. The gradient and CAM methods compute their maps there;
+//!    occlusion, LIME and Score-CAM finish on the host, so they wait for their scores inside the
+//!    call (their docs say so) and upload the maps.
+//! 4. [`GpuBackend::attribution_texture`] (or [`GpuBackend::map_texture`] for a map tensor of
+//!    your own) records the upsampling and colouring into a new `wgpu::Texture` and submits it;
+//!    it does not wait either.
 //! 5. The host creates a view of the texture, binds it, encodes its render pass and submits.
 //!    netlens has already submitted its work on the same queue, so the queue runs it first:
 //!    the pass samples a finished texture with no fence or wait.
@@ -22,9 +25,9 @@
 //! # Keeping the frame loop unblocked
 //!
 //! - Never call [`Backend::read`](crate::backend::Backend::read) or `read_many` (or any
-//!   method that returns host maps, such as `GradCam::attribute`) inside a frame: they submit
-//!   and then wait for the device (`PollType::Wait`).
-//! - Numbers the host needs on the CPU (the class score from `DeviceCam::output`, the raw map)
+//!   method that returns host maps, such as `GradCam::attribute`, or `Attribution::read`) inside
+//!   a frame: they submit and then wait for the device (`PollType::Wait`).
+//! - Numbers the host needs on the CPU (the class score from `Attribution::logits`, the raw map)
 //!   come from [`GpuBackend::read_async`], a future that resolves once the copy has run. It is
 //!   driven by the host's own polling: call `device.poll(wgpu::PollType::Poll)` once a frame (it
 //!   never blocks), then check the future (`futures::FutureExt::now_or_never`, or an executor).
@@ -53,9 +56,13 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 
 use super::kernels::{Bind, Kernel, Params, Recorder};
+use super::ops::{reduce, unary};
+use super::perturb::defer_dispatches;
 use super::{GpuBackend, GpuTensor};
-use crate::backend::HostTensor;
+use crate::backend::{check_image_batch, HostTensor};
 use crate::error::{Error, Result};
+use crate::methods::attribution::{Attribution, MapKind};
+use crate::model::{ReduceKind, Unary};
 
 /// What the texels of a map texture hold.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -151,7 +158,7 @@ pub(crate) fn submit_recorded(
     what: &str,
     record: impl FnOnce(&mut Recorder) -> Result<()>,
 ) -> Result<()> {
-    super::perturb::defer_dispatches(gpu, &[], what, record)?;
+    defer_dispatches(gpu, &[], what, record)?;
     let flush = gpu
         .device
         .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -263,6 +270,90 @@ impl GpuBackend {
             Ok(())
         })?;
         Ok(texture)
+    }
+
+    /// Sample `sample`'s map of `attribution` as a `[1, 1, h, w]` tensor on the device, in the
+    /// form it is drawn (as [`HostAttribution::display`] gives it on the host): the low-resolution
+    /// map where the method has one (a CAM at the layer's resolution, occlusion's grid), else
+    /// the input-resolution map; for [`MapKind::PerElement`] maps, the max over channels of
+    /// |value|. At most three deferred dispatches and a copy, submitted with the next submission
+    /// (such as [`GpuBackend::map_texture`]'s); nothing is read back. Its
+    /// [`buffer`](GpuTensor::buffer) is the map as a `wgpu::Buffer`.
+    ///
+    /// [`HostAttribution::display`]: crate::methods::attribution::HostAttribution::display
+    pub fn attribution_map(
+        &self,
+        attribution: &Attribution<GpuTensor>,
+        sample: usize,
+    ) -> Result<GpuTensor> {
+        let src = attribution.lowres.as_ref().unwrap_or(&attribution.maps);
+        let [n, c, h, w] = check_image_batch(src.shape(), "an attribution map")?;
+        if sample >= n {
+            return Err(Error::bad_input(format!(
+                "sample {sample} of an attribution of {n}"
+            )));
+        }
+        let per_element = attribution.kind == MapKind::PerElement;
+        if !per_element && c != 1 {
+            return Err(Error::bad_input(format!(
+                "a per-pixel attribution map has one channel, got {:?}",
+                src.shape()
+            )));
+        }
+        if !per_element && n == 1 {
+            return Ok(src.reshaped(vec![1, 1, h, w]));
+        }
+        if src.byte_len() > self.binding_limit {
+            return Err(Error::bad_input(format!(
+                "an attribution of {} bytes is over this GPU's storage binding limit of {} bytes",
+                src.byte_len(),
+                self.binding_limit
+            )));
+        }
+        let _exclusive = self.exclusive()?;
+        let picked = match n {
+            1 => src.clone(),
+            _ => self.alloc(vec![1, c, h, w])?,
+        };
+        let shown = match per_element {
+            true => Some((self.alloc(vec![1, c, h, w])?, self.alloc(vec![1, 1, h, w])?)),
+            false => None,
+        };
+        let mut keep = vec![src, &picked];
+        keep.extend(shown.iter().flat_map(|(abs, out)| [abs, out]));
+        defer_dispatches(self, &keep, "GPU attribution map", |rec| {
+            if n > 1 {
+                let bytes = picked.byte_len();
+                rec.copy(
+                    src.buffer(),
+                    sample as u64 * bytes,
+                    picked.buffer(),
+                    0,
+                    bytes,
+                );
+            }
+            if let Some((abs, out)) = &shown {
+                // |v| is LeakyRelu with slope -1: the model's kernels have no abs of their own.
+                unary(rec, &picked, abs, Unary::LeakyRelu { alpha: -1.0 })?;
+                reduce(rec, abs, out, ReduceKind::Max, &[1])?;
+            }
+            Ok(())
+        })?;
+        Ok(shown.map_or(picked, |(_, out)| out))
+    }
+
+    /// Sample `sample`'s map of `attribution` as a texture: [`GpuBackend::attribution_map`], then
+    /// [`GpuBackend::map_texture`], in one submission that this call does not wait for.
+    pub fn attribution_texture(
+        &self,
+        attribution: &Attribution<GpuTensor>,
+        sample: usize,
+        format: MapFormat,
+        width: u32,
+        height: u32,
+    ) -> Result<wgpu::Texture> {
+        let map = self.attribution_map(attribution, sample)?;
+        self.map_texture(&map, format, width, height)
     }
 
     /// Reads `tensor` back without blocking: the copy is recorded and submitted now (so the

@@ -1,11 +1,11 @@
 //! Graph execution: batch chunking, op-by-op recording, taps, and buffer release at last use.
 
 use super::kernels::{Kernel, Params, Recorder};
-use super::ops::{binary, conv, gather, gather_to, linear, unary};
+use super::ops::{binary, conv, gather, gather_to, linear, reduce, unary};
 use super::{GpuBackend, GpuTensor};
 use crate::backend::Forward;
 use crate::error::{Error, Result};
-use crate::model::{strides_of, Graph, Model, Node, Op, PoolKind, ReduceKind, Unary, ValueId};
+use crate::model::{strides_of, Graph, Model, Node, Op, PoolKind, Unary, ValueId};
 use std::collections::HashMap;
 
 /// Kernels take at most this rank (shapes are left-padded to it).
@@ -382,30 +382,7 @@ pub(super) fn run_node(
                 .u(*max as usize);
             rec.dispatch_1d(Kernel::GlobalPool, &[x.into(), (&out).into()], p, planes)?;
         }
-        Op::Reduce { kind, axes, .. } => {
-            let offset = MAX_RANK - x.shape.len();
-            let mut mask = 0usize;
-            for &a in axes {
-                if a == 0 || a >= x.shape.len() {
-                    return Err(Error::internal(format!("reduce axis {a} of {:?}", x.shape)));
-                }
-                mask |= 1 << (a + offset);
-            }
-            let count: usize = axes.iter().map(|&a| x.shape[a]).product();
-            let code = match kind {
-                ReduceKind::Sum => 0,
-                ReduceKind::Mean => 1,
-                ReduceKind::Max => 2,
-            };
-            let p = Params::new()
-                .u(out.len())
-                .u(count)
-                .u(code)
-                .u(mask)
-                .us(&pad6(&x.shape, 1))
-                .us(&pad6(&strides_of(&x.shape), 0));
-            rec.dispatch_1d(Kernel::Reduce, &[x.into(), (&out).into()], p, out.len())?;
-        }
+        Op::Reduce { kind, axes, .. } => reduce(rec, x, &out, *kind, axes)?,
         Op::Reshape => unreachable_reshape()?,
         Op::Transpose { perm } => {
             if perm.len() != x.shape.len() {

@@ -7,6 +7,7 @@
 
 mod backward;
 mod cam;
+mod combine;
 pub mod embed;
 mod exec;
 mod image;
@@ -29,7 +30,7 @@ use crate::backend::{
     Seed,
 };
 use crate::error::{Error, Result};
-use crate::model::{Model, ValueId};
+use crate::model::{BinaryKind, Model, ValueId};
 pub use embed::MapFormat;
 use pool::{Pool, PooledBuffer, Usage};
 use std::collections::HashMap;
@@ -564,5 +565,17 @@ impl Backend for GpuBackend {
     ) -> Result<GpuTensor> {
         let _exclusive = self.exclusive()?;
         perturb::scaled_by_maps(self, image, maps, first, count)
+    }
+
+    fn weighted_sum(&self, x: &GpuTensor, weights: &[f32], shape: &[usize]) -> Result<GpuTensor> {
+        combine::weighted_sum(self, x, weights, shape)
+    }
+
+    fn elementwise(&self, a: &GpuTensor, b: &GpuTensor, op: BinaryKind) -> Result<GpuTensor> {
+        combine::elementwise(self, a, b, op)
+    }
+
+    fn concat(&self, parts: &[&GpuTensor]) -> Result<GpuTensor> {
+        combine::concat(self, parts)
     }
 }

@@ -5,7 +5,9 @@ use super::exec::{expect_rank4, pad6, prod, MAX_RANK};
 use super::kernels::{Bind, Kernel, Params, Recorder};
 use super::{GpuBackend, GpuTensor};
 use crate::error::{Error, Result};
-use crate::model::{broadcast_strides, strides_of, Binary, BinaryKind, Conv, Linear, Unary};
+use crate::model::{
+    broadcast_strides, strides_of, Binary, BinaryKind, Conv, Linear, ReduceKind, Unary,
+};
 
 pub(crate) fn conv(
     gpu: &GpuBackend,
@@ -106,6 +108,39 @@ pub(crate) fn unary(rec: &mut Recorder, x: &GpuTensor, out: &GpuTensor, u: Unary
     let (code, a, b) = unary_code(u);
     let p = Params::new().u(x.len()).u(code).f(a).f(b);
     rec.dispatch_1d(Kernel::Unary, &[x.into(), out.into()], p, x.len())
+}
+
+/// `out` = `x` reduced over `axes` (never the batch axis 0), in order from the first element of
+/// each group.
+pub(crate) fn reduce(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    out: &GpuTensor,
+    kind: ReduceKind,
+    axes: &[usize],
+) -> Result<()> {
+    let offset = MAX_RANK - x.shape.len();
+    let mut mask = 0usize;
+    for &a in axes {
+        if a == 0 || a >= x.shape.len() {
+            return Err(Error::internal(format!("reduce axis {a} of {:?}", x.shape)));
+        }
+        mask |= 1 << (a + offset);
+    }
+    let count: usize = axes.iter().map(|&a| x.shape[a]).product();
+    let code = match kind {
+        ReduceKind::Sum => 0,
+        ReduceKind::Mean => 1,
+        ReduceKind::Max => 2,
+    };
+    let p = Params::new()
+        .u(out.len())
+        .u(count)
+        .u(code)
+        .u(mask)
+        .us(&pad6(&x.shape, 1))
+        .us(&pad6(&strides_of(&x.shape), 0));
+    rec.dispatch_1d(Kernel::Reduce, &[x.into(), out.into()], p, out.len())
 }
 
 pub(crate) fn binary(

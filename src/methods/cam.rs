@@ -1,8 +1,10 @@
 //! Classic CAM (Zhou et al.): for networks ending in feature layer → global average pooling →
-//! (flatten) → fully connected, the map of class c is `sum_k W[c, k] A_k`. Forward only.
+//! (flatten) → fully connected, the map of class c is `sum_k W[c, k] A_k`. Forward only, and the
+//! sum is taken where the activations are.
 
-use super::gradcam::{weighted_sum, CamMap};
-use super::{check_class, check_single_image, upsample_bilinear};
+use super::attribution::{Attribute, Attribution, MapKind, Target};
+use super::gradcam::CamMap;
+use super::{check_class, check_single_image, repeat, Score};
 use crate::backend::{Backend, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::{Model, Op, ReduceKind, ValueId};
@@ -48,7 +50,8 @@ pub fn cam_structure(model: &Model) -> Result<(ValueId, &crate::model::Linear)> 
     }
 }
 
-/// Classic CAM maps of `x` (`[1, C, H, W]`) for each class.
+/// Classic CAM maps of `x` (`[1, C, H, W]`) for each class: the image repeated once per class
+/// through [`Cam`]'s [`Attribute::attribute_batch`], read back once.
 pub fn cam<B: Backend>(
     b: &B,
     model: &Model,
@@ -56,40 +59,73 @@ pub fn cam<B: Backend>(
     classes: &[usize],
 ) -> Result<Vec<CamMap>> {
     check_single_image(model, x)?;
-    let (layer, linear) = cam_structure(model)?;
     for &c in classes {
         check_class(model, c)?;
     }
-    let shape = &model.graph.values[layer].shape;
-    let (channels, h, w) = (shape[0], shape[1], shape[2]);
-    if linear.weight.shape[1] != channels {
-        return Err(Error::bad_input(
-            "the classifier's inputs do not match the pooled channels".to_string(),
-        ));
-    }
-    let input = b.upload(x)?;
-    let f = b.forward(model, &input, &[layer])?;
-    let tap = f
-        .tap(layer)
-        .ok_or_else(|| Error::internal("backend returned no tap"))?;
-    let [acts, logits] = super::read2(b, tap, &f.output)?;
-    let k = logits.sample_len();
-    Ok(classes
-        .iter()
-        .map(|&class| {
-            let weights = &linear.weight.data[class * channels..(class + 1) * channels];
-            let lowres = HostTensor {
-                shape: vec![h, w],
-                data: weighted_sum(acts.sample(0), weights, h * w, false),
-            };
-            let upsampled = upsample_bilinear(&lowres, x.shape[2], x.shape[3]);
-            CamMap {
-                class,
-                score: logits.data[class.min(k - 1)],
-                layer: model.graph.values[layer].name.clone(),
-                lowres,
-                upsampled,
-            }
+    Cam.explain(b, model, &repeat(x, classes.len()), classes)?
+        .read(b)?
+        .cam_maps()
+}
+
+/// Classic CAM as a method struct (it has no options), for the uniform [`Attribute`] entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cam;
+
+impl Cam {
+    /// One forward that taps the feature layer; the classifier's weights of each sample's class
+    /// weigh the channels where the activations live. The score is always the logit.
+    fn explain<B: Backend>(
+        self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        targets: &[usize],
+    ) -> Result<Attribution<B::Tensor>> {
+        let (layer, linear) = cam_structure(model)?;
+        let shape = &model.graph.values[layer].shape;
+        let (channels, h, w) = (shape[0], shape[1], shape[2]);
+        if linear.weight.shape[1] != channels {
+            return Err(Error::bad_input(
+                "the classifier's inputs do not match the pooled channels".to_string(),
+            ));
+        }
+        let f = b.forward(model, &b.upload(inputs)?, &[layer])?;
+        let acts = f
+            .tap(layer)
+            .ok_or_else(|| Error::internal("backend returned no tap"))?;
+        let weights: Vec<f32> = targets
+            .iter()
+            .flat_map(|&c| &linear.weight.data[c * channels..(c + 1) * channels])
+            .copied()
+            .collect();
+        let lowres = b.weighted_sum(acts, &weights, &[targets.len(), 1, h, w])?;
+        Ok(Attribution {
+            method: "cam",
+            kind: MapKind::PerPixel,
+            maps: b.resize_bilinear(&lowres, inputs.shape[2], inputs.shape[3])?,
+            lowres: Some(lowres),
+            layer: Some(model.graph.values[layer].name.clone()),
+            logits: f.output,
+            targets: targets.to_vec(),
+            score: Score::Logit,
         })
-        .collect())
+    }
+}
+
+/// The maps are computed on the backend: nothing is read back before [`Attribution::read`].
+impl Attribute for Cam {
+    fn name(&self) -> &'static str {
+        "cam"
+    }
+
+    fn attribute_batch<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+    ) -> Result<Attribution<B::Tensor>> {
+        let targets = target.classes(b, model, inputs)?;
+        self.explain(b, model, inputs, &targets)
+    }
 }

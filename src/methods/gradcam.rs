@@ -1,8 +1,9 @@
 //! The Grad-CAM family, each variant a few lines over one shared base (as in pytorch-grad-cam):
 //! one `gradients` call taps the feature layer and its gradient for every requested class.
 
+use super::attribution::{Attribute, Attribution, MapKind, Target};
 use super::saliency::Saliency;
-use super::{check_single_image, normalize_min_max, repeat, score_seed, scores, Score};
+use super::{check_single_image, normalize_min_max, repeat, score_seed, Score};
 use crate::backend::{Backend, CamWeighting, GradRule, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::{Model, ValueId};
@@ -100,23 +101,10 @@ pub fn feature_layer(model: &Model, name: Option<&str>) -> Result<ValueId> {
     Ok(v)
 }
 
-/// `sum_k weights[k] * A[k]` over `[C, h, w]` activations, then an optional ReLU.
-pub(crate) fn weighted_sum(a: &[f32], weights: &[f32], hw: usize, relu: bool) -> Vec<f32> {
-    let mut cam = vec![0.0f32; hw];
-    for (k, &w) in weights.iter().enumerate() {
-        for (c, &v) in cam.iter_mut().zip(&a[k * hw..(k + 1) * hw]) {
-            *c += w * v;
-        }
-    }
-    if relu {
-        cam.iter_mut().for_each(|v| *v = v.max(0.0));
-    }
-    cam
-}
-
 impl GradCam {
-    /// One map per class in `classes` for the single image `x` `[1, C, H, W]`, from one `gradients`
-    /// call and one read-back.
+    /// One map per class in `classes` for the single image `x` `[1, C, H, W]`: the image repeated
+    /// once per class through [`Attribute::attribute_batch`], one `gradients` call and one
+    /// read-back.
     pub fn attribute<B: Backend>(
         &self,
         b: &B,
@@ -125,37 +113,56 @@ impl GradCam {
         classes: &[usize],
     ) -> Result<Vec<CamMap>> {
         check_single_image(model, x)?;
+        let a = self.explain(b, model, &repeat(x, classes.len()), classes)?;
+        a.read(b)?.cam_maps()
+    }
+
+    /// One `gradients` call that taps the layer and its gradient; the map and its upsampling
+    /// are computed where the activations live.
+    fn explain<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        targets: &[usize],
+    ) -> Result<Attribution<B::Tensor>> {
         let layer = feature_layer(model, self.layer.as_deref())?;
-        let shape = model.graph.values[layer].shape.clone();
-        let (h, w) = (shape[1], shape[2]);
-        let batch = b.upload(&repeat(x, classes.len()))?;
-        let seed = score_seed(b, model, self.score, classes)?;
+        let batch = b.upload(inputs)?;
+        let seed = score_seed(b, model, self.score, targets)?;
         let g = b.gradients(model, &batch, &seed, GradRule::Standard, &[layer], &[layer])?;
         let missing = || Error::internal("backend returned no feature-layer tensors");
         let acts = g.tap(layer).ok_or_else(missing)?;
         let grads = g.layer_grad(layer).ok_or_else(missing)?;
-        // The map and its upsampling are computed where the activations live; only the maps
-        // and the logits come back, in one read-back.
-        let (in_h, in_w) = (x.shape[2], x.shape[3]);
         let lowres = b.cam_combine(acts, grads, self.variant.weighting(), self.relu)?;
-        let upsampled = b.resize_bilinear(&lowres, in_h, in_w)?;
-        let mut read = b.read_many(&[&lowres, &upsampled, &g.output])?;
-        let (logits, upsampled, lowres) = (read.pop(), read.pop(), read.pop());
-        let (Some(lowres), Some(upsampled), Some(logits)) = (lowres, upsampled, logits) else {
-            return Err(missing());
-        };
-        let scores = scores(&logits, self.score, classes);
-        let mut maps = Vec::with_capacity(classes.len());
-        for (i, (&class, score)) in classes.iter().zip(scores).enumerate() {
-            maps.push(CamMap {
-                class,
-                score,
-                layer: model.graph.values[layer].name.clone(),
-                lowres: HostTensor::new(vec![h, w], lowres.sample(i).to_vec())?,
-                upsampled: HostTensor::new(vec![in_h, in_w], upsampled.sample(i).to_vec())?,
-            });
-        }
-        Ok(maps)
+        let (in_h, in_w) = (inputs.shape[2], inputs.shape[3]);
+        Ok(Attribution {
+            method: self.name(),
+            kind: MapKind::PerPixel,
+            maps: b.resize_bilinear(&lowres, in_h, in_w)?,
+            lowres: Some(lowres),
+            layer: Some(model.graph.values[layer].name.clone()),
+            logits: g.output,
+            targets: targets.to_vec(),
+            score: self.score,
+        })
+    }
+}
+
+/// The maps are computed on the backend: nothing is read back before [`Attribution::read`].
+impl Attribute for GradCam {
+    fn name(&self) -> &'static str {
+        self.variant.name()
+    }
+
+    fn attribute_batch<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+    ) -> Result<Attribution<B::Tensor>> {
+        let targets = target.classes(b, model, inputs)?;
+        self.explain(b, model, inputs, &targets)
     }
 }
 
@@ -172,9 +179,9 @@ pub struct DeviceCam<T> {
 }
 
 impl GradCam {
-    /// The map of one class without reading anything back: one `gradients` call and one
-    /// [`Backend::cam_combine`], both recorded where the backend computes. On the GPU nothing
-    /// here waits for the device, so a frame loop can call it (see `netlens::gpu::embed`).
+    /// The map of one class without reading anything back: [`Attribute::attribute_batch`] for
+    /// one image, as the low-resolution map and the logits. On the GPU nothing here waits for the
+    /// device, so a frame loop can call it (see `netlens::gpu::embed`).
     pub fn attribute_device<B: Backend>(
         &self,
         b: &B,
@@ -183,18 +190,13 @@ impl GradCam {
         class: usize,
     ) -> Result<DeviceCam<B::Tensor>> {
         check_single_image(model, x)?;
-        let layer = feature_layer(model, self.layer.as_deref())?;
-        let input = b.upload(x)?;
-        let seed = score_seed(b, model, self.score, &[class])?;
-        let g = b.gradients(model, &input, &seed, GradRule::Standard, &[layer], &[layer])?;
-        let missing = || Error::internal("backend returned no feature-layer tensors");
-        let acts = g.tap(layer).ok_or_else(missing)?;
-        let grads = g.layer_grad(layer).ok_or_else(missing)?;
-        let map = b.cam_combine(acts, grads, self.variant.weighting(), self.relu)?;
+        let a = self.attribute_batch(b, model, x, &Target::Class(class))?;
         Ok(DeviceCam {
-            map,
-            output: g.output,
-            layer: model.graph.values[layer].name.clone(),
+            map: a
+                .lowres
+                .ok_or_else(|| Error::internal("Grad-CAM without its low-res map"))?,
+            output: a.logits,
+            layer: a.layer.unwrap_or_default(),
         })
     }
 }

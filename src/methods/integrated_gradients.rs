@@ -1,10 +1,14 @@
 //! Integrated Gradients (Sundararajan et al.) with Captum's quadrature rules. All steps, plus the
 //! image and the baseline themselves (for the convergence delta), run as one batch.
 
-use super::{check_class, check_single_image, read2, score_seed, scores, PixelAttribution, Score};
+use super::attribution::{Attribute, Attribution, MapKind, Target};
+use super::{
+    check_class, check_single_image, grouped_batch, pick_rows, repeat_each, score_seed, scores,
+    PixelAttribution, Score,
+};
 use crate::backend::{Backend, GradRule, HostTensor};
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{BinaryKind, Model};
 
 /// Quadrature of the path integral, as Captum names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -144,7 +148,8 @@ pub struct IgAttribution {
 
 impl IntegratedGradients {
     /// Attributes `class` on the single image `x` `[1, C, H, W]` with one `gradients` call over
-    /// `steps + 2` samples.
+    /// `steps + 2` samples: [`Attribute::attribute_batch`], read back once together with the
+    /// baseline's score for the convergence delta.
     pub fn attribute<B: Backend>(
         &self,
         b: &B,
@@ -154,63 +159,107 @@ impl IntegratedGradients {
     ) -> Result<IgAttribution> {
         check_single_image(model, x)?;
         check_class(model, class)?;
+        let (a, output) = self.explain(b, model, x, &[class])?;
+        let (a, mut extra) = a.read_with(b, &[&output])?;
+        let output = extra
+            .pop()
+            .ok_or_else(|| Error::internal("IG read no logits"))?;
+        let f_base = scores(&output, self.score, &vec![class; self.steps + 2])[self.steps + 1];
+        let attribution = a
+            .pixel_attributions()
+            .pop()
+            .ok_or_else(|| Error::internal("IG returned no map"))?;
+        let total: f64 = attribution.map.data.iter().map(|&v| v as f64).sum();
+        let diff = attribution.score - f_base;
+        Ok(IgAttribution {
+            attribution,
+            convergence_delta: (total - diff as f64) as f32,
+            score_difference: diff,
+        })
+    }
+
+    /// Per image, the path points, then the image itself (alpha 1) and the baseline (alpha 0)
+    /// for the convergence delta, generated where the image lives; all images in one
+    /// `gradients` call, and the weighted mean times `x - baseline` computed there too. Also
+    /// returns the full output `[N · (steps + 2), K]`.
+    fn explain<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        targets: &[usize],
+    ) -> Result<(Attribution<B::Tensor>, B::Tensor)> {
         if self.steps == 0 {
             return Err(Error::bad_input("steps must be at least 1"));
         }
+        let one: Vec<usize> = [1].iter().chain(&inputs.shape[1..]).copied().collect();
         let baseline = match &self.baseline {
-            Baseline::Zeros => HostTensor::zeros(x.shape.clone()),
-            Baseline::Tensor(t) if t.shape == x.shape => t.clone(),
+            Baseline::Zeros => HostTensor::zeros(one),
+            Baseline::Tensor(t) if t.shape == one => t.clone(),
             Baseline::Tensor(t) => {
                 return Err(Error::bad_input(format!(
-                    "baseline shape {:?} differs from the input {:?}",
-                    t.shape, x.shape
+                    "baseline shape {:?} differs from the input {one:?}",
+                    t.shape
                 )))
             }
         };
         let (alphas, weights) = self.quadrature.nodes(self.steps);
-        // Samples: the path points, then the image (alpha 1) and the baseline (alpha 0), all
-        // generated where the image lives.
-        let n = self.steps + 2;
-        let len = x.data.len();
+        let per = self.steps + 2;
         let path: Vec<f32> = alphas.iter().map(|&a| a as f32).chain([1.0, 0.0]).collect();
-        let batch = b.path_batch(
-            &b.upload(x)?,
-            &b.upload(&baseline)?,
-            &path,
-            &vec![0.0; n],
-            0,
-        )?;
-        let targets = vec![class; n];
-        let seed = score_seed(b, model, self.score, &targets)?;
+        let base = b.upload(&baseline)?;
+        let batch = grouped_batch(b, inputs, |_, image| {
+            b.path_batch(image, &base, &path, &vec![0.0; per], 0)
+        })?;
+        let seed = score_seed(b, model, self.score, &repeat_each(targets, per))?;
         let g = b.gradients(model, &batch, &seed, GradRule::Standard, &[], &[])?;
-        let [logits, grads] = read2(b, &g.output, &g.input_grad)?;
-        let s = scores(&logits, self.score, &targets);
-        let mut acc = vec![0.0f64; len];
-        for (i, w) in weights.iter().enumerate() {
-            for (a, g) in acc.iter_mut().zip(grads.sample(i)) {
-                *a += w * *g as f64;
-            }
-        }
-        let data: Vec<f32> = acc
+        // The image and the baseline weigh 0: they are there for the scores only.
+        let weights: Vec<f32> = weights
             .iter()
-            .zip(x.data.iter().zip(&baseline.data))
-            .map(|(a, (x0, b0))| (a * (x0 - b0) as f64) as f32)
+            .map(|&w| w as f32)
+            .chain([0.0, 0.0])
+            .collect::<Vec<_>>()
+            .repeat(targets.len());
+        let mean_grad = b.weighted_sum(&g.input_grad, &weights, &inputs.shape)?;
+        let span: Vec<f32> = (0..inputs.batch())
+            .flat_map(|i| {
+                inputs
+                    .sample(i)
+                    .iter()
+                    .zip(&baseline.data)
+                    .map(|(x, b0)| x - b0)
+            })
             .collect();
-        let total: f64 = data.iter().map(|&v| v as f64).sum();
-        let (f_x, f_base) = (s[self.steps], s[self.steps + 1]);
-        let diff = f_x - f_base;
-        Ok(IgAttribution {
-            attribution: PixelAttribution {
-                class,
-                score: f_x,
-                map: HostTensor {
-                    shape: x.shape[1..].to_vec(),
-                    data,
-                },
-            },
-            convergence_delta: (total - diff as f64) as f32,
-            score_difference: diff,
-        })
+        let span = b.upload(&HostTensor::new(inputs.shape.clone(), span)?)?;
+        let attribution = Attribution {
+            method: self.name(),
+            kind: MapKind::PerElement,
+            maps: b.elementwise(&mean_grad, &span, BinaryKind::Mul)?,
+            lowres: None,
+            layer: None,
+            logits: pick_rows(b, &g.output, targets.len(), per, self.steps)?,
+            targets: targets.to_vec(),
+            score: self.score,
+        };
+        Ok((attribution, g.output))
+    }
+}
+
+/// The maps are computed on the backend: nothing is read back before [`Attribution::read`]. The
+/// baseline is shared by all images.
+impl Attribute for IntegratedGradients {
+    fn name(&self) -> &'static str {
+        "ig"
+    }
+
+    fn attribute_batch<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+    ) -> Result<Attribution<B::Tensor>> {
+        let targets = target.classes(b, model, inputs)?;
+        Ok(self.explain(b, model, inputs, &targets)?.0)
     }
 }
 

@@ -1,10 +1,15 @@
 //! Attribution methods, each written once against the [`Backend`] surface.
 //!
-//! Every method takes one image `[1, C, H, W]` and builds its whole batch (classes, noisy copies,
-//! interpolation steps, occluded copies) up front: a gradient method costs one `gradients` call
-//! (one forward + backward submission on the GPU), occlusion one occlude + forward per
-//! mini-batch (one submission: single-kernel ops ride with the next forward), and each method reads its results back once at the end.
+//! Every local method has one entry shape, [`attribution::Attribute::attribute_batch`]: a batch
+//! of images and a target in, an [`attribution::Attribution`] left on the backend out. Its own
+//! `attribute` (one image `[1, C, H, W]`, several classes, host results) is that entry followed by
+//! one read-back. A method builds its whole batch (classes, noisy copies, interpolation steps,
+//! occluded copies) up front: a gradient method costs one `gradients` call (one forward +
+//! backward submission on the GPU), its last steps (averages, products, CAM weighting) recorded
+//! where the gradients are; occlusion costs one occlude + forward per mini-batch (one submission:
+//! single-kernel ops ride with the next forward); and the results cross to the host once.
 
+pub mod attribution;
 pub mod cam;
 pub mod deepdream;
 pub mod gradcam;
@@ -209,6 +214,48 @@ pub(crate) fn read2<B: Backend>(
             "read-back returned fewer tensors than asked",
         )),
     }
+}
+
+/// The batch of several images' sample groups (IG's path points, SmoothGrad's noisy copies):
+/// `group(i, image)` builds image `i`'s group from the image uploaded alone (`[1, C, H, W]`,
+/// as [`Backend::path_batch`] takes it), and the groups are stacked for one `gradients` call.
+pub(crate) fn grouped_batch<B: Backend>(
+    b: &B,
+    inputs: &HostTensor,
+    mut group: impl FnMut(usize, &B::Tensor) -> Result<B::Tensor>,
+) -> Result<B::Tensor> {
+    let mut shape = inputs.shape.clone();
+    shape[0] = 1;
+    let groups = (0..inputs.batch())
+        .map(|i| {
+            let image = b.upload(&HostTensor::new(shape.clone(), inputs.sample(i).to_vec())?)?;
+            group(i, &image)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    b.concat(&groups.iter().collect::<Vec<_>>())
+}
+
+/// Each target `per` times: the targets of a grouped batch.
+pub(crate) fn repeat_each(targets: &[usize], per: usize) -> Vec<usize> {
+    targets
+        .iter()
+        .flat_map(|&t| std::iter::repeat_n(t, per))
+        .collect()
+}
+
+/// Row `row` of each group of `per` rows of `[groups · per, K]` logits, `[groups, K]`, picked
+/// where they are by a one-hot weighted sum (exact: the other rows count as 0 · finite).
+pub(crate) fn pick_rows<B: Backend>(
+    b: &B,
+    logits: &B::Tensor,
+    groups: usize,
+    per: usize,
+    row: usize,
+) -> Result<B::Tensor> {
+    let k = b.shape(logits).get(1).copied().unwrap_or(0);
+    let mut one_hot = vec![0.0; per];
+    one_hot[row] = 1.0;
+    b.weighted_sum(logits, &one_hot.repeat(groups), &[groups, k])
 }
 
 /// `n` copies of one image, stacked into a batch.

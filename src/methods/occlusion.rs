@@ -8,6 +8,7 @@
 //! stay behind, and all chunks' logits cross to the host in one `read_many` at the end; the
 //! unoccluded image rides along as an extra, empty window in the first chunk.
 
+use super::attribution::{explain_each, Attribute, Attribution, HostResult, Target};
 use super::{check_image_and_classes, mini_batch, scores, Score};
 use crate::backend::{Backend, HostTensor, OcclusionWindow};
 use crate::error::{Error, Result};
@@ -174,11 +175,23 @@ impl Occlusion {
         classes: &[usize],
         progress: &dyn Progress,
     ) -> Result<Vec<OcclusionMap>> {
+        Ok(self.explain(b, model, x, classes, progress)?.0)
+    }
+
+    /// [`Occlusion::attribute_with_progress`], also returning the logits of `x`, `[1, classes]`.
+    fn explain<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        x: &HostTensor,
+        classes: &[usize],
+        progress: &dyn Progress,
+    ) -> Result<(Vec<OcclusionMap>, HostTensor)> {
         let (c, h, w) = check_image_and_classes(model, x, classes, "occlusion")?;
         let value = self.fill(x, c)?;
         let (rows, cols, windows) = self.windows(h, w)?;
         if classes.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), HostTensor::zeros(vec![0, model.num_classes()])));
         }
         let mini_batch = mini_batch(b, self.mini_batch, c * h * w, AUTO_BATCH_MAX, "occlusion")?;
 
@@ -210,7 +223,8 @@ impl Occlusion {
         }
 
         let coverage = coverage(&windows, h, w);
-        classes
+        let original = HostTensor::new(vec![1, logits.sample_len()], logits.sample(0).to_vec())?;
+        let maps = classes
             .iter()
             .map(|&class| {
                 let s = scores(&logits, self.score, &vec![class; samples.len()]);
@@ -231,11 +245,44 @@ impl Occlusion {
                     upsampled,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((maps, original))
     }
 
     fn fill(&self, x: &HostTensor, c: usize) -> Result<Vec<f32>> {
         self.mask_value.resolve(x, c)
+    }
+}
+
+/// The score drops are read back to the host, which averages and resizes them: each image costs
+/// one read-back inside `attribute_batch`, and the returned maps are uploads of the host's
+/// results. The map is the grid resized as [`Occlusion::upsampling`] says, or with
+/// [`Upsampling::None`] Captum's per-pixel mean ([`OcclusionMap::per_pixel`]); `lowres` is the
+/// grid, `[N, 1, rows, cols]`.
+impl Attribute for Occlusion {
+    fn name(&self) -> &'static str {
+        "occlusion"
+    }
+
+    fn attribute_batch<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+    ) -> Result<Attribution<B::Tensor>> {
+        let head = (self.name(), self.score, None);
+        explain_each(b, model, inputs, target, head, |x, class| {
+            let (mut maps, logits) = self.explain(b, model, x, &[class], &Silent)?;
+            let m = maps
+                .pop()
+                .ok_or_else(|| Error::internal("occlusion returned no map"))?;
+            Ok(HostResult {
+                map: m.upsampled.unwrap_or(m.per_pixel),
+                lowres: Some(m.grid),
+                logits,
+            })
+        })
     }
 }
 

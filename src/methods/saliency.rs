@@ -1,12 +1,11 @@
 //! Vanilla gradients (Simonyan et al.), gradient × input, and guided backprop: one backward pass
-//! for all requested classes at once (class `i` is sample `i`).
+//! for the whole batch (class `i` is sample `i`).
 
-use super::{
-    check_single_image, read2, repeat, samples, score_seed, scores, PixelAttribution, Score,
-};
+use super::attribution::{Attribute, Attribution, MapKind, Target};
+use super::{check_single_image, repeat, score_seed, PixelAttribution, Score};
 use crate::backend::{Backend, GradRule, HostTensor};
 use crate::error::Result;
-use crate::model::Model;
+use crate::model::{BinaryKind, Model};
 
 /// Gradient saliency options: Captum's `Saliency` (without its absolute value), `InputXGradient`
 /// and `GuidedBackprop` / `Deconvolution`.
@@ -21,7 +20,8 @@ pub struct Saliency {
 }
 
 impl Saliency {
-    /// Attributions of `x` (`[1, C, H, W]`) for each class in `classes`.
+    /// Attributions of `x` (`[1, C, H, W]`) for each class in `classes`: the image repeated once
+    /// per class through [`Attribute::attribute_batch`], read back once.
     pub fn attribute<B: Backend>(
         &self,
         b: &B,
@@ -30,21 +30,61 @@ impl Saliency {
         classes: &[usize],
     ) -> Result<Vec<PixelAttribution>> {
         check_single_image(model, x)?;
-        let batch = b.upload(&repeat(x, classes.len()))?;
-        let seed = score_seed(b, model, self.score, classes)?;
+        let a = self.explain(b, model, &repeat(x, classes.len()), classes)?;
+        Ok(a.read(b)?.pixel_attributions())
+    }
+
+    /// One `gradients` call over the batch; gradient × input is one more element-wise op where
+    /// the gradients are, so nothing is read back.
+    fn explain<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        targets: &[usize],
+    ) -> Result<Attribution<B::Tensor>> {
+        let batch = b.upload(inputs)?;
+        let seed = score_seed(b, model, self.score, targets)?;
         let g = b.gradients(model, &batch, &seed, self.rule, &[], &[])?;
-        let [logits, grads] = read2(b, &g.output, &g.input_grad)?;
-        let scores = scores(&logits, self.score, classes);
-        Ok(samples(&grads)
-            .into_iter()
-            .zip(classes)
-            .zip(scores)
-            .map(|((mut map, &class), score)| {
-                if self.times_input {
-                    map.data.iter_mut().zip(&x.data).for_each(|(g, v)| *g *= v);
-                }
-                PixelAttribution { class, score, map }
-            })
-            .collect())
+        let maps = if self.times_input {
+            b.elementwise(&g.input_grad, &batch, BinaryKind::Mul)?
+        } else {
+            g.input_grad
+        };
+        Ok(Attribution {
+            method: self.name(),
+            kind: MapKind::PerElement,
+            maps,
+            lowres: None,
+            layer: None,
+            logits: g.output,
+            targets: targets.to_vec(),
+            score: self.score,
+        })
+    }
+}
+
+/// The maps are computed on the backend: nothing is read back before [`Attribution::read`].
+impl Attribute for Saliency {
+    fn name(&self) -> &'static str {
+        match (self.rule, self.times_input) {
+            (GradRule::Standard, false) => "saliency",
+            (GradRule::Standard, true) => "input-x-gradient",
+            (GradRule::Guided, false) => "guided",
+            (GradRule::Guided, true) => "guided-x-input",
+            (GradRule::Deconvnet, false) => "deconvnet",
+            (GradRule::Deconvnet, true) => "deconvnet-x-input",
+        }
+    }
+
+    fn attribute_batch<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+    ) -> Result<Attribution<B::Tensor>> {
+        let targets = target.classes(b, model, inputs)?;
+        self.explain(b, model, inputs, &targets)
     }
 }

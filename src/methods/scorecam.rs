@@ -9,9 +9,10 @@
 //! are, and run in chunks of `mini_batch`; the activations, the original logits and every chunk's
 //! logits come back in one read-back.
 
-use super::gradcam::{feature_layer, weighted_sum, CamMap};
+use super::attribution::{explain_each, Attribute, Attribution, HostResult, Target};
+use super::gradcam::{feature_layer, CamMap};
 use super::{check_image_and_classes, mini_batch, scores, upsample_bilinear, Score};
-use crate::backend::{Backend, HostTensor};
+use crate::backend::{combine, Backend, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::progress::{Progress, Silent};
@@ -77,6 +78,18 @@ impl ScoreCam {
         classes: &[usize],
         progress: &dyn Progress,
     ) -> Result<Vec<ScoreCamMap>> {
+        Ok(self.explain(b, model, x, classes, progress)?.0)
+    }
+
+    /// [`ScoreCam::attribute_with_progress`], also returning the logits of `x`, `[1, classes]`.
+    fn explain<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        x: &HostTensor,
+        classes: &[usize],
+        progress: &dyn Progress,
+    ) -> Result<(Vec<ScoreCamMap>, HostTensor)> {
         let (c, in_h, in_w) = check_image_and_classes(model, x, classes, "Score-CAM")?;
         let layer = feature_layer(model, self.layer.as_deref())?;
         let shape = model.graph.values[layer].shape.clone();
@@ -89,7 +102,7 @@ impl ScoreCam {
             "Score-CAM",
         )?;
         if classes.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), HostTensor::zeros(vec![0, model.num_classes()])));
         }
 
         let image = b.upload(x)?;
@@ -125,18 +138,19 @@ impl ScoreCam {
         }
 
         let name = model.graph.values[layer].name.clone();
-        Ok(classes
+        let maps = classes
             .iter()
             .map(|&class| {
                 let s = scores(&masked, self.score, &vec![class; k]);
                 let weights = softmax(&s);
-                let cam = weighted_sum(acts.sample(0), &weights, h * w, self.relu);
-                let lowres = HostTensor {
-                    shape: vec![h, w],
-                    data: cam,
-                };
+                // One group of K channels: [1, K, h, w] into [1, h, w].
+                let mut lowres = combine::weighted_sum(&acts, &weights, &[1, h, w])?;
+                lowres.shape = vec![h, w];
+                if self.relu {
+                    lowres.data.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
                 let upsampled = upsample_bilinear(&lowres, in_h, in_w);
-                ScoreCamMap {
+                Ok(ScoreCamMap {
                     cam: CamMap {
                         class,
                         score: scores(&original, self.score, &[class])[0],
@@ -145,9 +159,46 @@ impl ScoreCam {
                         upsampled,
                     },
                     weights,
-                }
+                })
             })
-            .collect())
+            .collect::<Result<Vec<_>>>()?;
+        Ok((maps, original))
+    }
+}
+
+/// The channel weights come from the masked images' scores, which are read back to the host
+/// (softmax over channels): each image costs one read-back inside `attribute_batch`, and the
+/// returned maps are uploads of the host's results.
+impl Attribute for ScoreCam {
+    fn name(&self) -> &'static str {
+        "scorecam"
+    }
+
+    fn attribute_batch<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+    ) -> Result<Attribution<B::Tensor>> {
+        let layer = feature_layer(model, self.layer.as_deref())?;
+        let head = (
+            self.name(),
+            self.score,
+            Some(model.graph.values[layer].name.clone()),
+        );
+        explain_each(b, model, inputs, target, head, |x, class| {
+            let (mut maps, logits) = self.explain(b, model, x, &[class], &Silent)?;
+            let cam = maps
+                .pop()
+                .ok_or_else(|| Error::internal("Score-CAM returned no map"))?
+                .cam;
+            Ok(HostResult {
+                map: cam.upsampled,
+                lowres: Some(cam.lowres),
+                logits,
+            })
+        })
     }
 }
 

@@ -1,10 +1,14 @@
 //! SmoothGrad (Smilkov et al.), SmoothGrad² and VarGrad (Adebayo et al.): gradients of N noisy
-//! copies, run as one batch.
+//! copies, run as one batch and averaged where they are.
 
-use super::{check_class, check_single_image, read2, score_seed, scores, PixelAttribution, Score};
+use super::attribution::{Attribute, Attribution, MapKind, Target};
+use super::{
+    check_class, check_single_image, grouped_batch, pick_rows, repeat_each, score_seed,
+    PixelAttribution, Score,
+};
 use crate::backend::{Backend, GradRule, HostTensor};
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{BinaryKind, Model};
 
 /// How the noisy gradients are combined (Captum `NoiseTunnel`'s `nt_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -64,7 +68,7 @@ impl Default for SmoothGrad {
 
 impl SmoothGrad {
     /// Attributes `class` on the single image `x` `[1, C, H, W]` with one `gradients` call over
-    /// `samples + 1` samples.
+    /// `samples + 1` samples: [`Attribute::attribute_batch`] read back once.
     pub fn attribute<B: Backend>(
         &self,
         b: &B,
@@ -74,6 +78,21 @@ impl SmoothGrad {
     ) -> Result<PixelAttribution> {
         check_single_image(model, x)?;
         check_class(model, class)?;
+        let a = self.explain(b, model, x, &[class])?.read(b)?;
+        a.pixel_attributions()
+            .pop()
+            .ok_or_else(|| Error::internal("SmoothGrad returned no map"))
+    }
+
+    /// Per image, `samples` noisy copies and the clean image last (for its score), generated where
+    /// the image lives; all images' copies in one `gradients` call, combined there too.
+    fn explain<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        targets: &[usize],
+    ) -> Result<Attribution<B::Tensor>> {
         if self.samples == 0 {
             return Err(Error::bad_input("samples must be at least 1"));
         }
@@ -83,50 +102,68 @@ impl SmoothGrad {
                 self.noise
             )));
         }
-        let (lo, hi) = x
-            .data
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-                (l.min(v), h.max(v))
-            });
-        let sigma = (self.noise * (hi - lo)) as f64;
         let n = self.samples;
-        // n noisy copies, then the clean image as the last sample, for the score it explains;
-        // the noise is generated where the image lives.
-        let sigmas: Vec<f32> = std::iter::repeat_n(sigma as f32, n).chain([0.0]).collect();
-        let image = b.upload(x)?;
-        let batch = b.path_batch(&image, &image, &vec![1.0; n + 1], &sigmas, self.seed)?;
-        let targets = vec![class; n + 1];
-        let seed = score_seed(b, model, self.score, &targets)?;
+        let batch = grouped_batch(b, inputs, |i, image| {
+            let (lo, hi) = inputs
+                .sample(i)
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                    (l.min(v), h.max(v))
+                });
+            let sigma = (self.noise * (hi - lo)) as f64;
+            let sigmas: Vec<f32> = std::iter::repeat_n(sigma as f32, n).chain([0.0]).collect();
+            b.path_batch(image, image, &vec![1.0; n + 1], &sigmas, self.seed)
+        })?;
+        let seed = score_seed(b, model, self.score, &repeat_each(targets, n + 1))?;
         let g = b.gradients(model, &batch, &seed, GradRule::Standard, &[], &[])?;
-        let [logits, grads] = read2(b, &g.output, &g.input_grad)?;
-        let score = scores(&logits, self.score, &targets)[n];
-        let len = x.data.len();
-        let (mut sum, mut sq) = (vec![0.0f64; len], vec![0.0f64; len]);
-        for i in 0..n {
-            for (j, &g) in grads.sample(i).iter().enumerate() {
-                sum[j] += g as f64;
-                sq[j] += (g as f64) * (g as f64);
+        // The clean image's weight is 0: it is there for the score only.
+        let weights: Vec<f32> = std::iter::repeat_n(1.0 / n as f32, n)
+            .chain([0.0])
+            .collect::<Vec<_>>()
+            .repeat(targets.len());
+        let mean = |t: &B::Tensor| b.weighted_sum(t, &weights, &inputs.shape);
+        let square = |t: &B::Tensor| b.elementwise(t, t, BinaryKind::Mul);
+        let maps = match self.variant {
+            Variant::SmoothGrad => mean(&g.input_grad)?,
+            Variant::SmoothGradSq => mean(&square(&g.input_grad)?)?,
+            Variant::VarGrad => {
+                let mean_sq = mean(&square(&g.input_grad)?)?;
+                let sq_mean = square(&mean(&g.input_grad)?)?;
+                b.elementwise(&mean_sq, &sq_mean, BinaryKind::Sub)?
             }
-        }
-        let nf = n as f64;
-        let data = (0..len)
-            .map(|j| {
-                let mean = sum[j] / nf;
-                (match self.variant {
-                    Variant::SmoothGrad => mean,
-                    Variant::SmoothGradSq => sq[j] / nf,
-                    Variant::VarGrad => sq[j] / nf - mean * mean,
-                }) as f32
-            })
-            .collect();
-        Ok(PixelAttribution {
-            class,
-            score,
-            map: HostTensor {
-                shape: x.shape[1..].to_vec(),
-                data,
-            },
+        };
+        Ok(Attribution {
+            method: self.name(),
+            kind: MapKind::PerElement,
+            maps,
+            lowres: None,
+            layer: None,
+            logits: pick_rows(b, &g.output, targets.len(), n + 1, n)?,
+            targets: targets.to_vec(),
+            score: self.score,
         })
+    }
+}
+
+/// The maps are combined on the backend: nothing is read back before [`Attribution::read`].
+/// Each image gets the same noise (the seed's), as it would alone.
+impl Attribute for SmoothGrad {
+    fn name(&self) -> &'static str {
+        match self.variant {
+            Variant::SmoothGrad => "smoothgrad",
+            Variant::SmoothGradSq => "smoothgrad_sq",
+            Variant::VarGrad => "vargrad",
+        }
+    }
+
+    fn attribute_batch<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+    ) -> Result<Attribution<B::Tensor>> {
+        let targets = target.classes(b, model, inputs)?;
+        self.explain(b, model, inputs, &targets)
     }
 }

@@ -13,6 +13,7 @@
 pub mod segment;
 pub mod surrogate;
 
+use super::attribution::{explain_each, Attribute, Attribution, HostResult, Target};
 use super::occlusion::MaskValue;
 use super::{check_image_and_classes, mini_batch, scores, Score};
 use crate::backend::{segment_kept, Backend, HostTensor};
@@ -168,6 +169,18 @@ impl Lime {
         classes: &[usize],
         progress: &dyn Progress,
     ) -> Result<Vec<LimeMap>> {
+        Ok(self.explain(b, model, x, classes, progress)?.0)
+    }
+
+    /// [`Lime::attribute_with_progress`], also returning the logits of `x`, `[1, classes]`.
+    fn explain<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        x: &HostTensor,
+        classes: &[usize],
+        progress: &dyn Progress,
+    ) -> Result<(Vec<LimeMap>, HostTensor)> {
         let (c, h, w) = check_image_and_classes(model, x, classes, "LIME")?;
         if self.num_samples == 0 {
             return Err(Error::bad_input(
@@ -190,7 +203,7 @@ impl Lime {
         let segments = self.segments(x)?;
         let mini_batch = mini_batch(b, self.mini_batch, c * h * w, AUTO_BATCH_MAX, "LIME")?;
         if classes.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), HostTensor::zeros(vec![0, model.num_classes()])));
         }
 
         let image = b.upload(x)?;
@@ -224,7 +237,8 @@ impl Lime {
         };
         let weights = surrogate::kernel_weights(&design, self.kernel_width);
         let feature_map = segments.tensor();
-        classes
+        let original = HostTensor::new(vec![1, logits.sample_len()], logits.sample(0).to_vec())?;
+        let maps = classes
             .iter()
             .map(|&class| {
                 let y: Vec<f64> = scores(&logits, self.score, &vec![class; self.num_samples])
@@ -254,7 +268,38 @@ impl Lime {
                     r2: fit.r2,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((maps, original))
+    }
+}
+
+/// The surrogate is fitted on the host to the scores read back there: each image costs one
+/// read-back inside `attribute_batch`, and the returned maps ([`LimeMap::score_map`]) are uploads
+/// of the host's results.
+impl Attribute for Lime {
+    fn name(&self) -> &'static str {
+        "lime"
+    }
+
+    fn attribute_batch<B: Backend>(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+    ) -> Result<Attribution<B::Tensor>> {
+        let head = (self.name(), self.score, None);
+        explain_each(b, model, inputs, target, head, |x, class| {
+            let (mut maps, logits) = self.explain(b, model, x, &[class], &Silent)?;
+            let m = maps
+                .pop()
+                .ok_or_else(|| Error::internal("LIME returned no map"))?;
+            Ok(HostResult {
+                map: m.score_map,
+                lowres: None,
+                logits,
+            })
+        })
     }
 }
 
