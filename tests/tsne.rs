@@ -271,6 +271,41 @@ fn digits_barnes_hut_cpu() {
     check_digits(Algorithm::BarnesHut, false);
 }
 
+/// The README's N = 10000 runs: 10 Gaussian clusters in 50-D (the bench's generator, seed 0),
+/// defaults (perplexity 30, 1000 iterations). Ignored: exact t-SNE on lavapipe takes 15–25 min.
+/// `cargo test --release --test tsne -- --ignored --nocapture clusters_10000`
+fn clusters_10000(algorithm: Algorithm) {
+    let (x, labels) = gaussian_clusters(10_000, 50, 10, 0);
+    let g = (algorithm == Algorithm::Exact).then(private_gpu);
+    let opts = Tsne {
+        algorithm,
+        ..Tsne::default()
+    };
+    let t = Instant::now();
+    let r = tsne(&x, &opts, g.as_ref(), &Silent).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let (frac, vote) = knn_label_agreement(&r.embedding, &labels, 5);
+    let stats = g.as_ref().map(|g| g.stats());
+    eprintln!(
+        "10000 clusters {algorithm:?}: {secs:.1} s, KL {:.4}, 5-NN same-label fraction \
+         {frac:.4}, vote accuracy {vote:.4}; GPU {stats:?}; history {:?}",
+        r.kl, r.kl_history
+    );
+    assert!(frac >= 0.95, "5-NN same-label fraction {frac}");
+}
+
+#[test]
+#[ignore = "15–25 min on lavapipe"]
+fn clusters_10000_exact_gpu() {
+    clusters_10000(Algorithm::Exact);
+}
+
+#[test]
+#[ignore = "~1 min on 2 cores"]
+fn clusters_10000_barnes_hut_cpu() {
+    clusters_10000(Algorithm::BarnesHut);
+}
+
 #[test]
 fn bad_input_is_rejected() {
     let (x, _) = gaussian_clusters(20, 3, 2, 5);
