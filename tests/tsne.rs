@@ -179,11 +179,12 @@ fn gpu_split_p_matches_one_block() {
     }
 }
 
-/// Sizes the device cannot hold are bad input (exit 2 in the CLI), not panics: one row of P over
-/// the binding limit, and on a software GPU a P larger than host memory (refused before it is
-/// allocated, since Linux would overcommit it and kill the process on first touch).
+/// Sizes the device cannot hold are bad input (exit 2 in the CLI), not panics or aborts: one row
+/// of P over the binding limit, and on a software GPU or the CPU a P larger than host memory
+/// (refused before it is allocated, since Linux would overcommit it and kill the process on first
+/// touch).
 #[test]
-fn gpu_impossible_sizes_are_bad_input() {
+fn impossible_sizes_are_bad_input() {
     let tiny = GpuBackend::new(&GpuOptions {
         max_binding_bytes: Some(1024),
     })
@@ -204,6 +205,15 @@ fn gpu_impossible_sizes_are_bad_input() {
         eprintln!("{}", e.message);
         assert_eq!(e.kind, ErrorKind::BadInput, "{}", e.message);
         assert!(e.message.contains("host memory"), "{}", e.message);
+    }
+    if cfg!(target_os = "linux") {
+        let x = HostTensor::zeros(vec![1_000_000, 1]);
+        let y0 = HostTensor::zeros(vec![1_000_000, 2]);
+        let s = opts.schedule(1_000_000);
+        let e = exact_cpu::run(&x, 1.0, 30.0, &y0, &s, &Silent).unwrap_err();
+        eprintln!("{}", e.message);
+        assert_eq!(e.kind, ErrorKind::BadInput, "{}", e.message);
+        assert!(e.message.contains("memory available"), "{}", e.message);
     }
 }
 

@@ -15,7 +15,7 @@ use super::{readback, GpuBackend, GpuTensor};
 use crate::backend::HostTensor;
 use crate::error::{Error, Result};
 use crate::methods::tsne::affinity::{P_FLOOR, SEARCH_STEPS, SEARCH_TOL};
-use crate::methods::tsne::{Schedule, TsneResult};
+use crate::methods::tsne::{host_memory_available, Schedule, TsneResult};
 use crate::progress::Progress;
 
 /// Rows `r0 .. r0 + rows` of the dense P `[N, N]`, in a buffer of their own.
@@ -370,14 +370,6 @@ impl GpuBackend {
 /// Bytes of the dense P of `n` points (saturating: a P past u64 is impossible anyway).
 fn p_bytes(n: usize) -> u64 {
     (n as u64).saturating_mul(n as u64).saturating_mul(4)
-}
-
-/// `MemAvailable` of `/proc/meminfo` (Linux), in bytes.
-fn host_memory_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// KL(P‖Q) from the per-point sums of `tsne_kl` (P sums to 1).
