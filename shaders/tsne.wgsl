@@ -1,10 +1,19 @@
 // Exact t-SNE on the device (src/gpu/tsne.rs; CPU twin: src/methods/tsne/{affinity,exact_cpu}.rs).
 //
+// P is stored as row blocks, each its own buffer within one storage binding: a kernel that
+// touches P sees one block, rows r0 .. r0 + rows of the N×N matrix, as `P[(i − r0)·N + j]`, and
+// is dispatched once per block (the shapes and r0 come as parameters).
+//
 // Affinities: tsne_dist writes the N×N dissimilarities into P, tsne_pcond turns each row into
 // p_{j|i} in place (one workgroup per point runs the perplexity bisection), tsne_sym symmetrises
-// in place. Per iteration: tsne_forces{2,3} (tiles of 256 embedding points through workgroup
-// memory; P is read as P[j, i], which equals P[i, j] and is contiguous across the workgroup) and
-// tsne_update (gains, momentum, step). tsne_kl runs only when the host asks for the KL.
+// a diagonal block in place and tsne_sym_pair an off-diagonal pair of blocks (P and PB). Per
+// iteration: tsne_forces{2,3} (tiles of 256 embedding points through workgroup memory; P is read
+// as P[j, i], which equals P[i, j] and is contiguous across the workgroup) and tsne_update
+// (gains, momentum, step). tsne_kl runs only when the host asks for the KL.
+//
+// The forces and the KL sum over j, i.e. over the rows of P: each block's dispatch continues the
+// sums the previous block left in acc / klout, so the sums run over j in the same order as with
+// one block and the result does not depend on the split.
 //
 // acc holds 8 floats per point: the attractive sum (3), Σ_j w_ij, the repulsive sum (3), unused.
 // state holds update | gains | gradient, N·dims each.
@@ -17,6 +26,7 @@ struct Params { w: array<vec4<u32>, 16> }
 @group(0) @binding(4) var<storage, read_write> acc: array<f32>;
 @group(0) @binding(5) var<storage, read_write> state: array<f32>;
 @group(0) @binding(6) var<storage, read_write> klout: array<f32>;
+@group(0) @binding(7) var<storage, read_write> PB: array<f32>;
 
 fn pu(i: u32) -> u32 { return U.w[i >> 2u][i & 3u]; }
 fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
@@ -25,23 +35,26 @@ const TILE: u32 = 16u;
 var<workgroup> ta: array<array<f32, 16>, 16>;
 var<workgroup> tb: array<array<f32, 16>, 16>;
 
-// params: 0 N, 1 D, 2 scale. P[i, j] = scale · ‖x_i − x_j‖² (0 on the diagonal).
+// params: 0 N, 1 D, 2 scale, 3 r0, 4 rows. P[i, j] = scale · ‖x_i − x_j‖² (0 on the diagonal)
+// for the block's rows; workgroup y walks the block's rows, x all columns.
 @compute @workgroup_size(16, 16)
 fn tsne_dist(@builtin(local_invocation_id) l: vec3<u32>,
              @builtin(workgroup_id) wg: vec3<u32>) {
     let n = pu(0u);
     let d = pu(1u);
     let scale = pf(2u);
-    let i = wg.y * TILE + l.y;
+    let r0 = pu(3u);
+    let rows = pu(4u);
+    let r = wg.y * TILE + l.y;
+    let i = r0 + r;
     let j = wg.x * TILE + l.x;
-    let ri = wg.y * TILE + l.y;
     let rj = wg.x * TILE + l.y;
     var s = 0.0;
     for (var k0 = 0u; k0 < d; k0 += TILE) {
         let k = k0 + l.x;
         var a = 0.0;
         var b = 0.0;
-        if (ri < n && k < d) { a = X[ri * d + k]; }
+        if (r < rows && k < d) { a = X[i * d + k]; }
         if (rj < n && k < d) { b = X[rj * d + k]; }
         ta[l.y][l.x] = a;
         tb[l.y][l.x] = b;
@@ -52,8 +65,8 @@ fn tsne_dist(@builtin(local_invocation_id) l: vec3<u32>,
         }
         workgroupBarrier();
     }
-    if (i < n && j < n) {
-        P[i * n + j] = select(scale * s, 0.0, i == j);
+    if (r < rows && j < n) {
+        P[r * n + j] = select(scale * s, 0.0, i == j);
     }
 }
 
@@ -81,8 +94,8 @@ fn reduce2(li: u32, a: f32, b: f32) {
     }
 }
 
-// params: 0 N, 1 perplexity, 2 max steps, 3 entropy tolerance. Row i of P holds the
-// dissimilarities on entry and p_{j|i} on exit. Distances are shifted by the row minimum (P is
+// params: 0 N, 1 perplexity, 2 max steps, 3 entropy tolerance, 4 r0, 5 rows. Row i of P holds
+// the dissimilarities on entry and p_{j|i} on exit. Distances are shifted by the row minimum (P is
 // unchanged by it, exp no longer underflows).
 @compute @workgroup_size(256)
 fn tsne_pcond(@builtin(local_invocation_index) li: u32,
@@ -92,8 +105,11 @@ fn tsne_pcond(@builtin(local_invocation_index) li: u32,
     let target_h = log(pf(1u));
     let steps = pu(2u);
     let tol = pf(3u);
-    for (var i = wg.x; i < n; i += nwg.x) {
-        let row = i * n;
+    let r0 = pu(4u);
+    let rows = pu(5u);
+    for (var r = wg.x; r < rows; r += nwg.x) {
+        let i = r0 + r;
+        let row = r * n;
         var m = 3.0e38;
         for (var j = li; j < n; j += WG) {
             if (j != i) { m = min(m, P[row + j]); }
@@ -145,33 +161,59 @@ fn tsne_pcond(@builtin(local_invocation_index) li: u32,
     }
 }
 
-// params: 0 N, 1 1/(2N), 2 floor. P ← max((P + Pᵀ) / 2N, floor), zero diagonal; each pair is
-// owned by the thread of its upper-triangle element.
+// params: 0 N, 1 1/(2N), 2 floor, 3 r0, 4 rows. On the diagonal block (rows and columns
+// r0 .. r0 + rows): P ← max((P + Pᵀ) / 2N, floor), zero diagonal; each pair is owned by the
+// thread of its upper-triangle element.
 @compute @workgroup_size(16, 16)
 fn tsne_sym(@builtin(global_invocation_id) g: vec3<u32>) {
     let n = pu(0u);
-    let i = g.y;
-    let j = g.x;
-    if (i >= n || j >= n) { return; }
-    if (i == j) {
-        P[i * n + i] = 0.0;
-    } else if (i < j) {
-        let v = max((P[i * n + j] + P[j * n + i]) * pf(1u), pf(2u));
-        P[i * n + j] = v;
-        P[j * n + i] = v;
+    let r0 = pu(3u);
+    let rows = pu(4u);
+    let a = g.y;
+    let b = g.x;
+    if (a >= rows || b >= rows) { return; }
+    let i = r0 + a;
+    let j = r0 + b;
+    if (a == b) {
+        P[a * n + i] = 0.0;
+    } else if (a < b) {
+        let v = max((P[a * n + j] + P[b * n + i]) * pf(1u), pf(2u));
+        P[a * n + j] = v;
+        P[b * n + i] = v;
     }
+}
+
+// params: 0 N, 1 1/(2N), 2 floor, 3 r0 of block P, 4 its rows, 5 r0 of block PB (below P), 6 its
+// rows. The same as tsne_sym for the pairs (i in P's rows, j in PB's rows): every such pair has
+// i < j, and its thread owns both P[i, j] and PB[j, i].
+@compute @workgroup_size(16, 16)
+fn tsne_sym_pair(@builtin(global_invocation_id) g: vec3<u32>) {
+    let n = pu(0u);
+    let a = g.y;
+    let b = g.x;
+    if (a >= pu(4u) || b >= pu(6u)) { return; }
+    let i = pu(3u) + a;
+    let j = pu(5u) + b;
+    let v = max((P[a * n + j] + PB[b * n + i]) * pf(1u), pf(2u));
+    P[a * n + j] = v;
+    PB[b * n + i] = v;
 }
 
 var<workgroup> sx: array<f32, 256>;
 var<workgroup> sy: array<f32, 256>;
 var<workgroup> sz: array<f32, 256>;
 
-// params: 0 N. 2-D embedding, Y is [N, 2].
+// params: 0 N, 1 r0, 2 rows, 3 first (1: the block starts the sums), 4 last (1: it ends them).
+// 2-D embedding, Y is [N, 2]. Sums over j in the block's rows, for every i.
 @compute @workgroup_size(256)
 fn tsne_forces2(@builtin(local_invocation_index) li: u32,
                 @builtin(workgroup_id) wg: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
     let n = pu(0u);
+    let r0 = pu(1u);
+    let r1 = r0 + pu(2u);
+    let first = pu(3u) != 0u;
+    let last = pu(4u) != 0u;
     for (var base = wg.x * WG; base < n; base += nwg.x * WG) {
         let i = base + li;
         let valid = i < n;
@@ -180,16 +222,21 @@ fn tsne_forces2(@builtin(local_invocation_index) li: u32,
         var attr = vec2<f32>(0.0);
         var rep = vec2<f32>(0.0);
         var z = 0.0;
-        for (var j0 = 0u; j0 < n; j0 += WG) {
+        if (valid && !first) {
+            attr = vec2<f32>(acc[8u * i], acc[8u * i + 1u]);
+            z = acc[8u * i + 3u];
+            rep = vec2<f32>(acc[8u * i + 4u], acc[8u * i + 5u]);
+        }
+        for (var j0 = r0; j0 < r1; j0 += WG) {
             let j = j0 + li;
-            if (j < n) {
+            if (j < r1) {
                 sx[li] = Y[2u * j];
                 sy[li] = Y[2u * j + 1u];
             }
             workgroupBarrier();
             if (valid) {
-                let cnt = min(WG, n - j0);
-                var at = j0 * n + i;
+                let cnt = min(WG, r1 - j0);
+                var at = (j0 - r0) * n + i;
                 for (var k = 0u; k < cnt; k++) {
                     let d = yi - vec2<f32>(sx[k], sy[k]);
                     let w = 1.0 / (1.0 + dot(d, d));
@@ -202,11 +249,12 @@ fn tsne_forces2(@builtin(local_invocation_index) li: u32,
             workgroupBarrier();
         }
         if (valid) {
-            // The j = i term added w = 1 to z and nothing to the sums.
+            // The j = i term added w = 1 to z and nothing to the sums; taken off once the sum is
+            // complete, so a split P subtracts it at the same point as an unsplit one.
             acc[8u * i] = attr.x;
             acc[8u * i + 1u] = attr.y;
             acc[8u * i + 2u] = 0.0;
-            acc[8u * i + 3u] = z - 1.0;
+            acc[8u * i + 3u] = select(z, z - 1.0, last);
             acc[8u * i + 4u] = rep.x;
             acc[8u * i + 5u] = rep.y;
             acc[8u * i + 6u] = 0.0;
@@ -214,12 +262,16 @@ fn tsne_forces2(@builtin(local_invocation_index) li: u32,
     }
 }
 
-// params: 0 N. 3-D embedding, Y is [N, 3].
+// params as tsne_forces2. 3-D embedding, Y is [N, 3].
 @compute @workgroup_size(256)
 fn tsne_forces3(@builtin(local_invocation_index) li: u32,
                 @builtin(workgroup_id) wg: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
     let n = pu(0u);
+    let r0 = pu(1u);
+    let r1 = r0 + pu(2u);
+    let first = pu(3u) != 0u;
+    let last = pu(4u) != 0u;
     for (var base = wg.x * WG; base < n; base += nwg.x * WG) {
         let i = base + li;
         let valid = i < n;
@@ -228,17 +280,22 @@ fn tsne_forces3(@builtin(local_invocation_index) li: u32,
         var attr = vec3<f32>(0.0);
         var rep = vec3<f32>(0.0);
         var z = 0.0;
-        for (var j0 = 0u; j0 < n; j0 += WG) {
+        if (valid && !first) {
+            attr = vec3<f32>(acc[8u * i], acc[8u * i + 1u], acc[8u * i + 2u]);
+            z = acc[8u * i + 3u];
+            rep = vec3<f32>(acc[8u * i + 4u], acc[8u * i + 5u], acc[8u * i + 6u]);
+        }
+        for (var j0 = r0; j0 < r1; j0 += WG) {
             let j = j0 + li;
-            if (j < n) {
+            if (j < r1) {
                 sx[li] = Y[3u * j];
                 sy[li] = Y[3u * j + 1u];
                 sz[li] = Y[3u * j + 2u];
             }
             workgroupBarrier();
             if (valid) {
-                let cnt = min(WG, n - j0);
-                var at = j0 * n + i;
+                let cnt = min(WG, r1 - j0);
+                var at = (j0 - r0) * n + i;
                 for (var k = 0u; k < cnt; k++) {
                     let d = yi - vec3<f32>(sx[k], sy[k], sz[k]);
                     let w = 1.0 / (1.0 + dot(d, d));
@@ -254,7 +311,7 @@ fn tsne_forces3(@builtin(local_invocation_index) li: u32,
             acc[8u * i] = attr.x;
             acc[8u * i + 1u] = attr.y;
             acc[8u * i + 2u] = attr.z;
-            acc[8u * i + 3u] = z - 1.0;
+            acc[8u * i + 3u] = select(z, z - 1.0, last);
             acc[8u * i + 4u] = rep.x;
             acc[8u * i + 5u] = rep.y;
             acc[8u * i + 6u] = rep.z;
@@ -301,14 +358,18 @@ fn tsne_update(@builtin(local_invocation_index) li: u32,
     }
 }
 
-// params: 0 N, 1 dims. Per point: Σ_j p_ij (ln p_ij + ln(1 + d²_ij)) and Σ_j w_ij; the host
-// adds ln Σ w to the sum of the first to get KL(P‖Q).
+// params: 0 N, 1 dims, 2 r0, 3 rows, 4 first (1: the block starts the sums). Per point:
+// Σ_j p_ij (ln p_ij + ln(1 + d²_ij)) and Σ_j w_ij over j in the block's rows, continuing the
+// previous block's; the host adds ln Σ w to the sum of the first to get KL(P‖Q).
 @compute @workgroup_size(256)
 fn tsne_kl(@builtin(local_invocation_index) li: u32,
            @builtin(workgroup_id) wg: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let n = pu(0u);
     let dims = pu(1u);
+    let r0 = pu(2u);
+    let r1 = r0 + pu(3u);
+    let first = pu(4u) != 0u;
     for (var base = wg.x * WG; base < n; base += nwg.x * WG) {
         let i = base + li;
         let valid = i < n;
@@ -320,9 +381,13 @@ fn tsne_kl(@builtin(local_invocation_index) li: u32,
         }
         var s = 0.0;
         var z = 0.0;
-        for (var j0 = 0u; j0 < n; j0 += WG) {
+        if (valid && !first) {
+            s = klout[2u * i];
+            z = klout[2u * i + 1u];
+        }
+        for (var j0 = r0; j0 < r1; j0 += WG) {
             let j = j0 + li;
-            if (j < n) {
+            if (j < r1) {
                 sx[li] = Y[dims * j];
                 sy[li] = Y[dims * j + 1u];
                 sz[li] = 0.0;
@@ -330,12 +395,12 @@ fn tsne_kl(@builtin(local_invocation_index) li: u32,
             }
             workgroupBarrier();
             if (valid) {
-                let cnt = min(WG, n - j0);
+                let cnt = min(WG, r1 - j0);
                 for (var k = 0u; k < cnt; k++) {
                     if (j0 + k != i) {
                         let d = yi - vec3<f32>(sx[k], sy[k], sz[k]);
                         let d2 = dot(d, d);
-                        let p = P[(j0 + k) * n + i];
+                        let p = P[(j0 - r0 + k) * n + i];
                         if (p > 0.0) { s += p * (log(p) + log(1.0 + d2)); }
                         z += 1.0 / (1.0 + d2);
                     }

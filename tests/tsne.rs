@@ -1,17 +1,23 @@
-//! t-SNE: the GPU kernels against their CPU twins (affinities, gradient, step, KL), Barnes-Hut
-//! against the exact gradient at theta 0, the digits acceptance runs (KL and 5-NN label
-//! agreement for exact-on-GPU and Barnes-Hut), bad input, and the CLI.
+//! t-SNE: the GPU kernels against their CPU twins (affinities, gradient, step, KL), P split into
+//! row blocks against one block, Barnes-Hut against the exact gradient at theta 0, the digits
+//! acceptance runs (KL and 5-NN label agreement for exact-on-GPU and Barnes-Hut), bad input, and
+//! the CLI.
 
 mod common;
 use common::*;
+use netlens::gpu::{wgpu, GpuBackend, GpuOptions};
 use netlens::methods::tsne::affinity::{dense_p, sparse_p};
 use netlens::methods::tsne::{
-    barnes_hut, descend, exact_cpu, gaussian_clusters, knn_label_agreement, prepare, tsne,
-    Algorithm, Distance, Tsne,
+    barnes_hut, descend, exact_cpu, gaussian_clusters, initial_embedding, knn_label_agreement,
+    prepare, tsne, Algorithm, Distance, Init, Tsne,
 };
 use netlens::progress::Silent;
 use netlens::{ErrorKind, HostTensor};
 use std::time::Instant;
+
+/// Split P against one block: measured 0 (the sums run in the same order either way); the
+/// margin allows a driver that contracts a multiply-add differently in one of the paths.
+const SPLIT_TOL: f32 = 1e-5;
 
 /// max |a − b| / max |b|.
 fn rel_max(a: &[f32], b: &[f32]) -> f32 {
@@ -92,6 +98,125 @@ fn gpu_gradient_step_and_kl_match_cpu() {
     }
 }
 
+/// P split into row blocks (a binding limit of 130 rows of 400 points: blocks of 130, 130, 130 and
+/// 10 rows, off the 16- and 256-point tiles) gives the P, gradient, embedding and KL of one block,
+/// with the same submissions and read-backs.
+#[test]
+fn gpu_split_p_matches_one_block() {
+    let (n, rows) = (400usize, 130usize);
+    let split = GpuBackend::new(&GpuOptions {
+        max_binding_bytes: Some((rows * n * 4) as u64),
+    })
+    .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    let whole = private_gpu();
+    let blocks = n.div_ceil(rows);
+    let (x, _) = gaussian_clusters(n, 10, 4, 7);
+    let (xp, scale) = prepare(&x, Distance::Euclidean, false).unwrap();
+    let p_whole = whole.tsne_affinities(&xp, scale, 30.0).unwrap();
+    let p_split = split.tsne_affinities(&xp, scale, 30.0).unwrap();
+    let err = rel_max(&p_split.data, &p_whole.data);
+    eprintln!("P split into {blocks} blocks vs one block: rel err {err:.2e}");
+    assert!(err <= SPLIT_TOL, "P differs by {err}");
+    for dims in [2, 3] {
+        let y0 = initial_embedding(&xp, dims, Init::Pca, 0);
+        let s = Tsne {
+            dims,
+            iterations: 300,
+            ..Tsne::default()
+        }
+        .schedule(n);
+        let run = |g: &GpuBackend| {
+            g.reset_stats();
+            let r = g
+                .tsne_exact_with_gradient(&xp, scale, 30.0, &y0, &s, &Silent)
+                .unwrap();
+            (r.0, r.1, g.stats())
+        };
+        let (a, ga, sa) = run(&whole);
+        let (b, gb, sb) = run(&split);
+        let e_emb = rel_max(&b.embedding.data, &a.embedding.data);
+        let e_grad = rel_max(&gb.data, &ga.data);
+        let e_kl = a
+            .kl_history
+            .iter()
+            .zip(&b.kl_history)
+            .map(|(x, y)| ((x.1 - y.1) / x.1).abs())
+            .fold(0f32, f32::max);
+        eprintln!(
+            "dims {dims}, {} iterations: split vs one block rel err embedding {e_emb:.2e}, \
+             gradient {e_grad:.2e}, KL history {e_kl:.2e} (KL {} vs {})",
+            s.iterations, b.kl, a.kl
+        );
+        assert!(
+            e_emb <= SPLIT_TOL,
+            "dims {dims}: embedding differs by {e_emb}"
+        );
+        assert!(
+            e_grad <= SPLIT_TOL,
+            "dims {dims}: gradient differs by {e_grad}"
+        );
+        assert!(
+            e_kl <= SPLIT_TOL,
+            "dims {dims}: KL history differs by {e_kl}"
+        );
+        assert_eq!(a.kl_history.len(), b.kl_history.len());
+        assert_eq!(
+            (sb.submissions, sb.readbacks),
+            (sa.submissions, sa.readbacks),
+            "splitting P must not add submissions or read-backs"
+        );
+        // Per block: distances and perplexity search, forces every iteration and KL every
+        // chunk; per pair of blocks a symmetrisation.
+        let chunks = s.iterations.div_ceil(s.kl_every);
+        let per_blocks =
+            |k: usize| (2 * k + k * (k + 1) / 2 + s.iterations * (k + 1) + chunks * k) as u64;
+        assert_eq!(sa.dispatches, per_blocks(1));
+        assert_eq!(
+            sb.dispatches,
+            per_blocks(blocks),
+            "P must be split into {blocks} blocks"
+        );
+    }
+}
+
+/// Sizes the device cannot hold are bad input (exit 2 in the CLI), not panics or aborts: one row
+/// of P over the binding limit, and on a software GPU or the CPU a P larger than host memory
+/// (refused before it is allocated, since Linux would overcommit it and kill the process on first
+/// touch).
+#[test]
+fn impossible_sizes_are_bad_input() {
+    let tiny = GpuBackend::new(&GpuOptions {
+        max_binding_bytes: Some(1024),
+    })
+    .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    let (x, _) = gaussian_clusters(300, 4, 3, 8);
+    let opts = Tsne {
+        iterations: 1,
+        ..Tsne::default()
+    };
+    let e = tsne(&x, &opts, Some(&tiny), &Silent).unwrap_err();
+    eprintln!("{}", e.message);
+    assert_eq!(e.kind, ErrorKind::BadInput, "{}", e.message);
+    assert!(e.message.contains("barneshut"), "{}", e.message);
+    if gpu().adapter_info().device_type == wgpu::DeviceType::Cpu {
+        // 10⁶ points: P is 4 TB.
+        let x = HostTensor::zeros(vec![1_000_000, 1]);
+        let e = gpu().tsne_affinities(&x, 1.0, 30.0).unwrap_err();
+        eprintln!("{}", e.message);
+        assert_eq!(e.kind, ErrorKind::BadInput, "{}", e.message);
+        assert!(e.message.contains("host memory"), "{}", e.message);
+    }
+    if cfg!(target_os = "linux") {
+        let x = HostTensor::zeros(vec![1_000_000, 1]);
+        let y0 = HostTensor::zeros(vec![1_000_000, 2]);
+        let s = opts.schedule(1_000_000);
+        let e = exact_cpu::run(&x, 1.0, 30.0, &y0, &s, &Silent).unwrap_err();
+        eprintln!("{}", e.message);
+        assert_eq!(e.kind, ErrorKind::BadInput, "{}", e.message);
+        assert!(e.message.contains("memory available"), "{}", e.message);
+    }
+}
+
 #[test]
 fn barnes_hut_at_theta_zero_is_exact() {
     // Perplexity 33 on 100 points keeps every neighbour, so sparse P is dense P.
@@ -154,6 +279,41 @@ fn digits_exact_gpu() {
 #[test]
 fn digits_barnes_hut_cpu() {
     check_digits(Algorithm::BarnesHut, false);
+}
+
+/// The README's N = 10000 runs: 10 Gaussian clusters in 50-D (the bench's generator, seed 0),
+/// defaults (perplexity 30, 1000 iterations). Ignored: exact t-SNE on lavapipe takes 15–25 min.
+/// `cargo test --release --test tsne -- --ignored --nocapture clusters_10000`
+fn clusters_10000(algorithm: Algorithm) {
+    let (x, labels) = gaussian_clusters(10_000, 50, 10, 0);
+    let g = (algorithm == Algorithm::Exact).then(private_gpu);
+    let opts = Tsne {
+        algorithm,
+        ..Tsne::default()
+    };
+    let t = Instant::now();
+    let r = tsne(&x, &opts, g.as_ref(), &Silent).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let (frac, vote) = knn_label_agreement(&r.embedding, &labels, 5);
+    let stats = g.as_ref().map(|g| g.stats());
+    eprintln!(
+        "10000 clusters {algorithm:?}: {secs:.1} s, KL {:.4}, 5-NN same-label fraction \
+         {frac:.4}, vote accuracy {vote:.4}; GPU {stats:?}; history {:?}",
+        r.kl, r.kl_history
+    );
+    assert!(frac >= 0.95, "5-NN same-label fraction {frac}");
+}
+
+#[test]
+#[ignore = "15–25 min on lavapipe"]
+fn clusters_10000_exact_gpu() {
+    clusters_10000(Algorithm::Exact);
+}
+
+#[test]
+#[ignore = "~1 min on 2 cores"]
+fn clusters_10000_barnes_hut_cpu() {
+    clusters_10000(Algorithm::BarnesHut);
 }
 
 #[test]

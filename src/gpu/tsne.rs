@@ -1,7 +1,12 @@
 //! Exact t-SNE on the device (`shaders/tsne.wgsl`): P is built on the GPU (distances, one
 //! workgroup per point for the perplexity search, in-place symmetrisation) and never leaves it;
-//! each iteration is two dispatches (forces, update). `kl_every` iterations go into one
-//! submission, followed by the KL kernel whose 2·N floats are the only read-back until the end.
+//! each iteration is the forces (one dispatch per row block of P) and the update. `kl_every`
+//! iterations go into one submission, followed by the KL kernel whose 2·N floats are the only
+//! read-back until the end.
+//!
+//! P is held as row blocks, each its own buffer within one storage binding, so N is bounded by
+//! device memory rather than by the binding limit (one block, as before, up to 5792 points on a
+//! 128 MiB binding).
 
 use std::sync::atomic::Ordering;
 
@@ -10,8 +15,21 @@ use super::{readback, GpuBackend, GpuTensor};
 use crate::backend::HostTensor;
 use crate::error::{Error, Result};
 use crate::methods::tsne::affinity::{P_FLOOR, SEARCH_STEPS, SEARCH_TOL};
-use crate::methods::tsne::{Schedule, TsneResult};
+use crate::methods::tsne::{host_memory_available, Schedule, TsneResult};
 use crate::progress::Progress;
+
+/// Rows `r0 .. r0 + rows` of the dense P `[N, N]`, in a buffer of their own.
+struct PBlock {
+    r0: usize,
+    rows: usize,
+    buffer: wgpu::Buffer,
+}
+
+impl PBlock {
+    fn bind(&self) -> Bind {
+        (&self.buffer).into()
+    }
+}
 
 impl GpuBackend {
     /// Dense symmetric P `[N, N]` of prepared features `x` `[N, D]` (dissimilarity
@@ -24,14 +42,25 @@ impl GpuBackend {
         perplexity: f32,
     ) -> Result<HostTensor> {
         let _exclusive = self.exclusive()?;
-        let p = self.tsne_p(x, scale, perplexity)?;
+        let (xb, p) = self.tsne_p_alloc(x)?;
         let n = x.shape[0];
-        let mut out = readback::read_many(self, &[&p])?;
-        let mut t = out
+        let full = self.alloc(vec![n, n])?;
+        let mut rec = Recorder::new(&self.device, &self.pipelines);
+        self.record_p(&mut rec, &xb, &p, scale, perplexity)?;
+        for b in &p {
+            let row = n as u64 * 4;
+            rec.copy(
+                &b.buffer,
+                0,
+                full.buffer(),
+                b.r0 as u64 * row,
+                b.rows as u64 * row,
+            );
+        }
+        self.submit_recorded(rec, "t-SNE affinities")?;
+        readback::read_many(self, &[&full])?
             .pop()
-            .ok_or_else(|| Error::internal("read-back returned nothing"))?;
-        t.shape = vec![n, n];
-        Ok(t)
+            .ok_or_else(|| Error::internal("read-back returned nothing"))
     }
 
     /// Exact t-SNE from prepared features and a starting embedding `y0` `[N, 2 or 3]`.
@@ -59,8 +88,9 @@ impl GpuBackend {
         s: &Schedule,
         progress: &dyn Progress,
     ) -> Result<(TsneResult, HostTensor)> {
-        let (n, dims) = (x.shape[0], y0.shape[1]);
-        if y0.shape[0] != n || !(dims == 2 || dims == 3) {
+        let n = x.shape.first().copied().unwrap_or(0);
+        let dims = y0.shape.get(1).copied().unwrap_or(0);
+        if y0.shape.len() != 2 || y0.shape[0] != n || !(dims == 2 || dims == 3) {
             return Err(Error::bad_input(format!(
                 "starting embedding {:?} does not match {n} points in 2 or 3 dimensions",
                 y0.shape
@@ -77,6 +107,7 @@ impl GpuBackend {
         let klout = self.alloc(vec![2 * n])?;
         self.stats.uploads.fetch_add(1, Ordering::Relaxed);
 
+        let nb = p.len();
         let forces = if dims == 2 {
             Kernel::TsneForces2
         } else {
@@ -91,12 +122,19 @@ impl GpuBackend {
             let mut rec = Recorder::new(&self.device, &self.pipelines);
             for k in it..end {
                 let (exag, momentum, restart) = s.at(k);
-                rec.dispatch(
-                    forces,
-                    &[(&p).into(), (&y).into(), (&acc).into()],
-                    Params::new().u(n),
-                    [groups, 1, 1],
-                )?;
+                for (bi, b) in p.iter().enumerate() {
+                    rec.dispatch(
+                        forces,
+                        &[b.bind(), (&y).into(), (&acc).into()],
+                        Params::new()
+                            .u(n)
+                            .u(b.r0)
+                            .u(b.rows)
+                            .u((bi == 0) as usize)
+                            .u((bi + 1 == nb) as usize),
+                        [groups, 1, 1],
+                    )?;
+                }
                 rec.dispatch(
                     Kernel::TsneUpdate,
                     &[(&y).into(), (&acc).into(), (&state).into()],
@@ -110,12 +148,19 @@ impl GpuBackend {
                     [groups, 1, 1],
                 )?;
             }
-            rec.dispatch(
-                Kernel::TsneKl,
-                &[(&p).into(), (&y).into(), (&klout).into()],
-                Params::new().u(n).u(dims),
-                [groups, 1, 1],
-            )?;
+            for (bi, b) in p.iter().enumerate() {
+                rec.dispatch(
+                    Kernel::TsneKl,
+                    &[b.bind(), (&y).into(), (&klout).into()],
+                    Params::new()
+                        .u(n)
+                        .u(dims)
+                        .u(b.r0)
+                        .u(b.rows)
+                        .u((bi == 0) as usize),
+                    [groups, 1, 1],
+                )?;
+            }
             self.submit_recorded(rec, "t-SNE iterations")?;
             let kl = kl_from(&readback::read_many(self, &[&klout])?[0].data);
             history.push((end, kl));
@@ -144,8 +189,17 @@ impl GpuBackend {
         ))
     }
 
-    /// Records and submits the three affinity kernels; P stays on the device.
-    fn tsne_p(&self, x: &HostTensor, scale: f32, perplexity: f32) -> Result<GpuTensor> {
+    /// Records and submits the affinity kernels; P stays on the device.
+    fn tsne_p(&self, x: &HostTensor, scale: f32, perplexity: f32) -> Result<Vec<PBlock>> {
+        let (xb, p) = self.tsne_p_alloc(x)?;
+        let mut rec = Recorder::new(&self.device, &self.pipelines);
+        self.record_p(&mut rec, &xb, &p, scale, perplexity)?;
+        self.submit_recorded(rec, "t-SNE affinities")?;
+        Ok(p)
+    }
+
+    /// Checks every size exact t-SNE of `x` depends on, uploads `x` and allocates P's blocks.
+    fn tsne_p_alloc(&self, x: &HostTensor) -> Result<(GpuTensor, Vec<PBlock>)> {
         if x.shape.len() != 2 || x.shape[0] < 2 {
             return Err(Error::bad_input(format!(
                 "t-SNE takes a feature matrix [N, D] with N ≥ 2, got {:?}",
@@ -153,48 +207,148 @@ impl GpuBackend {
             )));
         }
         let (n, d) = (x.shape[0], x.shape[1]);
-        let bytes = (n * n * 4) as u64;
-        if bytes > self.binding_limit || n > u16::MAX as usize {
-            let max_n = ((self.binding_limit / 4) as f64).sqrt() as usize;
-            return Err(Error::bad_input(format!(
-                "exact t-SNE on the GPU keeps the dense {n}×{n} P ({bytes} bytes) in one binding, \
-                 over this GPU's limit of {} bytes (at most {max_n} points); use the Barnes-Hut \
-                 algorithm (--algorithm barneshut)",
-                self.binding_limit
-            )));
-        }
-        let xb = self.alloc(vec![n * d])?;
+        let rows = self.p_block_rows(n, d)?;
+        let xb = self.alloc(vec![n, d])?;
         self.queue
             .write_buffer(xb.buffer(), 0, bytemuck::cast_slice(&x.data));
         self.stats.uploads.fetch_add(1, Ordering::Relaxed);
-        let p = self.alloc(vec![n * n])?;
-        let tiles = n.div_ceil(16);
-        let mut rec = Recorder::new(&self.device, &self.pipelines);
-        let pb: Bind = (&p).into();
-        rec.dispatch(
-            Kernel::TsneDist,
-            &[(&xb).into(), pb.clone()],
-            Params::new().u(n).u(d).f(scale),
-            [tiles, tiles, 1],
-        )?;
-        rec.dispatch(
-            Kernel::TsnePcond,
-            std::slice::from_ref(&pb),
-            Params::new()
-                .u(n)
-                .f(perplexity)
-                .u(SEARCH_STEPS)
-                .f(SEARCH_TOL),
-            [n, 1, 1],
-        )?;
-        rec.dispatch(
-            Kernel::TsneSym,
-            std::slice::from_ref(&pb),
-            Params::new().u(n).f(1.0 / (2.0 * n as f32)).f(P_FLOOR),
-            [tiles, tiles, 1],
-        )?;
-        self.submit_recorded(rec, "t-SNE affinities")?;
-        Ok(p)
+        // Not from the pool: P is the one allocation that can exhaust the device, a failed buffer
+        // must not be lent out again, and hundreds of MB should not stay parked after the run.
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let blocks: Vec<PBlock> = (0..n)
+            .step_by(rows)
+            .map(|r0| {
+                let rows = rows.min(n - r0);
+                let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("netlens t-SNE P"),
+                    size: (rows * n * 4) as u64,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                PBlock { r0, rows, buffer }
+            })
+            .collect();
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::bad_input(format!(
+                "exact t-SNE of {n} points keeps the dense {n}×{n} P ({:.2} GB) on the GPU, and \
+                 the GPU could not allocate it ({e}); use the Barnes-Hut algorithm \
+                 (--algorithm barneshut)",
+                p_bytes(n) as f64 / 1e9
+            )));
+        }
+        Ok((xb, blocks))
+    }
+
+    /// Rows of P per block for `n` points of `d` features: as many as one storage binding holds
+    /// (and u32 indices reach). Sizes the device cannot hold are bad input, reported here before
+    /// anything is allocated.
+    fn p_block_rows(&self, n: usize, d: usize) -> Result<usize> {
+        let barnes_hut = "use the Barnes-Hut algorithm (--algorithm barneshut)";
+        let limit = self.binding_limit;
+        let bytes = p_bytes(n);
+        // A software adapter's memory is host memory that Linux overcommits: allocating past it
+        // succeeds, and the process is killed when the kernels first touch the pages.
+        if self.info.device_type == wgpu::DeviceType::Cpu {
+            if let Some(avail) = host_memory_available() {
+                if bytes > avail {
+                    return Err(Error::bad_input(format!(
+                        "exact t-SNE of {n} points keeps the dense {n}×{n} P ({:.2} GB) on the \
+                         GPU, more than the {:.2} GB of host memory available to this software \
+                         GPU ({}); {barnes_hut}",
+                        bytes as f64 / 1e9,
+                        avail as f64 / 1e9,
+                        self.info.name
+                    )));
+                }
+            }
+        }
+        let row = n as u64 * 4;
+        // acc (8 floats per point) is the largest per-point buffer bound whole.
+        if row > limit || n as u64 * 32 > limit {
+            return Err(Error::bad_input(format!(
+                "exact t-SNE on the GPU binds one row of P and the per-point state of all {n} \
+                 points ({} bytes), over this GPU's storage binding limit of {limit} bytes; \
+                 {barnes_hut}",
+                row.max(n as u64 * 32)
+            )));
+        }
+        let x_bytes = (n * d) as u64 * 4;
+        if x_bytes > limit {
+            return Err(Error::bad_input(format!(
+                "the feature matrix [{n}, {d}] ({x_bytes} bytes) is over this GPU's storage \
+                 binding limit of {limit} bytes; reduce the features (e.g. with PCA) or {barnes_hut}"
+            )));
+        }
+        // tsne_dist covers the columns with 16-wide workgroups along x, without a grid stride.
+        let max_groups = self.limits.max_compute_workgroups_per_dimension as usize;
+        if n.div_ceil(16) > max_groups {
+            return Err(Error::bad_input(format!(
+                "exact t-SNE on the GPU handles at most {} points, got {n}; {barnes_hut}",
+                max_groups * 16
+            )));
+        }
+        let rows = (limit / row).min(u32::MAX as u64 / n as u64) as usize;
+        Ok(rows.min(n))
+    }
+
+    /// Records the affinity kernels into `rec`: distances and the perplexity search per block,
+    /// then the symmetrisation per pair of blocks (a diagonal block in place, every other pair
+    /// once, with both blocks bound).
+    fn record_p(
+        &self,
+        rec: &mut Recorder<'_>,
+        xb: &GpuTensor,
+        p: &[PBlock],
+        scale: f32,
+        perplexity: f32,
+    ) -> Result<()> {
+        let (n, d) = (xb.shape()[0], xb.shape()[1]);
+        for b in p {
+            rec.dispatch(
+                Kernel::TsneDist,
+                &[xb.into(), b.bind()],
+                Params::new().u(n).u(d).f(scale).u(b.r0).u(b.rows),
+                [n.div_ceil(16), b.rows.div_ceil(16), 1],
+            )?;
+            rec.dispatch(
+                Kernel::TsnePcond,
+                &[b.bind()],
+                Params::new()
+                    .u(n)
+                    .f(perplexity)
+                    .u(SEARCH_STEPS)
+                    .f(SEARCH_TOL)
+                    .u(b.r0)
+                    .u(b.rows),
+                [b.rows, 1, 1],
+            )?;
+        }
+        let inv = 1.0 / (2.0 * n as f32);
+        for (k, a) in p.iter().enumerate() {
+            let tiles = a.rows.div_ceil(16);
+            rec.dispatch(
+                Kernel::TsneSym,
+                &[a.bind()],
+                Params::new().u(n).f(inv).f(P_FLOOR).u(a.r0).u(a.rows),
+                [tiles, tiles, 1],
+            )?;
+            for b in &p[k + 1..] {
+                rec.dispatch(
+                    Kernel::TsneSymPair,
+                    &[a.bind(), b.bind()],
+                    Params::new()
+                        .u(n)
+                        .f(inv)
+                        .f(P_FLOOR)
+                        .u(a.r0)
+                        .u(a.rows)
+                        .u(b.r0)
+                        .u(b.rows),
+                    [b.rows.div_ceil(16), tiles, 1],
+                )?;
+            }
+        }
+        Ok(())
     }
 
     fn submit_recorded(&self, rec: Recorder<'_>, what: &str) -> Result<()> {
@@ -211,6 +365,11 @@ impl GpuBackend {
         }
         Ok(())
     }
+}
+
+/// Bytes of the dense P of `n` points (saturating: a P past u64 is impossible anyway).
+fn p_bytes(n: usize) -> u64 {
+    (n as u64).saturating_mul(n as u64).saturating_mul(4)
 }
 
 /// KL(P‖Q) from the per-point sums of `tsne_kl` (P sums to 1).

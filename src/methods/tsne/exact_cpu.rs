@@ -4,9 +4,9 @@
 use rayon::prelude::*;
 
 use super::affinity::dense_p;
-use super::{descend, Schedule, TsneResult};
+use super::{descend, host_memory_available, Schedule, TsneResult};
 use crate::backend::HostTensor;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::progress::Progress;
 
 /// Per point: the attractive sum `Σ_j p_ij w_ij (y_i − y_j)`, the repulsive sum
@@ -100,6 +100,19 @@ pub fn run(
 ) -> Result<TsneResult> {
     let (n, d) = (x.shape[0], x.shape[1]);
     let dims = y0.shape[1];
+    // dense_p holds the conditional and the joint P at once: 8 bytes per pair.
+    let bytes = (n as u64).saturating_mul(n as u64).saturating_mul(8);
+    if let Some(avail) = host_memory_available() {
+        if bytes > avail {
+            return Err(Error::bad_input(format!(
+                "exact t-SNE of {n} points on the CPU builds the dense {n}×{n} P in {:.2} GB, \
+                 more than the {:.2} GB of memory available; use the Barnes-Hut algorithm \
+                 (--algorithm barneshut)",
+                bytes as f64 / 1e9,
+                avail as f64 / 1e9
+            )));
+        }
+    }
     let p = dense_p(&x.data, n, d, scale, perplexity);
     let mut y = y0.data.clone();
     let mut update = vec![0f32; n * dims];

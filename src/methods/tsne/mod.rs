@@ -429,6 +429,16 @@ pub fn descend(
     }
 }
 
+/// `MemAvailable` of `/proc/meminfo` in bytes (Linux; `None` elsewhere). Dense P grows as N²,
+/// and Linux overcommits: an allocation past this succeeds and the process is killed when the
+/// pages are first touched, so the exact paths check against it before allocating.
+pub(crate) fn host_memory_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Runs t-SNE on a feature matrix `[N, D]`. `Exact` runs on `gpu` when given, else on the CPU;
 /// `BarnesHut` always runs on the CPU.
 pub fn tsne(
