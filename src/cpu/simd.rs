@@ -15,9 +15,9 @@ pub(crate) fn has_avx2() -> bool {
 }
 
 /// Defines `$name($args) -> $ret`, which runs `$body` compiled for AVX2+FMA when [`has_avx2`]
-/// holds and for the baseline otherwise. The body is compiled twice from one source, so both
-/// paths compute the same thing (LLVM may not fuse `a * b + c` without `mul_add`, so results are
-/// identical up to the order the compiler already chose).
+/// holds and for the baseline otherwise. The body is compiled twice from one source; Rust never
+/// fuses or reorders float operations on its own (no `mul_add` in the bodies), so both paths give
+/// bit-identical results, only in wider lanes.
 macro_rules! avx2_dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
