@@ -78,6 +78,57 @@ fn every_subcommand_speaks_json_quietly() {
     assert!(dir.join("report.html").exists() && dir.join("summary.json").exists());
 }
 
+/// The perturbation and global subcommands too: with --json, stdout is exactly their
+/// summary.json, and nothing else (deep dream's per-level lines included).
+#[test]
+fn perturbation_and_global_subcommands_speak_json() {
+    const LAYER: &str = "/features/features.2/Relu_output_0";
+    const FEATURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/ref/tsne_digits_X.npy");
+    const DIGITS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/digits_all");
+    let runs: [(&str, &[&str]); 6] = [
+        ("lime", &["lime", DIGITS, DIGIT_PNG, "--num-samples", "64"]),
+        ("scorecam", &["scorecam", DIGITS, DIGIT_PNG]),
+        (
+            "activations",
+            &["activations", DIGITS, DIGIT_PNG, "--layer", LAYER],
+        ),
+        (
+            "deepdream",
+            &[
+                "deepdream",
+                DIGITS,
+                "--layer",
+                LAYER,
+                "--channels",
+                "0,1",
+                "--levels",
+                "1",
+            ],
+        ),
+        ("extremes", &["extremes", DIGITS, DIGITS_DIR]),
+        (
+            "tsne",
+            &["tsne", "--features", FEATURES, "--iterations", "20"],
+        ),
+    ];
+    for (name, args) in runs {
+        let dir = scratch_in("scripting", &format!("json-{name}"));
+        let mut all = args.to_vec();
+        all.extend([
+            "-o",
+            dir.to_str().unwrap(),
+            "--backend",
+            "cpu",
+            "--json",
+            "-q",
+        ]);
+        let printed = json_quiet(&all);
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(printed, saved, "{name}: stdout is not its summary.json");
+    }
+}
+
 /// Without --quiet, the text output of explain ends with the report's path.
 #[test]
 fn explain_text_names_the_report() {

@@ -174,6 +174,8 @@ fn write(
     input::write_npy(&npy, &r.images.shape, &r.images.data)?;
     let mut tiles = Vec::new();
     let mut results = Vec::new();
+    // The text output, printed at the end unless --json asks for the summary instead.
+    let mut lines = Vec::new();
     for i in 0..r.images.batch() {
         let one = HostTensor::new(r.images.shape[1..].to_vec(), r.images.sample(i).to_vec())?;
         let (w, h, rgb) = pre.to_rgb8(&one)?;
@@ -191,7 +193,7 @@ fn write(
             .map(|l| l[i])
             .collect::<Vec<_>>());
         results.push(entry);
-        println!("{stem}: objective {before:.4} -> {after:.4}");
+        lines.push(format!("{stem}: objective {before:.4} -> {after:.4}"));
     }
     let (w, h) = (r.images.shape[3], r.images.shape[2]);
     let (mw, mh, montage) = grid(&tiles, w, h);
@@ -203,13 +205,13 @@ fn write(
     };
     for (l, (size, obj)) in r.sizes.iter().zip(&r.objective_per_level).enumerate() {
         let mean = obj.iter().sum::<f32>() / obj.len().max(1) as f32;
-        println!(
+        lines.push(format!(
             "level {}/{} {}x{}: mean objective {mean:.4}",
             l + 1,
             r.sizes.len(),
             size[0],
             size[1]
-        );
+        ));
     }
     let summary = json!({
         "method": "deepdream",
@@ -227,16 +229,11 @@ fn write(
         "montage": montage_path,
         "results": results,
     });
-    let path = dir.join("summary.json");
-    let text =
-        serde_json::to_string_pretty(&summary).map_err(|e| Error::internal(e.to_string()))?;
-    std::fs::write(&path, text)
-        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
-    println!(
+    lines.push(format!(
         "deepdream on {backend} in {seconds:.2} s; wrote {}",
         Path::new(dir).display()
-    );
-    Ok(())
+    ));
+    crate::finish(dir, &summary, args.common.json, || lines.join("\n"))
 }
 
 /// Tiles of `w × h` RGB in a near-square grid with a 2-pixel white gutter.

@@ -134,19 +134,10 @@ fn build<B: Backend>(
         .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
     let shown = std::fs::canonicalize(&path).unwrap_or(path);
     let summary = summary(&report, l, &shown);
-    let summary_path = args.output.join("summary.json");
-    let text =
-        serde_json::to_string_pretty(&summary).map_err(|e| Error::internal(e.to_string()))?;
-    std::fs::write(&summary_path, &text)
-        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", summary_path.display())))?;
-    if args.common.json {
-        println!("{text}");
-        return Ok(());
-    }
-    if !args.common.quiet {
+    crate::finish(&args.output, &summary, args.common.json, || {
         let top = &report.predictions[0];
-        println!(
-            "{} on {}: {} ({:.1}%); {} maps of class {} in {:.1} s",
+        let headline = format!(
+            "{} on {}: {} ({:.1}%); {} maps of class {} in {:.1} s\n",
             report.model,
             report.backend,
             top.label,
@@ -155,9 +146,9 @@ fn build<B: Backend>(
             report.class,
             report.seconds
         );
-    }
-    println!("report: {}", shown.display());
-    Ok(())
+        let headline = if args.common.quiet { "" } else { &headline };
+        format!("{headline}report: {}", shown.display())
+    })
 }
 
 fn file_name(p: &Path) -> String {

@@ -123,16 +123,17 @@ pub fn run_activations(args: &ActivationsArgs) -> Result<()> {
         "stats": a.stats,
         "seconds": seconds,
     });
-    write_summary(&args.output, &summary)?;
-    println!(
-        "activations of '{}' {:?} on {} in {seconds:.2} s; strongest channel {} (mean {:.4}); wrote {}",
-        a.layer,
-        a.raw_shape,
-        engine.name(),
-        a.strongest,
-        best.mean,
-        args.output.display()
-    );
+    crate::finish(&args.output, &summary, args.common.json, || {
+        format!(
+            "activations of '{}' {:?} on {} in {seconds:.2} s; strongest channel {} (mean {:.4}); wrote {}",
+            a.layer,
+            a.raw_shape,
+            engine.name(),
+            a.strongest,
+            best.mean,
+            args.output.display()
+        )
+    })?;
     Ok(())
 }
 
@@ -212,14 +213,15 @@ pub fn run_extremes(args: &ExtremesArgs) -> Result<()> {
         "files": files,
         "seconds": seconds,
     });
-    write_summary(&args.output, &summary)?;
-    println!(
-        "extremes over {} images on {} in {seconds:.2} s; {} misclassified; wrote {}",
-        ds.len(),
-        engine.name(),
-        r.misclassified().len(),
-        args.output.display()
-    );
+    crate::finish(&args.output, &summary, args.common.json, || {
+        format!(
+            "extremes over {} images on {} in {seconds:.2} s; {} misclassified; wrote {}",
+            ds.len(),
+            engine.name(),
+            r.misclassified().len(),
+            args.output.display()
+        )
+    })?;
     Ok(())
 }
 
@@ -279,11 +281,4 @@ fn save(path: &Path, m: Montage) -> Result<()> {
 fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", dir.display())))
-}
-
-fn write_summary(dir: &Path, summary: &Value) -> Result<()> {
-    let path = dir.join("summary.json");
-    let text = serde_json::to_string_pretty(summary).map_err(|e| Error::internal(e.to_string()))?;
-    std::fs::write(&path, text)
-        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))
 }

@@ -224,6 +224,23 @@ fn run_perturbation(
     perturbation::explain(method, args, &engine)
 }
 
+/// Ends a command that writes to `dir`: saves `summary` as `dir/summary.json`, then prints it as
+/// the command's one JSON document with --json, or else the human-readable `text`.
+pub(crate) fn finish(
+    dir: &Path,
+    summary: &serde_json::Value,
+    json: bool,
+    text: impl FnOnce() -> String,
+) -> Result<()> {
+    let path = dir.join("summary.json");
+    let pretty =
+        serde_json::to_string_pretty(summary).map_err(|e| Error::internal(e.to_string()))?;
+    std::fs::write(&path, &pretty)
+        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
+    println!("{}", if json { pretty } else { text() });
+    Ok(())
+}
+
 pub(crate) fn engine(common: &Common) -> Result<Engine> {
     let quiet = common.quiet;
     Engine::select(

@@ -219,16 +219,12 @@ fn run<B: Backend>(
         "seconds": seconds,
         "results": results,
     });
-    let path = args.input.output.join("summary.json");
-    let text =
-        serde_json::to_string_pretty(&summary).map_err(|e| Error::internal(e.to_string()))?;
-    std::fs::write(&path, text)
-        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
-    println!(
-        "{} on {} in {seconds:.2} s; wrote {}",
-        method.name(),
-        backend,
-        args.input.output.display()
-    );
-    Ok(())
+    crate::finish(&args.input.output, &summary, args.common.json, || {
+        format!(
+            "{} on {} in {seconds:.2} s; wrote {}",
+            method.name(),
+            backend,
+            args.input.output.display()
+        )
+    })
 }

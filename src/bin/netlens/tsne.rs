@@ -164,6 +164,7 @@ pub(crate) fn run(args: &TsneArgs) -> Result<()> {
         &opts,
         &engine,
         &args.output,
+        args.common.json,
         &bar,
     )?;
     Ok(())
@@ -171,7 +172,8 @@ pub(crate) fn run(args: &TsneArgs) -> Result<()> {
 
 /// The glue every t-SNE input form shares: runs t-SNE on `features` `[N, D]` and writes
 /// `embedding.npy`, `tsne.png` (coloured by `labels`, with optional thumbnails) and
-/// `summary.json` into `out`.
+/// `summary.json` into `out` (printed with `json`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_tsne(
     features: &HostTensor,
     labels: Option<Vec<String>>,
@@ -179,6 +181,7 @@ pub(crate) fn run_tsne(
     opts: &Tsne,
     engine: &Engine,
     out: &Path,
+    json: bool,
     progress: &dyn Progress,
 ) -> Result<TsneResult> {
     let n = features.batch();
@@ -257,16 +260,14 @@ pub(crate) fn run_tsne(
         "seconds": seconds,
         "knn": knn,
     });
-    let text =
-        serde_json::to_string_pretty(&summary).map_err(|e| Error::internal(e.to_string()))?;
-    std::fs::write(out.join("summary.json"), text)
-        .map_err(|e| Error::bad_input(format!("cannot write summary.json: {e}")))?;
-    println!(
-        "t-SNE of {n} points ({runner}): KL {:.4} after {} iterations in {seconds:.1} s; wrote {}",
-        r.kl,
-        r.iterations,
-        out.display()
-    );
+    crate::finish(out, &summary, json, || {
+        format!(
+            "t-SNE of {n} points ({runner}): KL {:.4} after {} iterations in {seconds:.1} s; wrote {}",
+            r.kl,
+            r.iterations,
+            out.display()
+        )
+    })?;
     Ok(r)
 }
 
