@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates the README gallery (docs/gallery/*.png): every method on the cat (MobileNetV2,
-# class 285, tiger cat), on the CPU backend. Run from the repository root after `cargo build --release`.
+# Regenerates the README gallery (docs/gallery/*.png): every method on the cat with MobileNetV2,
+# class 285 (Egyptian cat), on the CPU backend. Run from the repository root after `cargo build --release`.
 set -euo pipefail
 N=./target/release/netlens
 M=assets/models/mobilenetv2_imagenet.onnx

@@ -3,16 +3,26 @@
 // either the raw value (R32Float) or Turbo packed as RGBA8 (viz::turbo, viz::heatmap's
 // normalisation), written into rows padded for a buffer-to-texture copy.
 
-struct Params { w: array<vec4<u32>, 16> }
-@group(0) @binding(0) var<uniform> P: Params;
+// Each entry point reads its own parameter struct at binding 0, the mirror of the Rust struct
+// of the same name in src/gpu/embed.rs (the reflection test checks their sizes).
+struct ResampleParams { in_h: u32, in_w: u32, out_h: u32, out_w: u32 }
+// n: the values to scan, at least 1.
+struct MinMaxParams { n: u32 }
+// stride: texels per padded row; lo and hi: the range of COLOR_MODE_TURBO_RANGE.
+struct ColorizeParams { width: u32, height: u32, stride: u32, mode: u32, lo: f32, hi: f32 }
+@group(0) @binding(0) var<uniform> resample_p: ResampleParams;
+@group(0) @binding(0) var<uniform> min_max_p: MinMaxParams;
+@group(0) @binding(0) var<uniform> colorize_p: ColorizeParams;
+
+// ColorMode in src/gpu/embed.rs (values pinned by the reflection test).
+const COLOR_MODE_RAW: u32 = 0u;
+const COLOR_MODE_TURBO_RANGE: u32 = 1u;
+const COLOR_MODE_TURBO_AUTO: u32 = 2u;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 // min then max of the resampled map, from min_max.
 @group(0) @binding(2) var<storage, read> range: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out_f: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out_u: array<u32>;
-
-fn pu(i: u32) -> u32 { return P.w[i >> 2u][i & 3u]; }
-fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
 
 // Source coordinate of output index o along one axis, as methods::upsample_bilinear computes it:
 // (first index, second index, weight of the second).
@@ -23,15 +33,15 @@ fn src_coord(o: u32, out: u32, inp: u32) -> vec3<f32> {
     return vec3<f32>(f32(i0), f32(i1), x - f32(i0));
 }
 
-// params: 0 in_h, 1 in_w, 2 out_h, 3 out_w. out_f[oy * out_w + ox].
+// out_f[oy * out_w + ox].
 @compute @workgroup_size(256)
 fn resample(@builtin(local_invocation_index) li: u32,
             @builtin(workgroup_id) wg: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let in_h = pu(0u);
-    let in_w = pu(1u);
-    let out_h = pu(2u);
-    let out_w = pu(3u);
+    let in_h = resample_p.in_h;
+    let in_w = resample_p.in_w;
+    let out_h = resample_p.out_h;
+    let out_w = resample_p.out_w;
     for (var i = wg.x * 256u + li; i < out_h * out_w; i += nwg.x * 256u) {
         let sy = src_coord(i / out_w, out_h, in_h);
         let sx = src_coord(i % out_w, out_w, in_w);
@@ -48,10 +58,10 @@ fn resample(@builtin(local_invocation_index) li: u32,
 var<workgroup> lo: array<f32, 256>;
 var<workgroup> hi: array<f32, 256>;
 
-// params: 0 n (at least 1). One workgroup: out_f[0] = min, out_f[1] = max of src[0..n].
+// One workgroup: out_f[0] = min, out_f[1] = max of src[0..n].
 @compute @workgroup_size(256)
 fn min_max(@builtin(local_invocation_index) li: u32) {
-    let n = pu(0u);
+    let n = min_max_p.n;
     var a = src[0];
     var b = src[0];
     for (var i = li; i < n; i += 256u) {
@@ -88,28 +98,28 @@ fn turbo(t: f32) -> vec3<f32> {
     return clamp(vec3<f32>(r, g, b), vec3<f32>(0.0), vec3<f32>(1.0));
 }
 
-// params: 0 width, 1 height, 2 row stride in texels, 3 mode (0 raw f32, 1 Turbo over the range
-// in params 4 (min) and 5 (max), 2 Turbo over range[0..2] with viz::heatmap's normalisation).
+// Raw f32 bits, Turbo over [lo, hi], or Turbo over range[0..2] with viz::heatmap's
+// normalisation, as the mode says.
 @compute @workgroup_size(256)
 fn colorize(@builtin(local_invocation_index) li: u32,
             @builtin(workgroup_id) wg: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let w = pu(0u);
-    let h = pu(1u);
-    let stride = pu(2u);
-    let mode = pu(3u);
+    let w = colorize_p.width;
+    let h = colorize_p.height;
+    let stride = colorize_p.stride;
+    let mode = colorize_p.mode;
     for (var i = wg.x * 256u + li; i < w * h; i += nwg.x * 256u) {
         let v = src[i];
         let at = (i / w) * stride + i % w;
-        if (mode == 0u) {
+        if (mode == COLOR_MODE_RAW) {
             out_u[at] = bitcast<u32>(v);
         } else {
             var t: f32;
-            if (mode == 2u) {
+            if (mode == COLOR_MODE_TURBO_AUTO) {
                 let m = range[0];
                 t = (v - m) / (1e-7 + (range[1] - m));
             } else {
-                t = (v - pf(4u)) / (pf(5u) - pf(4u));
+                t = (v - colorize_p.lo) / (colorize_p.hi - colorize_p.lo);
             }
             out_u[at] = pack4x8unorm(vec4<f32>(turbo(t), 1.0));
         }

@@ -6,17 +6,8 @@
 //                 where a GEMM would have K = KH*KW and waste most of each tile.
 // Every shape comes from the uniform so one pipeline serves every batch size.
 
-struct Params { w: array<vec4<u32>, 16> }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-
-fn pu(i: u32) -> u32 { return P.w[i >> 2u][i & 3u]; }
-fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
-
-struct Conv {
+// Mirrors `ConvParams` in src/ops/conv.rs (the reflection test checks the size).
+struct ConvParams {
     n: u32, c: u32, h: u32, w: u32,
     oc: u32, oh: u32, ow: u32, kh: u32,
     kw: u32, sh: u32, sw: u32, dh: u32,
@@ -24,17 +15,13 @@ struct Conv {
     ocg: u32, has_bias: u32, has_act: u32, lo: f32,
     hi: f32,
 }
+@group(0) @binding(0) var<uniform> conv_p: ConvParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-fn load_conv() -> Conv {
-    return Conv(pu(0u), pu(1u), pu(2u), pu(3u),
-                pu(4u), pu(5u), pu(6u), pu(7u),
-                pu(8u), pu(9u), pu(10u), pu(11u),
-                pu(12u), bitcast<i32>(pu(13u)), bitcast<i32>(pu(14u)), pu(15u),
-                pu(16u), pu(17u), pu(18u), pf(19u),
-                pf(20u));
-}
-
-fn finish(p: Conv, oc: u32, acc: f32) -> f32 {
+fn finish(p: ConvParams, oc: u32, acc: f32) -> f32 {
     var v = acc;
     if (p.has_bias != 0u) { v += bias[oc]; }
     if (p.has_act != 0u) { v = min(max(v, p.lo), p.hi); }
@@ -48,7 +35,7 @@ var<workgroup> Bs: array<f32, 1024>;
 fn conv_gemm(@builtin(local_invocation_index) li: u32,
              @builtin(workgroup_id) wg: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let p = load_conv();
+    let p = conv_p;
     let ohw = p.oh * p.ow;
     let khw = p.kh * p.kw;
     let big_m = p.n * ohw;
@@ -126,7 +113,7 @@ fn conv_gemm(@builtin(local_invocation_index) li: u32,
 fn conv_direct(@builtin(local_invocation_index) li: u32,
                @builtin(workgroup_id) wg: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
-    let p = load_conv();
+    let p = conv_p;
     let ohw = p.oh * p.ow;
     let total = p.n * p.oc * ohw;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
@@ -174,7 +161,7 @@ fn out_pos(i: u32, k: u32, s: u32, d: u32, pad: i32, n_out: u32) -> i32 {
 fn conv_bwd_gemm(@builtin(local_invocation_index) li: u32,
                  @builtin(workgroup_id) wg: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let p = load_conv();
+    let p = conv_p;
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
     let khw = p.kh * p.kw;
@@ -250,7 +237,7 @@ fn conv_bwd_gemm(@builtin(local_invocation_index) li: u32,
 fn conv_bwd_direct(@builtin(local_invocation_index) li: u32,
                    @builtin(workgroup_id) wg: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
-    let p = load_conv();
+    let p = conv_p;
     let hw = p.h * p.w;
     let total = p.n * p.c * hw;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {

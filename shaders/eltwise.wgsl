@@ -1,84 +1,137 @@
 // Element-wise kernels: unary activations by op code, per-channel affine, and binary ops with
 // numpy broadcasting (rank padded to 6 on the host; broadcast axes have stride 0).
 
-struct Params { w: array<vec4<u32>, 16> }
-@group(0) @binding(0) var<uniform> P: Params;
+// Each entry point reads its own parameter struct at binding 0, the mirror of the Rust struct of
+// the same name (src/gpu/ops.rs, src/ops/{unary,affine,binary}.rs, src/gpu/backward.rs; the
+// reflection test checks them). Per-axis lists are rank 6 in two vec4s (a uniform array needs a
+// 16-byte stride): axis d is a[d >> 2u][d & 3u].
+struct UnaryParams { total: u32, op: u32, a: f32, b: f32 }
+struct UnaryBwdParams { total: u32, op: u32, a: f32, b: f32, rule: u32 }
+struct ChannelParams { total: u32, channels: u32, inner: u32 }
+struct BinaryParams {
+    total: u32, op: u32, _pad0: u32, _pad1: u32,
+    shape: array<vec4<u32>, 2>,
+    lhs_strides: array<vec4<u32>, 2>,
+    rhs_strides: array<vec4<u32>, 2>,
+}
+struct BinaryBwdParams {
+    total: u32, op: u32, which: u32, count: u32,
+    shape: array<vec4<u32>, 2>,
+    lhs_strides: array<vec4<u32>, 2>,
+    rhs_strides: array<vec4<u32>, 2>,
+    dims: array<vec4<u32>, 2>,
+}
+struct AccumulateParams { total: u32 }
+@group(0) @binding(0) var<uniform> unary_p: UnaryParams;
+@group(0) @binding(0) var<uniform> unary_bwd_p: UnaryBwdParams;
+@group(0) @binding(0) var<uniform> channel_p: ChannelParams;
+@group(0) @binding(0) var<uniform> binary_p: BinaryParams;
+@group(0) @binding(0) var<uniform> binary_bwd_p: BinaryBwdParams;
+@group(0) @binding(0) var<uniform> accumulate_p: AccumulateParams;
 @group(0) @binding(1) var<storage, read> src0: array<f32>;
 @group(0) @binding(2) var<storage, read> src1: array<f32>;
 @group(0) @binding(3) var<storage, read> src2: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
 
-fn pu(i: u32) -> u32 { return P.w[i >> 2u][i & 3u]; }
-fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
+// Rust `UnaryCode` (model/ir.rs, from `Unary::code`).
+const UNARY_CODE_RELU: u32 = 0u;
+const UNARY_CODE_LEAKY_RELU: u32 = 1u;
+const UNARY_CODE_CLIP: u32 = 2u;
+const UNARY_CODE_SIGMOID: u32 = 3u;
+const UNARY_CODE_TANH: u32 = 4u;
+const UNARY_CODE_HARD_SIGMOID: u32 = 5u;
+const UNARY_CODE_HARD_SWISH: u32 = 6u;
+const UNARY_CODE_ERF: u32 = 7u;
+// Rust `ReluRule` (ops/unary.rs).
+const RELU_RULE_STANDARD: u32 = 0u;
+const RELU_RULE_GUIDED: u32 = 1u;
+const RELU_RULE_DECONVNET: u32 = 2u;
+// Rust `BinaryCode` (gpu/ops.rs).
+const BINARY_CODE_ADD: u32 = 0u;
+const BINARY_CODE_SUB: u32 = 1u;
+const BINARY_CODE_MUL: u32 = 2u;
+const BINARY_CODE_DIV: u32 = 3u;
+// Rust `Operand` (ops/binary.rs).
+const OPERAND_LHS: u32 = 0u;
+const OPERAND_RHS: u32 = 1u;
 
-// Op codes match `kernels::unary_code`; formulas match `Unary::apply`.
+// WGSL has no erf: Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7 (the CPU's `erf` is exact to
+// f32 rounding).
+fn erf_approx(v: f32) -> f32 {
+    let a = abs(v);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let p = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
+        + t * (-1.453152027 + t * 1.061405429))));
+    return sign(v) * (1.0 - p * exp(-a * a));
+}
+
+// Formulas match `Unary::apply`.
 fn unary_op(op: u32, v: f32, a: f32, b: f32) -> f32 {
     switch op {
-        case 0u: { return max(v, 0.0); }
-        case 1u: { return select(a * v, v, v >= 0.0); }
-        case 2u: { return min(max(v, a), b); }
-        case 3u: { return 1.0 / (1.0 + exp(-v)); }
-        case 4u: { return tanh(v); }
-        case 5u: { return clamp(a * v + b, 0.0, 1.0); }
-        case 6u: { return v * clamp(v / 6.0 + 0.5, 0.0, 1.0); }
+        case UNARY_CODE_RELU: { return max(v, 0.0); }
+        case UNARY_CODE_LEAKY_RELU: { return select(a * v, v, v >= 0.0); }
+        case UNARY_CODE_CLIP: { return min(max(v, a), b); }
+        case UNARY_CODE_SIGMOID: { return 1.0 / (1.0 + exp(-v)); }
+        case UNARY_CODE_TANH: { return tanh(v); }
+        case UNARY_CODE_HARD_SIGMOID: { return clamp(a * v + b, 0.0, 1.0); }
+        case UNARY_CODE_HARD_SWISH: { return v * clamp(v / 6.0 + 0.5, 0.0, 1.0); }
+        case UNARY_CODE_ERF: { return erf_approx(v); }
         default: { return v; }
     }
 }
 
-// params: 0 total, 1 op, 2 a, 3 b
 @compute @workgroup_size(256)
 fn unary(@builtin(local_invocation_index) li: u32,
          @builtin(workgroup_id) wg: vec3<u32>,
          @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let op = pu(1u);
-    let a = pf(2u);
-    let b = pf(3u);
+    let total = unary_p.total;
+    let op = unary_p.op;
+    let a = unary_p.a;
+    let b = unary_p.b;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         dst[i] = unary_op(op, src0[i], a, b);
     }
 }
 
-// params: 0 total, 1 channels, 2 inner (product of axes after 1)
+// inner: the product of the axes after 1
 @compute @workgroup_size(256)
 fn channel_affine(@builtin(local_invocation_index) li: u32,
                   @builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let c = pu(1u);
-    let inner = pu(2u);
+    let total = channel_p.total;
+    let c = channel_p.channels;
+    let inner = channel_p.inner;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         let ch = (i / inner) % c;
         dst[i] = src0[i] * src1[ch] + src2[ch];
     }
 }
 
-// params: 0 total, 1 op, 4..9 out shape, 10..15 lhs strides, 16..21 rhs strides
 @compute @workgroup_size(256)
 fn binary(@builtin(local_invocation_index) li: u32,
           @builtin(workgroup_id) wg: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let op = pu(1u);
+    let total = binary_p.total;
+    let op = binary_p.op;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         var rest = i;
         var oa = 0u;
         var ob = 0u;
         for (var d = 5; d >= 0; d--) {
             let du = u32(d);
-            let n = pu(4u + du);
+            let n = binary_p.shape[du >> 2u][du & 3u];
             let c = rest % n;
             rest = rest / n;
-            oa += c * pu(10u + du);
-            ob += c * pu(16u + du);
+            oa += c * binary_p.lhs_strides[du >> 2u][du & 3u];
+            ob += c * binary_p.rhs_strides[du >> 2u][du & 3u];
         }
         let a = src0[oa];
         let b = src1[ob];
         var v: f32;
         switch op {
-            case 0u: { v = a + b; }
-            case 1u: { v = a - b; }
-            case 2u: { v = a * b; }
+            case BINARY_CODE_ADD: { v = a + b; }
+            case BINARY_CODE_SUB: { v = a - b; }
+            case BINARY_CODE_MUL: { v = a * b; }
             default: { v = a / b; }
         }
         dst[i] = v;
@@ -87,51 +140,57 @@ fn binary(@builtin(local_invocation_index) li: u32,
 
 // ---- Backward (vector-Jacobian products) ----
 
-// d unary_op / dv times g, with the ReLU-like rules (0 standard, 1 guided, 2 deconvnet).
+// d unary_op / dv times g, with the ReLU-like rules.
 // For Relu and Clip the host may pass the forward *output* as v: the masks v > 0 and
 // lo < v < hi are the same on the input and the output, which lets Conv+Relu stay fused.
 fn unary_grad(op: u32, rule: u32, v: f32, g: f32, a: f32, b: f32) -> f32 {
-    if (rule == 2u && op <= 2u) { return max(g, 0.0); }
+    // Relu, LeakyRelu and Clip: the ops `Unary::is_relu_like` names.
+    let relu_like = op == UNARY_CODE_RELU || op == UNARY_CODE_LEAKY_RELU || op == UNARY_CODE_CLIP;
+    if (rule == RELU_RULE_DECONVNET && relu_like) { return max(g, 0.0); }
     var d = 0.0;
     switch op {
-        case 0u: { d = select(0.0, 1.0, v > 0.0); }
-        case 1u: { d = select(a, 1.0, v >= 0.0); }
-        case 2u: { d = select(0.0, 1.0, v > a && v < b); }
-        case 3u: { let s = 1.0 / (1.0 + exp(-v)); d = s * (1.0 - s); }
-        case 4u: { let t = tanh(v); d = 1.0 - t * t; }
-        case 5u: { let u = a * v + b; d = select(0.0, a, u > 0.0 && u < 1.0); }
-        case 6u: {
+        case UNARY_CODE_RELU: { d = select(0.0, 1.0, v > 0.0); }
+        case UNARY_CODE_LEAKY_RELU: { d = select(a, 1.0, v >= 0.0); }
+        case UNARY_CODE_CLIP: { d = select(0.0, 1.0, v > a && v < b); }
+        case UNARY_CODE_SIGMOID: { let s = 1.0 / (1.0 + exp(-v)); d = s * (1.0 - s); }
+        case UNARY_CODE_TANH: { let t = tanh(v); d = 1.0 - t * t; }
+        case UNARY_CODE_HARD_SIGMOID: {
+            let u = a * v + b;
+            d = select(0.0, a, u > 0.0 && u < 1.0);
+        }
+        case UNARY_CODE_HARD_SWISH: {
             if (v >= 3.0) { d = 1.0; } else if (v > -3.0) { d = v / 3.0 + 0.5; }
         }
+        case UNARY_CODE_ERF: { d = 1.1283791670955126 * exp(-v * v); }
         default: { d = 1.0; }
     }
-    if (rule == 1u && op <= 2u && g <= 0.0) { return 0.0; }
+    if (rule == RELU_RULE_GUIDED && relu_like && g <= 0.0) { return 0.0; }
     return g * d;
 }
 
-// params: 0 total, 1 op, 2 a, 3 b, 4 rule. src0: forward value, src1: dy.
+// src0: forward value, src1: dy.
 @compute @workgroup_size(256)
 fn unary_bwd(@builtin(local_invocation_index) li: u32,
              @builtin(workgroup_id) wg: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let op = pu(1u);
-    let a = pf(2u);
-    let b = pf(3u);
-    let rule = pu(4u);
+    let total = unary_bwd_p.total;
+    let op = unary_bwd_p.op;
+    let a = unary_bwd_p.a;
+    let b = unary_bwd_p.b;
+    let rule = unary_bwd_p.rule;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         dst[i] = unary_grad(op, rule, src0[i], src1[i], a, b);
     }
 }
 
-// dx = dy * scale[channel]. params: 0 total, 1 channels, 2 inner
+// dx = dy * scale[channel].
 @compute @workgroup_size(256)
 fn channel_scale_bwd(@builtin(local_invocation_index) li: u32,
                      @builtin(workgroup_id) wg: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let c = pu(1u);
-    let inner = pu(2u);
+    let total = channel_p.total;
+    let c = channel_p.channels;
+    let inner = channel_p.inner;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         dst[i] = src0[i] * src1[(i / inner) % c];
     }
@@ -139,22 +198,22 @@ fn channel_scale_bwd(@builtin(local_invocation_index) li: u32,
 
 // Gradient of one operand of `binary`, summed over the axes along which that operand was
 // broadcast, so every dst element is written by exactly one thread (no atomics).
-// params: 0 operand total, 1 op, 2 which (0 lhs, 1 rhs), 3 broadcast count,
-// 4..9 out shape, 10..15 lhs strides, 16..21 rhs strides, 22..27 operand dims (rank 6, 1 on
-// broadcast axes). src0: dy (out-shaped), src1: lhs, src2: rhs.
+// total: the operand's elements; count: the dy elements each sums; dims: the operand's shape
+// (1 on broadcast axes). src0: dy (out-shaped), src1: lhs, src2: rhs.
 @compute @workgroup_size(256)
 fn binary_bwd(@builtin(local_invocation_index) li: u32,
               @builtin(workgroup_id) wg: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let op = pu(1u);
-    let which = pu(2u);
-    let count = pu(3u);
+    let total = binary_bwd_p.total;
+    let op = binary_bwd_p.op;
+    let lhs = binary_bwd_p.which == OPERAND_LHS;
+    let count = binary_bwd_p.count;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         var jc: array<u32, 6>;
         var rest = i;
         for (var d = 5; d >= 0; d--) {
-            let n = pu(22u + u32(d));
+            let du = u32(d);
+            let n = binary_bwd_p.dims[du >> 2u][du & 3u];
             jc[d] = rest % n;
             rest = rest / n;
         }
@@ -167,26 +226,26 @@ fn binary_bwd(@builtin(local_invocation_index) li: u32,
             var ob = 0u;
             for (var d = 5; d >= 0; d--) {
                 let du = u32(d);
-                let on = pu(4u + du);
+                let on = binary_bwd_p.shape[du >> 2u][du & 3u];
                 var c = jc[d];
-                if (pu(22u + du) == 1u && on > 1u) {
+                if (binary_bwd_p.dims[du >> 2u][du & 3u] == 1u && on > 1u) {
                     c = rr % on;
                     rr = rr / on;
                 }
                 oo += c * ostride;
                 ostride *= on;
-                oa += c * pu(10u + du);
-                ob += c * pu(16u + du);
+                oa += c * binary_bwd_p.lhs_strides[du >> 2u][du & 3u];
+                ob += c * binary_bwd_p.rhs_strides[du >> 2u][du & 3u];
             }
             let g = src0[oo];
             var v: f32;
             switch op {
-                case 0u: { v = g; }
-                case 1u: { v = select(-g, g, which == 0u); }
-                case 2u: { v = g * select(src1[oa], src2[ob], which == 0u); }
+                case BINARY_CODE_ADD: { v = g; }
+                case BINARY_CODE_SUB: { v = select(-g, g, lhs); }
+                case BINARY_CODE_MUL: { v = g * select(src1[oa], src2[ob], lhs); }
                 default: {
                     let bv = src2[ob];
-                    v = select(-g * src1[oa] / (bv * bv), g / bv, which == 0u);
+                    v = select(-g * src1[oa] / (bv * bv), g / bv, lhs);
                 }
             }
             acc += v;
@@ -195,12 +254,12 @@ fn binary_bwd(@builtin(local_invocation_index) li: u32,
     }
 }
 
-// dst += src0, for gradients of values read by several nodes. params: 0 total
+// dst += src0, for gradients of values read by several nodes.
 @compute @workgroup_size(256)
 fn accumulate(@builtin(local_invocation_index) li: u32,
               @builtin(workgroup_id) wg: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
+    let total = accumulate_p.total;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         dst[i] += src0[i];
     }

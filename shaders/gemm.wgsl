@@ -1,14 +1,16 @@
 // Linear: y[r, o] = sum_k x[r, k] * W[o, k] + b[o]; rows span everything but the last axis,
 // batch included. Same 64x64 / 4x4 / K16 tiling as conv_gemm, without the im2col index maths.
 
-struct Params { w: array<vec4<u32>, 16> }
-@group(0) @binding(0) var<uniform> P: Params;
+// Parameters mirror the Rust structs of the same name (src/ops/linear.rs): x is [rows, k], W
+// [outs, k]; has_bias is 0 or 1.
+struct LinearParams { rows: u32, outs: u32, k: u32, has_bias: u32 }
+struct LinearBwdParams { rows: u32, outs: u32, k: u32 }
+@group(0) @binding(0) var<uniform> linear_p: LinearParams;
+@group(0) @binding(0) var<uniform> linear_bwd_p: LinearBwdParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-
-fn pu(i: u32) -> u32 { return P.w[i >> 2u][i & 3u]; }
 
 var<workgroup> As: array<f32, 1024>;
 var<workgroup> Bs: array<f32, 1024>;
@@ -17,10 +19,10 @@ var<workgroup> Bs: array<f32, 1024>;
 fn linear(@builtin(local_invocation_index) li: u32,
           @builtin(workgroup_id) wg: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let rows = pu(0u);
-    let outs = pu(1u);
-    let big_k = pu(2u);
-    let has_bias = pu(3u);
+    let rows = linear_p.rows;
+    let outs = linear_p.outs;
+    let big_k = linear_p.k;
+    let has_bias = linear_p.has_bias;
     let n0 = wg.y * 64u;
     let tx = li % 16u;
     let ty = li / 16u;
@@ -75,9 +77,9 @@ fn linear(@builtin(local_invocation_index) li: u32,
 fn linear_bwd(@builtin(local_invocation_index) li: u32,
               @builtin(workgroup_id) wg: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let rows = pu(0u);
-    let outs = pu(1u);
-    let big_k = pu(2u);
+    let rows = linear_bwd_p.rows;
+    let outs = linear_bwd_p.outs;
+    let big_k = linear_bwd_p.k;
     let n0 = wg.y * 64u;
     let tx = li % 16u;
     let ty = li / 16u;

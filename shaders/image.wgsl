@@ -2,14 +2,25 @@
 // resize, circular shift, Gaussian blur, and deep dream's normalised gradient-ascent step. Shapes
 // and shifts come as uniforms; shifts arrive already reduced to [0, H) and [0, W).
 
-struct Params { w: array<vec4<u32>, 16> }
-@group(0) @binding(0) var<uniform> P: Params;
+// Each entry point reads its own parameter struct at binding 0, the mirror of the Rust struct
+// of the same name in src/gpu/image.rs (the reflection test checks their sizes).
+struct ResizeParams { total: u32, in_h: u32, in_w: u32, out_h: u32, out_w: u32 }
+struct RollParams { total: u32, h: u32, w: u32, dy: u32, dx: u32 }
+// weights[k / 4][k % 4] is w[k], k = 0..=radius.
+struct BlurParams { total: u32, h: u32, w: u32, radius: u32, weights: array<vec4<f32>, 7> }
+// lo[c / 4][c % 4] and hi[c / 4][c % 4] bound channel c.
+struct AscentParams {
+    n: u32, c: u32, h: u32, w: u32, dy: u32, dx: u32, step: f32,
+    lo: array<vec4<f32>, 6>,
+    hi: array<vec4<f32>, 6>,
+}
+@group(0) @binding(0) var<uniform> resize_p: ResizeParams;
+@group(0) @binding(0) var<uniform> roll_p: RollParams;
+@group(0) @binding(0) var<uniform> blur_p: BlurParams;
+@group(0) @binding(0) var<uniform> ascent_p: AscentParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
-
-fn pu(i: u32) -> u32 { return P.w[i >> 2u][i & 3u]; }
-fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
 
 struct Tap { i0: u32, i1: u32, f: f32 }
 
@@ -22,16 +33,15 @@ fn tap(o: u32, out_len: u32, in_len: u32) -> Tap {
     return Tap(i0, i1, x - f32(i0));
 }
 
-// params: 0 total (output elements), 1 in H, 2 in W, 3 out H, 4 out W
 @compute @workgroup_size(256)
 fn resize_bilinear(@builtin(local_invocation_index) li: u32,
                    @builtin(workgroup_id) wg: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let ih = pu(1u);
-    let iw = pu(2u);
-    let oh = pu(3u);
-    let ow = pu(4u);
+    let total = resize_p.total;
+    let ih = resize_p.in_h;
+    let iw = resize_p.in_w;
+    let oh = resize_p.out_h;
+    let ow = resize_p.out_w;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         let plane = i / (oh * ow);
         let r = i % (oh * ow);
@@ -46,16 +56,16 @@ fn resize_bilinear(@builtin(local_invocation_index) li: u32,
     }
 }
 
-// params: 0 total, 1 H, 2 W, 3 dy mod H, 4 dx mod W. out[y, x] = in[y - dy, x - dx], wrapping.
+// out[y, x] = in[y - dy, x - dx], wrapping.
 @compute @workgroup_size(256)
 fn roll(@builtin(local_invocation_index) li: u32,
         @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let h = pu(1u);
-    let w = pu(2u);
-    let dy = pu(3u);
-    let dx = pu(4u);
+    let total = roll_p.total;
+    let h = roll_p.h;
+    let w = roll_p.w;
+    let dy = roll_p.dy;
+    let dx = roll_p.dx;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         let base = i - i % (h * w);
         let r = i % (h * w);
@@ -65,16 +75,17 @@ fn roll(@builtin(local_invocation_index) li: u32,
     }
 }
 
-// params: 0 total, 1 H, 2 W, 3 radius r, 4.. the 1-D weights w[0..=r] (f32 bits). One pass over
-// the (2r+1)^2 window with weights w[|ky|] w[|kx|]: small radii only, so no intermediate buffer.
+// One pass over the (2r+1)^2 window with weights w[|ky|] w[|kx|]: small radii only, so no intermediate buffer.
+fn blur_weight(k: u32) -> f32 { return blur_p.weights[k >> 2u][k & 3u]; }
+
 @compute @workgroup_size(256)
 fn blur(@builtin(local_invocation_index) li: u32,
         @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let h = i32(pu(1u));
-    let w = i32(pu(2u));
-    let r = i32(pu(3u));
+    let total = blur_p.total;
+    let h = i32(blur_p.h);
+    let w = i32(blur_p.w);
+    let r = i32(blur_p.radius);
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         let hw = u32(h * w);
         let base = i - i % hw;
@@ -86,9 +97,9 @@ fn blur(@builtin(local_invocation_index) li: u32,
             var row = 0.0;
             for (var kx = -r; kx <= r; kx++) {
                 let xx = u32(clamp(x + kx, 0, w - 1));
-                row += pf(4u + u32(abs(kx))) * src[base + yy * u32(w) + xx];
+                row += blur_weight(u32(abs(kx))) * src[base + yy * u32(w) + xx];
             }
-            acc += pf(4u + u32(abs(ky))) * row;
+            acc += blur_weight(u32(abs(ky))) * row;
         }
         dst[i] = acc;
     }
@@ -96,19 +107,18 @@ fn blur(@builtin(local_invocation_index) li: u32,
 
 var<workgroup> partial: array<f32, 256>;
 
-// params: 0 N, 1 C, 2 H, 3 W, 4 dy mod H, 5 dx mod W, 6 step (f32), 8.. lo[C], 8 + C.. hi[C].
 // One workgroup per sample: it sums |grad| over the sample, then applies
 // x + step * g / (mean|g| + 1e-8) with g rolled back by (dy, dx), clamped per channel.
 @compute @workgroup_size(256)
 fn ascent_step(@builtin(local_invocation_index) li: u32,
                @builtin(workgroup_id) wg: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n = pu(0u);
-    let c = pu(1u);
-    let h = pu(2u);
-    let w = pu(3u);
-    let dy = pu(4u);
-    let dx = pu(5u);
+    let n = ascent_p.n;
+    let c = ascent_p.c;
+    let h = ascent_p.h;
+    let w = ascent_p.w;
+    let dy = ascent_p.dy;
+    let dx = ascent_p.dx;
     let hw = h * w;
     let per = c * hw;
     for (var s = wg.x; s < n; s += nwg.x) {
@@ -125,7 +135,7 @@ fn ascent_step(@builtin(local_invocation_index) li: u32,
             }
             workgroupBarrier();
         }
-        let scale = pf(6u) / (partial[0] / f32(per) + 1e-8);
+        let scale = ascent_p.step / (partial[0] / f32(per) + 1e-8);
         // Every thread has read the sum before the next sample overwrites it.
         workgroupBarrier();
         for (var j = li; j < per; j += 256u) {
@@ -134,7 +144,9 @@ fn ascent_step(@builtin(local_invocation_index) li: u32,
             let gy = (r / w + dy) % h;
             let gx = (r % w + dx) % w;
             let v = src[base + j] + scale * grad[base + ch * hw + gy * w + gx];
-            dst[base + j] = clamp(v, pf(8u + ch), pf(8u + c + ch));
+            let lo = ascent_p.lo[ch >> 2u][ch & 3u];
+            let hi = ascent_p.hi[ch >> 2u][ch & 3u];
+            dst[base + j] = clamp(v, lo, hi);
         }
     }
 }

@@ -3,23 +3,39 @@
 // the pad value), the source offset is in_base + sum(src_d * in_stride_d) and the destination
 // offset out_base + sum(i_d * out_stride_d). Rank is padded to 6 on the host.
 
-struct Params { w: array<vec4<u32>, 16> }
-@group(0) @binding(0) var<uniform> P: Params;
+// Parameters mirror the Rust structs of the same name (src/gpu/ops.rs, src/ops/layout.rs);
+// per-axis lists are rank 6 in two vec4s, axis d at a[d >> 2u][d & 3u].
+struct GatherParams {
+    total: u32, in_base: u32, out_base: u32, pad: f32,
+    shape: array<vec4<u32>, 2>,
+    start: array<vec4<i32>, 2>,
+    step: array<vec4<i32>, 2>,
+    in_dim: array<vec4<u32>, 2>,
+    in_stride: array<vec4<u32>, 2>,
+    out_stride: array<vec4<u32>, 2>,
+}
+// shape: x's; dy_shape, dy_strides: dy's.
+struct SliceBwdParams {
+    total: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+    shape: array<vec4<u32>, 2>,
+    start: array<vec4<i32>, 2>,
+    step: array<vec4<i32>, 2>,
+    dy_shape: array<vec4<u32>, 2>,
+    dy_strides: array<vec4<u32>, 2>,
+}
+@group(0) @binding(0) var<uniform> gather_p: GatherParams;
+@group(0) @binding(0) var<uniform> slice_p: SliceBwdParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
-fn pu(i: u32) -> u32 { return P.w[i >> 2u][i & 3u]; }
-
-// params: 0 total, 1 in_base, 2 out_base, 3 pad value, 4..9 shape, 10..15 start (i32),
-// 16..21 step (i32), 22..27 in_dim, 28..33 in_stride, 34..39 out_stride
 @compute @workgroup_size(256)
 fn gather(@builtin(local_invocation_index) li: u32,
           @builtin(workgroup_id) wg: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let in_base = pu(1u);
-    let out_base = pu(2u);
-    let pad = bitcast<f32>(pu(3u));
+    let total = gather_p.total;
+    let in_base = gather_p.in_base;
+    let out_base = gather_p.out_base;
+    let pad = gather_p.pad;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         var rest = i;
         var so = in_base;
@@ -27,16 +43,18 @@ fn gather(@builtin(local_invocation_index) li: u32,
         var inside = true;
         for (var d = 5; d >= 0; d--) {
             let du = u32(d);
-            let n = pu(4u + du);
+            let a = du >> 2u;
+            let k = du & 3u;
+            let n = gather_p.shape[a][k];
             let c = rest % n;
             rest = rest / n;
-            let s = bitcast<i32>(pu(10u + du)) + i32(c) * bitcast<i32>(pu(16u + du));
-            if (s < 0 || s >= i32(pu(22u + du))) {
+            let s = gather_p.start[a][k] + i32(c) * gather_p.step[a][k];
+            if (s < 0 || s >= i32(gather_p.in_dim[a][k])) {
                 inside = false;
             } else {
-                so += u32(s) * pu(28u + du);
+                so += u32(s) * gather_p.in_stride[a][k];
             }
-            doff += c * pu(34u + du);
+            doff += c * gather_p.out_stride[a][k];
         }
         var v = pad;
         if (inside) { v = src[so]; }
@@ -47,29 +65,29 @@ fn gather(@builtin(local_invocation_index) li: u32,
 // Input gradient of Slice, gathered from the input side: dx at coordinate c is dy at
 // (c - start) / step where that is a whole in-range index on every axis, else 0. Transpose,
 // Pad and Concat need no kernel of their own: their gradients are plain `gather`s.
-// params: 0 total, 4..9 x shape, 10..15 start (i32), 16..21 step (i32), 22..27 dy shape,
-// 28..33 dy strides
 @compute @workgroup_size(256)
 fn slice_bwd(@builtin(local_invocation_index) li: u32,
              @builtin(workgroup_id) wg: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
+    let total = slice_p.total;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         var rest = i;
         var so = 0u;
         var inside = true;
         for (var d = 5; d >= 0; d--) {
             let du = u32(d);
-            let n = pu(4u + du);
+            let a = du >> 2u;
+            let k = du & 3u;
+            let n = slice_p.shape[a][k];
             let c = i32(rest % n);
             rest = rest / n;
-            let num = c - bitcast<i32>(pu(10u + du));
-            let step = bitcast<i32>(pu(16u + du));
+            let num = c - slice_p.start[a][k];
+            let step = slice_p.step[a][k];
             let q = num / step;
-            if (q * step != num || q < 0 || q >= i32(pu(22u + du))) {
+            if (q * step != num || q < 0 || q >= i32(slice_p.dy_shape[a][k])) {
                 inside = false;
             } else {
-                so += u32(q) * pu(28u + du);
+                so += u32(q) * slice_p.dy_strides[a][k];
             }
         }
         var v = 0.0;

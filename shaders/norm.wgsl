@@ -1,28 +1,27 @@
 // ONNX LRN across channels of [N, C, ...]:
 // y = x / (bias + alpha/size * sum_{c' in [c - floor((size-1)/2), c + ceil((size-1)/2)]} x[c']^2)^beta
 
-struct Params { w: array<vec4<u32>, 16> }
-@group(0) @binding(0) var<uniform> P: Params;
+// The mirror of Rust `LrnParams` (src/ops/lrn.rs), read by both entry points: `total` elements
+// of [N, C, inner], the window `size` and the ONNX alpha, beta, bias.
+struct LrnParams { total: u32, c: u32, inner: u32, size: u32, alpha: f32, beta: f32, bias: f32 }
+@group(0) @binding(0) var<uniform> lrn_p: LrnParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 // Backward only: the output gradient.
 @group(0) @binding(3) var<storage, read> gy: array<f32>;
 
-fn pu(i: u32) -> u32 { return P.w[i >> 2u][i & 3u]; }
-fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
 
-// params: 0 total, 1 C, 2 inner, 3 size, 4 alpha, 5 beta, 6 bias
 @compute @workgroup_size(256)
 fn lrn(@builtin(local_invocation_index) li: u32,
        @builtin(workgroup_id) wg: vec3<u32>,
        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let c = i32(pu(1u));
-    let inner = pu(2u);
-    let size = pu(3u);
-    let alpha = pf(4u);
-    let beta = pf(5u);
-    let bias = pf(6u);
+    let total = lrn_p.total;
+    let c = i32(lrn_p.c);
+    let inner = lrn_p.inner;
+    let size = lrn_p.size;
+    let alpha = lrn_p.alpha;
+    let beta = lrn_p.beta;
+    let bias = lrn_p.bias;
     let lo_off = i32((size - 1u) / 2u);
     let hi_off = i32(size / 2u);
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
@@ -48,18 +47,18 @@ fn lrn_denom(plane0: u32, ch: i32, c: i32, inner: u32, lo_off: i32, hi_off: i32,
 
 // Input gradient of lrn. With D_i = bias + alpha/size * sum_{win(i)} x^2 and y_i = x_i D_i^-beta:
 // dx_j = dy_j D_j^-beta - 2 alpha beta / size * x_j * sum_{i : j in win(i)} dy_i x_i D_i^(-beta-1).
-// Recomputes D from x rather than keeping it. Same params as lrn; src: x, gy: dy.
+// Recomputes D from x rather than keeping it. src: x, gy: dy.
 @compute @workgroup_size(256)
 fn lrn_bwd(@builtin(local_invocation_index) li: u32,
            @builtin(workgroup_id) wg: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let c = i32(pu(1u));
-    let inner = pu(2u);
-    let size = pu(3u);
-    let alpha = pf(4u);
-    let beta = pf(5u);
-    let bias = pf(6u);
+    let total = lrn_p.total;
+    let c = i32(lrn_p.c);
+    let inner = lrn_p.inner;
+    let size = lrn_p.size;
+    let alpha = lrn_p.alpha;
+    let beta = lrn_p.beta;
+    let bias = lrn_p.bias;
     let k = alpha / f32(size);
     let lo_off = i32((size - 1u) / 2u);
     let hi_off = i32(size / 2u);

@@ -1,37 +1,50 @@
 // 2-D max/average pooling over [N, C, H, W] and global pooling over H, W.
 
-struct Params { w: array<vec4<u32>, 16> }
-@group(0) @binding(0) var<uniform> P: Params;
+// Parameters mirror the Rust structs of the same name (src/ops/pool.rs). Window: `total` output
+// elements (N*C*OH*OW; for pool2d_bwd, input elements N*C*H*W), input H, W, output OH, OW,
+// kernel, strides, dilations, pads (top, left, bottom, right), kind.
+struct Pool2dParams {
+    total: u32, h: u32, w: u32, oh: u32, ow: u32, kh: u32, kw: u32, sh: u32, sw: u32,
+    dh: u32, dw: u32, pt: u32, pl: u32, pb: u32, pr: u32, kind: u32,
+}
+// planes: N*C; hw: H*W.
+struct GlobalPoolParams { planes: u32, hw: u32, kind: u32 }
+@group(0) @binding(0) var<uniform> pool_p: Pool2dParams;
+@group(0) @binding(0) var<uniform> global_p: GlobalPoolParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 // Backward only: the output gradient.
 @group(0) @binding(3) var<storage, read> gy: array<f32>;
 
-fn pu(i: u32) -> u32 { return P.w[i >> 2u][i & 3u]; }
+// Rust `PoolCode` (ops/pool.rs): AVG divides by the in-bounds taps, AVG_INCLUDE_PAD by the taps
+// inside the padded extent.
+const POOL_CODE_MAX: u32 = 0u;
+const POOL_CODE_AVG: u32 = 1u;
+const POOL_CODE_AVG_INCLUDE_PAD: u32 = 2u;
+// Rust `GlobalPoolCode` (ops/pool.rs).
+const GLOBAL_POOL_CODE_AVG: u32 = 0u;
+const GLOBAL_POOL_CODE_MAX: u32 = 1u;
 
-// params: 0 total (N*C*OH*OW), 1 H, 2 W, 3 OH, 4 OW, 5 KH, 6 KW, 7 SH, 8 SW, 9 DH, 10 DW,
-// 11 pad top, 12 pad left, 13 pad bottom, 14 pad right,
-// 15 kind: 0 max, 1 avg over in-bounds taps, 2 avg over taps inside the padded extent.
 @compute @workgroup_size(256)
 fn pool2d(@builtin(local_invocation_index) li: u32,
           @builtin(workgroup_id) wg: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let h = i32(pu(1u));
-    let w = i32(pu(2u));
-    let oh = pu(3u);
-    let ow = pu(4u);
-    let kh = pu(5u);
-    let kw = pu(6u);
-    let sh = pu(7u);
-    let sw = pu(8u);
-    let dh = pu(9u);
-    let dw = pu(10u);
-    let pt = i32(pu(11u));
-    let pl = i32(pu(12u));
-    let pb = i32(pu(13u));
-    let pr = i32(pu(14u));
-    let kind = pu(15u);
+    let total = pool_p.total;
+    let h = i32(pool_p.h);
+    let w = i32(pool_p.w);
+    let oh = pool_p.oh;
+    let ow = pool_p.ow;
+    let kh = pool_p.kh;
+    let kw = pool_p.kw;
+    let sh = pool_p.sh;
+    let sw = pool_p.sw;
+    let dh = pool_p.dh;
+    let dw = pool_p.dw;
+    let pt = i32(pool_p.pt);
+    let pl = i32(pool_p.pl);
+    let pb = i32(pool_p.pb);
+    let pr = i32(pool_p.pr);
+    let kind = pool_p.kind;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         let ox = i % ow;
         let oy = (i / ow) % oh;
@@ -57,9 +70,9 @@ fn pool2d(@builtin(local_invocation_index) li: u32,
             }
         }
         var out = 0.0;
-        if (kind == 0u) {
+        if (kind == POOL_CODE_MAX) {
             if (inb > 0u) { out = mx; }
-        } else if (kind == 1u) {
+        } else if (kind == POOL_CODE_AVG) {
             if (inb > 0u) { out = sum / f32(inb); }
         } else {
             if (padded > 0u) { out = sum / f32(padded); }
@@ -68,14 +81,13 @@ fn pool2d(@builtin(local_invocation_index) li: u32,
     }
 }
 
-// params: 0 planes (N*C), 1 H*W, 2 max?
 @compute @workgroup_size(256)
 fn global_pool(@builtin(local_invocation_index) li: u32,
                @builtin(workgroup_id) wg: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
-    let planes = pu(0u);
-    let hw = pu(1u);
-    let is_max = pu(2u) != 0u;
+    let planes = global_p.planes;
+    let hw = global_p.hw;
+    let is_max = global_p.kind == GLOBAL_POOL_CODE_MAX;
     for (var i = wg.x * 256u + li; i < planes; i += nwg.x * 256u) {
         let base = i * hw;
         var mx = -3.402823e38;
@@ -93,28 +105,28 @@ fn global_pool(@builtin(local_invocation_index) li: u32,
 
 // Input gradient of pool2d, gathered from the output side so that no two threads write the
 // same element: each input element sums over the windows that contain it (for max: only those
-// whose first maximum in scan order is this element). Same params as pool2d except word 0,
-// which counts input elements (N*C*H*W). src: forward input (unused for avg), gy: dy.
+// whose first maximum in scan order is this element). Its `total` counts input elements.
+// src: forward input (unused for avg), gy: dy.
 @compute @workgroup_size(256)
 fn pool2d_bwd(@builtin(local_invocation_index) li: u32,
               @builtin(workgroup_id) wg: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let h = i32(pu(1u));
-    let w = i32(pu(2u));
-    let oh = pu(3u);
-    let ow = pu(4u);
-    let kh = pu(5u);
-    let kw = pu(6u);
-    let sh = pu(7u);
-    let sw = pu(8u);
-    let dh = pu(9u);
-    let dw = pu(10u);
-    let pt = i32(pu(11u));
-    let pl = i32(pu(12u));
-    let pb = i32(pu(13u));
-    let pr = i32(pu(14u));
-    let kind = pu(15u);
+    let total = pool_p.total;
+    let h = i32(pool_p.h);
+    let w = i32(pool_p.w);
+    let oh = pool_p.oh;
+    let ow = pool_p.ow;
+    let kh = pool_p.kh;
+    let kw = pool_p.kw;
+    let sh = pool_p.sh;
+    let sw = pool_p.sw;
+    let dh = pool_p.dh;
+    let dw = pool_p.dw;
+    let pt = i32(pool_p.pt);
+    let pl = i32(pool_p.pl);
+    let pb = i32(pool_p.pb);
+    let pr = i32(pool_p.pr);
+    let kind = pool_p.kind;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         let ix = i32(i % u32(w));
         let iy = i32((i / u32(w)) % u32(h));
@@ -131,7 +143,7 @@ fn pool2d_bwd(@builtin(local_invocation_index) li: u32,
                 if (nx < 0 || u32(nx) % sw != 0u || u32(nx) / sw >= ow) { continue; }
                 let ox = u32(nx) / sw;
                 let g = gy[obase + oy * ow + ox];
-                if (kind == 0u) {
+                if (kind == POOL_CODE_MAX) {
                     var mx = -3.402823e38;
                     var best = -1;
                     for (var qy = 0u; qy < kh; qy++) {
@@ -154,7 +166,7 @@ fn pool2d_bwd(@builtin(local_invocation_index) li: u32,
                         let yy = i32(oy * sh + qy * dh) - pt;
                         for (var qx = 0u; qx < kw; qx++) {
                             let xx = i32(ox * sw + qx * dw) - pl;
-                            if (kind == 1u) {
+                            if (kind == POOL_CODE_AVG) {
                                 if (yy >= 0 && yy < h && xx >= 0 && xx < w) { cnt += 1u; }
                             } else if (yy >= -pt && yy < h + pb && xx >= -pl && xx < w + pr) {
                                 cnt += 1u;
@@ -170,14 +182,14 @@ fn pool2d_bwd(@builtin(local_invocation_index) li: u32,
 }
 
 // Input gradient of global_pool: one thread per plane (mean spreads dy evenly; max sends it
-// to the first maximum). params: 0 planes, 1 H*W, 2 max?
+// to the first maximum).
 @compute @workgroup_size(256)
 fn global_pool_bwd(@builtin(local_invocation_index) li: u32,
                    @builtin(workgroup_id) wg: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
-    let planes = pu(0u);
-    let hw = pu(1u);
-    let is_max = pu(2u) != 0u;
+    let planes = global_p.planes;
+    let hw = global_p.hw;
+    let is_max = global_p.kind == GLOBAL_POOL_CODE_MAX;
     for (var i = wg.x * 256u + li; i < planes; i += nwg.x * 256u) {
         let base = i * hw;
         let g = gy[i];

@@ -1,22 +1,23 @@
 // Softmax over one axis, the tensor viewed as [outer, axis, inner]; subtracts the max first.
 
-struct Params { w: array<vec4<u32>, 16> }
-@group(0) @binding(0) var<uniform> P: Params;
+// Parameters mirror the Rust structs of the same name (src/ops/softmax.rs, src/gpu/backward.rs).
+// rows: outer * inner; len: the axis length.
+struct SoftmaxParams { rows: u32, len: u32, inner: u32 }
+struct ProbSeedParams { rows: u32, k: u32 }
+@group(0) @binding(0) var<uniform> softmax_p: SoftmaxParams;
+@group(0) @binding(0) var<uniform> seed_p: ProbSeedParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 // Backward only: the output gradient (softmax_bwd) or the targets (softmax_prob_seed).
 @group(0) @binding(3) var<storage, read> aux: array<f32>;
 
-fn pu(i: u32) -> u32 { return P.w[i >> 2u][i & 3u]; }
-
-// params: 0 outer*inner, 1 axis length, 2 inner
 @compute @workgroup_size(256)
 fn softmax(@builtin(local_invocation_index) li: u32,
            @builtin(workgroup_id) wg: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let len = pu(1u);
-    let inner = pu(2u);
+    let total = softmax_p.rows;
+    let len = softmax_p.len;
+    let inner = softmax_p.inner;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         let base = (i / inner) * len * inner + i % inner;
         var mx = -3.402823e38;
@@ -33,14 +34,14 @@ fn softmax(@builtin(local_invocation_index) li: u32,
 }
 
 // Input gradient of softmax: dx = y * (dy - sum(dy * y)) along the axis. src: forward output y,
-// aux: dy. Same params as softmax.
+// aux: dy.
 @compute @workgroup_size(256)
 fn softmax_bwd(@builtin(local_invocation_index) li: u32,
                @builtin(workgroup_id) wg: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = pu(0u);
-    let len = pu(1u);
-    let inner = pu(2u);
+    let total = softmax_p.rows;
+    let len = softmax_p.len;
+    let inner = softmax_p.inner;
     for (var i = wg.x * 256u + li; i < total; i += nwg.x * 256u) {
         let base = (i / inner) * len * inner + i % inner;
         var dot = 0.0;
@@ -56,13 +57,13 @@ fn softmax_bwd(@builtin(local_invocation_index) li: u32,
 }
 
 // The seed d p_t / d logits = p_t (e_t - p) for each row of logits [rows, K]. src: logits,
-// aux: target class per row (as f32, exact below 2^24). params: 0 rows, 1 K
+// aux: target class per row (as f32, exact below 2^24).
 @compute @workgroup_size(256)
 fn softmax_prob_seed(@builtin(local_invocation_index) li: u32,
                      @builtin(workgroup_id) wg: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
-    let rows = pu(0u);
-    let k = pu(1u);
+    let rows = seed_p.rows;
+    let k = seed_p.k;
     for (var i = wg.x * 256u + li; i < rows; i += nwg.x * 256u) {
         let base = i * k;
         let t = u32(aux[i]);

@@ -18,8 +18,28 @@
 // acc holds 8 floats per point: the attractive sum (3), Σ_j w_ij, the repulsive sum (3), unused.
 // state holds update | gains | gradient, N·dims each.
 
-struct Params { w: array<vec4<u32>, 16> }
-@group(0) @binding(0) var<uniform> U: Params;
+// Each entry point reads its own parameter struct at binding 0, the mirror of the Rust struct of
+// the same name in src/gpu/tsne.rs (the reflection test checks their sizes). r0 and rows name the
+// block of P a dispatch sees; first and last are 1 when the block starts or ends the sums.
+struct DistParams { n: u32, d: u32, scale: f32, r0: u32, rows: u32 }
+struct PcondParams { n: u32, perplexity: f32, steps: u32, tol: f32, r0: u32, rows: u32 }
+// inv is 1/(2N).
+struct SymParams { n: u32, inv: f32, floor: f32, r0: u32, rows: u32 }
+// r0_b and rows_b: block PB, below P.
+struct SymPairParams {
+    n: u32, inv: f32, floor: f32, r0: u32, rows: u32, r0_b: u32, rows_b: u32,
+}
+struct ForcesParams { n: u32, r0: u32, rows: u32, first: u32, last: u32 }
+// restart is 1 to set update 0 and gains 1 before the step.
+struct UpdateParams { n: u32, dims: u32, exag: f32, lr: f32, momentum: f32, restart: u32 }
+struct KlParams { n: u32, dims: u32, r0: u32, rows: u32, first: u32 }
+@group(0) @binding(0) var<uniform> dist_p: DistParams;
+@group(0) @binding(0) var<uniform> pcond_p: PcondParams;
+@group(0) @binding(0) var<uniform> sym_p: SymParams;
+@group(0) @binding(0) var<uniform> sym_pair_p: SymPairParams;
+@group(0) @binding(0) var<uniform> forces_p: ForcesParams;
+@group(0) @binding(0) var<uniform> update_p: UpdateParams;
+@group(0) @binding(0) var<uniform> kl_p: KlParams;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read_write> P: array<f32>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
@@ -28,23 +48,20 @@ struct Params { w: array<vec4<u32>, 16> }
 @group(0) @binding(6) var<storage, read_write> klout: array<f32>;
 @group(0) @binding(7) var<storage, read_write> PB: array<f32>;
 
-fn pu(i: u32) -> u32 { return U.w[i >> 2u][i & 3u]; }
-fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
-
 const TILE: u32 = 16u;
 var<workgroup> ta: array<array<f32, 16>, 16>;
 var<workgroup> tb: array<array<f32, 16>, 16>;
 
-// params: 0 N, 1 D, 2 scale, 3 r0, 4 rows. P[i, j] = scale · ‖x_i − x_j‖² (0 on the diagonal)
+// P[i, j] = scale · ‖x_i − x_j‖² (0 on the diagonal)
 // for the block's rows; workgroup y walks the block's rows, x all columns.
 @compute @workgroup_size(16, 16)
 fn tsne_dist(@builtin(local_invocation_id) l: vec3<u32>,
              @builtin(workgroup_id) wg: vec3<u32>) {
-    let n = pu(0u);
-    let d = pu(1u);
-    let scale = pf(2u);
-    let r0 = pu(3u);
-    let rows = pu(4u);
+    let n = dist_p.n;
+    let d = dist_p.d;
+    let scale = dist_p.scale;
+    let r0 = dist_p.r0;
+    let rows = dist_p.rows;
     let r = wg.y * TILE + l.y;
     let i = r0 + r;
     let j = wg.x * TILE + l.x;
@@ -94,19 +111,19 @@ fn reduce2(li: u32, a: f32, b: f32) {
     }
 }
 
-// params: 0 N, 1 perplexity, 2 max steps, 3 entropy tolerance, 4 r0, 5 rows. Row i of P holds
+// At most `steps` bisection steps to the entropy tolerance `tol`. Row i of P holds
 // the dissimilarities on entry and p_{j|i} on exit. Distances are shifted by the row minimum (P is
 // unchanged by it, exp no longer underflows).
 @compute @workgroup_size(256)
 fn tsne_pcond(@builtin(local_invocation_index) li: u32,
               @builtin(workgroup_id) wg: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n = pu(0u);
-    let target_h = log(pf(1u));
-    let steps = pu(2u);
-    let tol = pf(3u);
-    let r0 = pu(4u);
-    let rows = pu(5u);
+    let n = pcond_p.n;
+    let target_h = log(pcond_p.perplexity);
+    let steps = pcond_p.steps;
+    let tol = pcond_p.tol;
+    let r0 = pcond_p.r0;
+    let rows = pcond_p.rows;
     for (var r = wg.x; r < rows; r += nwg.x) {
         let i = r0 + r;
         let row = r * n;
@@ -161,14 +178,14 @@ fn tsne_pcond(@builtin(local_invocation_index) li: u32,
     }
 }
 
-// params: 0 N, 1 1/(2N), 2 floor, 3 r0, 4 rows. On the diagonal block (rows and columns
+// On the diagonal block (rows and columns
 // r0 .. r0 + rows): P ← max((P + Pᵀ) / 2N, floor), zero diagonal; each pair is owned by the
 // thread of its upper-triangle element.
 @compute @workgroup_size(16, 16)
 fn tsne_sym(@builtin(global_invocation_id) g: vec3<u32>) {
-    let n = pu(0u);
-    let r0 = pu(3u);
-    let rows = pu(4u);
+    let n = sym_p.n;
+    let r0 = sym_p.r0;
+    let rows = sym_p.rows;
     let a = g.y;
     let b = g.x;
     if (a >= rows || b >= rows) { return; }
@@ -177,24 +194,23 @@ fn tsne_sym(@builtin(global_invocation_id) g: vec3<u32>) {
     if (a == b) {
         P[a * n + i] = 0.0;
     } else if (a < b) {
-        let v = max((P[a * n + j] + P[b * n + i]) * pf(1u), pf(2u));
+        let v = max((P[a * n + j] + P[b * n + i]) * sym_p.inv, sym_p.floor);
         P[a * n + j] = v;
         P[b * n + i] = v;
     }
 }
 
-// params: 0 N, 1 1/(2N), 2 floor, 3 r0 of block P, 4 its rows, 5 r0 of block PB (below P), 6 its
-// rows. The same as tsne_sym for the pairs (i in P's rows, j in PB's rows): every such pair has
+// The same as tsne_sym for the pairs (i in P's rows, j in PB's rows): every such pair has
 // i < j, and its thread owns both P[i, j] and PB[j, i].
 @compute @workgroup_size(16, 16)
 fn tsne_sym_pair(@builtin(global_invocation_id) g: vec3<u32>) {
-    let n = pu(0u);
+    let n = sym_pair_p.n;
     let a = g.y;
     let b = g.x;
-    if (a >= pu(4u) || b >= pu(6u)) { return; }
-    let i = pu(3u) + a;
-    let j = pu(5u) + b;
-    let v = max((P[a * n + j] + PB[b * n + i]) * pf(1u), pf(2u));
+    if (a >= sym_pair_p.rows || b >= sym_pair_p.rows_b) { return; }
+    let i = sym_pair_p.r0 + a;
+    let j = sym_pair_p.r0_b + b;
+    let v = max((P[a * n + j] + PB[b * n + i]) * sym_pair_p.inv, sym_pair_p.floor);
     P[a * n + j] = v;
     PB[b * n + i] = v;
 }
@@ -203,17 +219,16 @@ var<workgroup> sx: array<f32, 256>;
 var<workgroup> sy: array<f32, 256>;
 var<workgroup> sz: array<f32, 256>;
 
-// params: 0 N, 1 r0, 2 rows, 3 first (1: the block starts the sums), 4 last (1: it ends them).
 // 2-D embedding, Y is [N, 2]. Sums over j in the block's rows, for every i.
 @compute @workgroup_size(256)
 fn tsne_forces2(@builtin(local_invocation_index) li: u32,
                 @builtin(workgroup_id) wg: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n = pu(0u);
-    let r0 = pu(1u);
-    let r1 = r0 + pu(2u);
-    let first = pu(3u) != 0u;
-    let last = pu(4u) != 0u;
+    let n = forces_p.n;
+    let r0 = forces_p.r0;
+    let r1 = r0 + forces_p.rows;
+    let first = forces_p.first != 0u;
+    let last = forces_p.last != 0u;
     for (var base = wg.x * WG; base < n; base += nwg.x * WG) {
         let i = base + li;
         let valid = i < n;
@@ -262,16 +277,16 @@ fn tsne_forces2(@builtin(local_invocation_index) li: u32,
     }
 }
 
-// params as tsne_forces2. 3-D embedding, Y is [N, 3].
+// As tsne_forces2 for a 3-D embedding, Y is [N, 3].
 @compute @workgroup_size(256)
 fn tsne_forces3(@builtin(local_invocation_index) li: u32,
                 @builtin(workgroup_id) wg: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n = pu(0u);
-    let r0 = pu(1u);
-    let r1 = r0 + pu(2u);
-    let first = pu(3u) != 0u;
-    let last = pu(4u) != 0u;
+    let n = forces_p.n;
+    let r0 = forces_p.r0;
+    let r1 = r0 + forces_p.rows;
+    let first = forces_p.first != 0u;
+    let last = forces_p.last != 0u;
     for (var base = wg.x * WG; base < n; base += nwg.x * WG) {
         let i = base + li;
         let valid = i < n;
@@ -319,19 +334,18 @@ fn tsne_forces3(@builtin(local_invocation_index) li: u32,
     }
 }
 
-// params: 0 N, 1 dims, 2 exaggeration, 3 learning rate, 4 momentum, 5 restart (1: update 0,
-// gains 1 before the step). Every workgroup sums Z itself (N reads, far below the forces' N²),
+// Every workgroup sums Z itself (N reads, far below the forces' N²),
 // so one dispatch does the whole step.
 @compute @workgroup_size(256)
 fn tsne_update(@builtin(local_invocation_index) li: u32,
                @builtin(workgroup_id) wg: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n = pu(0u);
-    let dims = pu(1u);
-    let exag = pf(2u);
-    let lr = pf(3u);
-    let mom = pf(4u);
-    let restart = pu(5u) != 0u;
+    let n = update_p.n;
+    let dims = update_p.dims;
+    let exag = update_p.exag;
+    let lr = update_p.lr;
+    let mom = update_p.momentum;
+    let restart = update_p.restart != 0u;
     var s = 0.0;
     for (var k = li; k < n; k += WG) { s += acc[8u * k + 3u]; }
     reduce2(li, s, 0.0);
@@ -358,18 +372,18 @@ fn tsne_update(@builtin(local_invocation_index) li: u32,
     }
 }
 
-// params: 0 N, 1 dims, 2 r0, 3 rows, 4 first (1: the block starts the sums). Per point:
+// Per point:
 // Σ_j p_ij (ln p_ij + ln(1 + d²_ij)) and Σ_j w_ij over j in the block's rows, continuing the
 // previous block's; the host adds ln Σ w to the sum of the first to get KL(P‖Q).
 @compute @workgroup_size(256)
 fn tsne_kl(@builtin(local_invocation_index) li: u32,
            @builtin(workgroup_id) wg: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n = pu(0u);
-    let dims = pu(1u);
-    let r0 = pu(2u);
-    let r1 = r0 + pu(3u);
-    let first = pu(4u) != 0u;
+    let n = kl_p.n;
+    let dims = kl_p.dims;
+    let r0 = kl_p.r0;
+    let r1 = r0 + kl_p.rows;
+    let first = kl_p.first != 0u;
     for (var base = wg.x * WG; base < n; base += nwg.x * WG) {
         let i = base + li;
         let valid = i < n;

@@ -1,13 +1,17 @@
 //! The tensor-op surface that both backends implement and every method is written against.
 
 use crate::error::{Error, Result};
-use crate::model::{BinaryKind, Model, ValueId};
+use crate::model::{BinaryKind, Model, ReduceKind, Unary, ValueId};
 
 pub(crate) mod combine;
 mod ops;
+mod perturb;
+pub mod tsne;
 
 pub(crate) use ops::*;
-pub use ops::{cam_map, segment_kept, AscentStep, CamWeighting, MAX_BLUR_RADIUS};
+pub use ops::{top_k, AscentStep, MAX_BLUR_RADIUS};
+pub(crate) use perturb::{check_perturb, PerturbDims};
+pub use perturb::{segment_kept, Fill, MaskSource, RiseMasks, MAX_RISE_GRID};
 
 /// A dense f32 tensor in host memory, row-major, full shape (batch axis first).
 #[derive(Clone, Debug, PartialEq)]
@@ -217,15 +221,17 @@ pub trait Backend {
         taps: &[ValueId],
     ) -> Result<Gradients<Self::Tensor>>;
 
-    /// From one image `[1, C, H, W]`, the batch `[windows.len(), C, H, W]` whose sample `i` is the
-    /// image with window `i` (clipped to the image) set to `value[c]` on channel `c`. The batch is
-    /// built where the image lives (on the GPU: one kernel, submitted with the next forward or
-    /// read-back), never on the host.
-    fn occlude(
+    /// The perturbed copies of one image `[1, C, H, W]` that every perturbation method runs:
+    /// the batch `[source.count(), C, H, W]` whose sample `i` is the image under mask `i` of
+    /// `source` (one value in `[0, 1]` per pixel), filled as `fill` says. Built where the image
+    /// lives (on the GPU: one kernel family, recorded into the next submission, usually the
+    /// forward that consumes it), never on the host; the masks are hashed or computed there from
+    /// a few parameters, so no mask crosses the bus.
+    fn perturb(
         &self,
         image: &Self::Tensor,
-        windows: &[OcclusionWindow],
-        value: &[f32],
+        source: &MaskSource<'_, Self::Tensor>,
+        fill: &Fill,
     ) -> Result<Self::Tensor>;
 
     /// The batch whose sample `i` is `baseline + alphas[i] (image - baseline) + sigmas[i] ε_i`,
@@ -239,18 +245,6 @@ pub trait Backend {
         alphas: &[f32],
         sigmas: &[f32],
         seed: u64,
-    ) -> Result<Self::Tensor>;
-
-    /// A class activation map from a feature layer's activations and gradients, both
-    /// `[N, K, h, w]`: `[N, 1, h, w]`, the channels combined as `weighting` says, then ReLU if
-    /// `relu`. Computed where the tensors live, so a CAM can stay on the GPU (see
-    /// [`cam_map`] for the formulas both backends follow).
-    fn cam_combine(
-        &self,
-        acts: &Self::Tensor,
-        grads: &Self::Tensor,
-        weighting: CamWeighting,
-        relu: bool,
     ) -> Result<Self::Tensor>;
 
     // Image ops for deep dream (and Grad-CAM's upsampling), on `[N, C, H, W]` batches.
@@ -279,37 +273,9 @@ pub trait Backend {
     /// `ceil(3 sigma)` (at most [`MAX_BLUR_RADIUS`]), edges replicated; `sigma <= 0` copies.
     fn blur(&self, x: &Self::Tensor, sigma: f32) -> Result<Self::Tensor>;
 
-    /// LIME's perturbed copies of one image `[1, C, H, W]`: the batch `[count, C, H, W]` of
-    /// samples `first..first + count`, where sample `s` shows segment `k` of the image iff
-    /// [`segment_kept`]`(seed, s, k)` and `value[c]` on channel `c` elsewhere. `labels` is `[H, W]`
-    /// (segment ids as whole f32 values, uploaded once). Built where the image lives (on the GPU:
-    /// one kernel, submitted with the next forward); the on/off matrix never crosses to the host,
-    /// which recomputes it with [`segment_kept`].
-    fn segment_mask_batch(
-        &self,
-        image: &Self::Tensor,
-        labels: &Self::Tensor,
-        first: usize,
-        count: usize,
-        seed: u64,
-        value: &[f32],
-    ) -> Result<Self::Tensor>;
-
-    /// Score-CAM's masked inputs: from one image `[1, C, H, W]` and activation maps `[1, K, h, w]`,
-    /// the batch `[count, C, H, W]` whose sample `i` is the image times map `first + i`, upsampled
-    /// to `H × W` (bilinear with aligned corners, PyTorch's `UpsamplingBilinear2d`) and min-max
-    /// normalised over the upsampled map: `(u - min) / (max - min + 1e-8)`. Built where the image
-    /// lives (on the GPU: two kernels, submitted with the next forward).
-    fn scaled_by_maps(
-        &self,
-        image: &Self::Tensor,
-        maps: &Self::Tensor,
-        first: usize,
-        count: usize,
-    ) -> Result<Self::Tensor>;
-
     // Batch-combining ops, so an attribution's last steps (averaging over samples, weighting a
-    // layer's channels, multiplying by the input) can stay where the gradients are. Their
+    // layer's channels, multiplying by the input, a CAM's weights formula) can stay where the
+    // gradients are. Their
     // defaults run the host formulas of `combine` through `read` and `upload`: right for a
     // backend in host memory (the CPU backend uses them); a device backend overrides them (the
     // GPU backend records them as deferred dispatches, submitted with the next forward or
@@ -331,7 +297,8 @@ pub trait Backend {
         self.upload(&combine::weighted_sum(&self.read(x)?, weights, shape)?)
     }
 
-    /// `a ∘ b` element by element, for operands of one shape.
+    /// `a ∘ b` element by element, shaped like `a`; `b` has `a`'s shape or is broadcast onto it
+    /// (same rank, each axis `a`'s or 1: a per-channel `[N, K, 1, 1]` against `[N, K, h, w]`).
     fn elementwise(
         &self,
         a: &Self::Tensor,
@@ -339,6 +306,19 @@ pub trait Backend {
         op: BinaryKind,
     ) -> Result<Self::Tensor> {
         self.upload(&combine::elementwise(&self.read(a)?, &self.read(b)?, op)?)
+    }
+
+    /// `x` reduced over `axes` (distinct, never the batch axis 0), which are kept with size 1:
+    /// `[N, K, h, w]` over `[2, 3]` gives `[N, K, 1, 1]` (a per-channel spatial sum or mean),
+    /// over `[1]` gives `[N, 1, h, w]`. Each group folds in f32 in row-major order from its first
+    /// element; the mean is that sum divided by the group's size.
+    fn reduce(&self, x: &Self::Tensor, kind: ReduceKind, axes: &[usize]) -> Result<Self::Tensor> {
+        self.upload(&combine::reduce(&self.read(x)?, kind, axes)?)
+    }
+
+    /// The activation `op` (ReLU, ...) of every element.
+    fn unary(&self, x: &Self::Tensor, op: Unary) -> Result<Self::Tensor> {
+        self.upload(&combine::unary(&self.read(x)?, op))
     }
 
     /// The tensors stacked along the batch axis (equal shapes past it).

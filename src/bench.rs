@@ -2,8 +2,11 @@
 //! with GPU submission counts and, where one exists, a peer implementation (tract's optimized
 //! plan for the forward). `netlens bench` and `cargo bench` both call [`run`].
 //!
-//! A method is one [`Entry`] in [`entries`]: a name, its parameters, and one body that the
-//! `entry!` macro compiles once per backend, so adding a method is adding one entry.
+//! A method is one [`Entry`] in [`entries`]: a name, its parameters, and one body per backend.
+//! Every preset of every method of the [`registry`] is an entry, with
+//! the report's [`Settings`] as its options; the entries beside them (the forward, the strongest
+//! channel, deep dream, t-SNE) are written with the `entry!` macro, which compiles one body once
+//! per backend.
 
 use std::path::Path;
 use std::time::Instant;
@@ -11,17 +14,15 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::*;
 
-use crate::backend::{Backend, GradRule, HostTensor};
+use crate::backend::{Backend, HostTensor};
 use crate::cpu::CpuBackend;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuBackend, GpuOptions};
+use crate::methods::attribution::Target as Classes;
 use crate::methods::deepdream::{DeepDream, Target};
-use crate::methods::gradcam::{guided_gradcam, CamVariant, GradCam};
-use crate::methods::lime::{Lime, Segmentation};
-use crate::methods::saliency::Saliency;
-use crate::methods::scorecam::ScoreCam;
-use crate::methods::tsne::{gaussian_clusters, tsne, Algorithm, Tsne};
-use crate::methods::{cam, repeat};
+use crate::methods::registry::{self, Context, MethodEntry, Preset};
+use crate::methods::tsne::{gaussian_clusters, tsne, Algorithm, Tsne, TsneExact};
+use crate::methods::{repeat, Score};
 use crate::model::import::{load_model, load_model_with_input};
 use crate::model::Model;
 use crate::progress::Silent;
@@ -44,7 +45,7 @@ pub struct Ctx<'a> {
 }
 
 /// One call of a method on a backend; the harness times it.
-pub type Run<B> = fn(&B, &Ctx<'_>) -> Result<()>;
+pub type Run<B> = Box<dyn Fn(&B, &Ctx<'_>) -> Result<()>>;
 
 /// Prepares a peer implementation once (untimed) and returns the call to time.
 pub type Peer = fn(&Ctx<'_>) -> Result<Box<dyn FnMut() -> Result<()>>>;
@@ -74,38 +75,23 @@ macro_rules! entry {
                 fn run($b: &GpuBackend, $c: &Ctx<'_>) -> Result<()> {
                     $body
                 }
-                run
+                Box::new(run)
             },
             cpu: {
                 fn run($b: &CpuBackend, $c: &Ctx<'_>) -> Result<()> {
                     $body
                 }
-                run
+                Box::new(run)
             },
             peer: None,
         }
     };
 }
 
-fn gradcam(variant: CamVariant) -> GradCam {
-    GradCam {
-        variant,
-        ..Default::default()
-    }
-}
-
-fn saliency(rule: GradRule, times_input: bool) -> Saliency {
-    Saliency {
-        rule,
-        times_input,
-        ..Default::default()
-    }
-}
-
-/// Every method the bench knows, in table order, with `settings`' parameters.
+/// Every method the bench knows, in table order, with `settings`' parameters: the forward and
+/// the strongest channel, every registry method, deep dream and t-SNE.
 pub fn entries(settings: &Settings) -> Vec<Entry> {
-    let s = settings;
-    vec![
+    let mut all = vec![
         Entry {
             peer: Some(("tract (optimized plan)", tract_peer)),
             ..entry!("forward", "batch from --batch".into(), |b, c| {
@@ -118,105 +104,73 @@ pub fn entries(settings: &Settings) -> Vec<Entry> {
             "strongest channel of the CAM layer".into(),
             |b, c| crate::report::strongest_channel(b, c.model, c.image).map(drop)
         ),
-        entry!("cam", "CAM layer".into(), |b, c| {
-            cam::cam(b, c.model, c.image, &[c.class]).map(drop)
-        }),
-        entry!("gradcam", "CAM layer".into(), |b, c| {
-            gradcam(CamVariant::GradCam)
-                .attribute(b, c.model, c.image, &[c.class])
-                .map(drop)
-        }),
-        entry!("gradcam++", "CAM layer".into(), |b, c| {
-            gradcam(CamVariant::GradCamPlusPlus)
-                .attribute(b, c.model, c.image, &[c.class])
-                .map(drop)
-        }),
-        entry!("layercam", "CAM layer".into(), |b, c| {
-            gradcam(CamVariant::LayerCam)
-                .attribute(b, c.model, c.image, &[c.class])
-                .map(drop)
-        }),
-        entry!(
-            "occlusion",
-            format!("window {}, stride {}", s.occlusion_mask, s.occlusion_stride),
-            |b, c| {
-                c.settings
-                    .occlusion()
-                    .attribute(b, c.model, c.image, &[c.class])
-                    .map(drop)
-            }
+    ];
+    all.extend(method_entries(settings));
+    all.push(entry!(
+        "deepdream",
+        "8 channels of the CAM layer, one batch; 3 levels × 10 iterations".into(),
+        |b, c| dream_eight_channels(b, c)
+    ));
+    all.push(entry!(
+        "tsne",
+        format!(
+            "exact, {TSNE_POINTS} Gaussian-cluster points in 50-D, {TSNE_ITERATIONS} iterations"
         ),
-        entry!(
-            "lime",
-            "2048 samples, 7×7 grid, regression tree".into(),
-            |b, c| {
-                // MATLAB's imageLIME defaults, with the grid segmentation the peers are timed on.
-                Lime {
-                    segmentation: Segmentation::Grid,
-                    ..Default::default()
-                }
-                .attribute(b, c.model, c.image, &[c.class])
-                .map(drop)
-            }
-        ),
-        entry!("scorecam", "CAM layer, every channel".into(), |b, c| {
-            ScoreCam::default()
-                .attribute(b, c.model, c.image, &[c.class])
-                .map(drop)
-        }),
-        entry!(
-            "deepdream",
-            "8 channels of the CAM layer, one batch; 3 levels × 10 iterations".into(),
-            |b, c| dream_eight_channels(b, c)
-        ),
-        entry!(
-            "tsne",
-            format!("exact, {TSNE_POINTS} Gaussian-cluster points in 50-D, {TSNE_ITERATIONS} iterations"),
-            |b, _c| tsne_clusters(TsneDevice::gpu(b))
-        ),
-        entry!("saliency", "vanilla gradient".into(), |b, c| {
-            saliency(GradRule::Standard, false)
-                .attribute(b, c.model, c.image, &[c.class])
-                .map(drop)
-        }),
-        entry!("gradient-x-input", String::new(), |b, c| {
-            saliency(GradRule::Standard, true)
-                .attribute(b, c.model, c.image, &[c.class])
-                .map(drop)
-        }),
-        entry!("guided", "guided backprop".into(), |b, c| {
-            saliency(GradRule::Guided, false)
-                .attribute(b, c.model, c.image, &[c.class])
-                .map(drop)
-        }),
-        entry!(
-            "smoothgrad",
-            format!("{} samples", s.smoothgrad_samples),
-            |b, c| {
-                c.settings
-                    .smoothgrad()
-                    .attribute(b, c.model, c.image, c.class)
-                    .map(drop)
-            }
-        ),
-        entry!(
-            "ig",
-            format!("{} steps, Gauss-Legendre", s.ig_steps),
-            |b, c| {
-                c.settings
-                    .ig()
-                    .attribute(b, c.model, c.image, c.class)
-                    .map(drop)
-            }
-        ),
-        entry!(
-            "guided-gradcam",
-            "guided backprop × Grad-CAM".into(),
-            |b, c| {
-                guided_gradcam(b, c.model, c.image, &[c.class], &GradCam::default()).map(drop)
-            }
-        ),
-    ]
+        |b, _c| tsne_clusters(b)
+    ));
+    all
+}
+
+/// The options the bench gives preset `preset` of `entry`: the report's settings, except that
+/// LIME runs MATLAB's imageLIME defaults with the grid segmentation the peers are timed on.
+fn bench_args(entry: &str, preset: &Preset, settings: &Settings) -> Vec<String> {
+    let mut args: Vec<String> = preset.args.iter().map(|a| a.to_string()).collect();
+    match entry {
+        "lime" => args.extend(["--segmentation".to_string(), "grid".to_string()]),
+        _ => args.extend(settings.overrides(entry)),
+    }
+    args
+}
+
+/// One timed call of a registry method: options, method object, attribution, read-back.
+fn method_call<B: Backend + 'static>(entry: MethodEntry<B>, args: Vec<String>) -> Run<B> {
+    Box::new(move |b: &B, c: &Ctx<'_>| {
+        let options = entry.options_from(&args)?;
+        let ctx = Context {
+            image: c.image,
+            preprocess: None,
+            score: Score::Logit,
+        };
+        options
+            .build(&ctx)?
+            .attribute_batch(b, c.model, c.image, &Classes::Class(c.class))?
+            .read(b)
+            .map(drop)
+    })
+}
+
+/// Every preset of every registry method, in the registry's order.
+fn method_entries(settings: &Settings) -> Vec<Entry> {
+    let gpu_entries = registry::methods::<GpuBackend>();
+    let cpu_entries = registry::methods::<CpuBackend>();
+    let mut entries = Vec::new();
+    for (g, c) in gpu_entries.into_iter().zip(cpu_entries) {
+        for preset in &g.presets {
+            let args = bench_args(g.name, preset, settings);
+            let params = match g.options_from(&args) {
+                Ok(o) => o.summary(),
+                Err(e) => e.to_string(),
+            };
+            entries.push(Entry {
+                name: preset.name,
+                params,
+                gpu: method_call(g.clone(), args.clone()),
+                cpu: method_call(c.clone(), args),
+                peer: None,
+            });
+        }
+    }
+    entries
 }
 
 fn dream_eight_channels<B: Backend>(b: &B, c: &Ctx<'_>) -> Result<()> {
@@ -241,30 +195,14 @@ const TSNE_POINTS: usize = 1000;
 const TSNE_ITERATIONS: usize = 250;
 
 /// Exact t-SNE runs on the GPU backend's device, or on the CPU: the same O(N²) algorithm.
-trait TsneDevice {
-    fn gpu(&self) -> Option<&GpuBackend>;
-}
-
-impl TsneDevice for GpuBackend {
-    fn gpu(&self) -> Option<&GpuBackend> {
-        Some(self)
-    }
-}
-
-impl TsneDevice for CpuBackend {
-    fn gpu(&self) -> Option<&GpuBackend> {
-        None
-    }
-}
-
-fn tsne_clusters(gpu: Option<&GpuBackend>) -> Result<()> {
+fn tsne_clusters<B: Backend + TsneExact>(backend: &B) -> Result<()> {
     let (x, _) = gaussian_clusters(TSNE_POINTS, 50, 10, 0);
     let opts = Tsne {
         iterations: TSNE_ITERATIONS,
         algorithm: Algorithm::Exact,
         ..Tsne::default()
     };
-    tsne(&x, &opts, gpu, &Silent).map(drop)
+    tsne(&x, &opts, backend, &Silent).map(drop)
 }
 
 fn tract_peer(c: &Ctx<'_>) -> Result<Box<dyn FnMut() -> Result<()>>> {

@@ -2,10 +2,14 @@
 //! which backend runs.
 
 use crate::backend::{Backend, HostTensor};
+// top_k lives with the backend's host formulas (methods use it); kept here for the CLI's paths.
+pub use crate::backend::top_k;
 use crate::cpu::CpuBackend;
 use crate::error::{Error, ErrorKind, Result};
 use crate::gpu::{GpuBackend, GpuOptions};
+use crate::methods::tsne::{tsne, Tsne, TsneResult};
 use crate::model::{Model, ValueId};
+use crate::progress::Progress;
 
 /// Environment variable that picks the backend when no `--backend` flag is given.
 pub const BACKEND_ENV: &str = "NETLENS_BACKEND";
@@ -185,10 +189,16 @@ pub fn softmax_rows(logits: &HostTensor) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Indices of the `k` largest values, best first.
-pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
-    idx.truncate(k);
-    idx
+/// [`tsne`] on the engine's backend (the GPU backend runs `Exact` on
+/// the device).
+pub fn tsne_on(
+    x: &HostTensor,
+    opts: &Tsne,
+    engine: &Engine,
+    progress: &dyn Progress,
+) -> Result<TsneResult> {
+    match engine {
+        Engine::Gpu(g) => tsne(x, opts, g.as_ref(), progress),
+        Engine::Cpu(c) => tsne(x, opts, c, progress),
+    }
 }

@@ -5,12 +5,14 @@
 pub mod backend;
 pub mod bench;
 pub mod cpu;
+pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod gpu;
 pub mod input;
 pub mod methods;
 pub mod model;
+pub(crate) mod ops;
 pub mod progress;
 pub mod report;
 pub mod viz;

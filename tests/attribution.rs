@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use netlens::methods::attribution::{Attribute, Attribution, HostAttribution, Target};
+use netlens::methods::attribution::{Attribute, Attribution, HostAttribution, Named, Target};
 use netlens::methods::cam::{cam, Cam};
 use netlens::methods::gradcam::{CamVariant, GradCam};
 use netlens::methods::integrated_gradients::IntegratedGradients;

@@ -49,7 +49,9 @@ fn gpu_batch_invariance() {
 }
 
 /// A 64 KiB binding limit (above tiny_digits' largest weight, 55 KiB) forces chunks of 4 samples:
-/// the largest activation is 16x16x16 floats = 16 KiB per sample.
+/// the largest activation is 16x16x16 floats = 16 KiB per sample. Each chunk records every kernel
+/// of the forward once, so 17 samples in chunks of 4 (4, 4, 4, 4, 1) are 5 times the dispatches
+/// of the unchunked forward: that is how the test knows chunking happened.
 #[test]
 fn gpu_chunked_batch_is_correct() {
     let small = GpuBackend::new(&GpuOptions {
@@ -59,8 +61,15 @@ fn gpu_chunked_batch_is_correct() {
     check_invariance("gpu chunked", &small);
     let model = load_model(asset("models/tiny_digits.onnx")).expect("import");
     let x = random(&[17, 1, 16, 16], 9);
-    let full = run_backend(gpu(), &model, &x);
-    let chunked = run_backend(&small, &model, &x);
+    let whole = private_gpu();
+    let (full, chunked) = (run_backend(&whole, &model, &x), {
+        small.reset_stats();
+        run_backend(&small, &model, &x)
+    });
+    let (one, five) = (whole.stats().dispatches, small.stats().dispatches);
+    println!("dispatches: one chunk {one}, chunks of 4 {five}");
+    assert!(one > 0);
+    assert_eq!(five, 5 * one, "17 samples must run as 5 chunks");
     let d = full
         .data
         .iter()

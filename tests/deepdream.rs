@@ -222,6 +222,15 @@ fn target_len(t: &Target) -> usize {
     }
 }
 
+/// GPU vs CPU after a whole dream (max |Δ| over the images / their max, and the objectives'
+/// relative difference). Both backends run the same pyramid, jitter, blur and normalised step;
+/// only the order of the sums inside the kernels differs (workgroup tiles against rayon chunks),
+/// a few float32 ulps per op, and the step's normalisation to mean |g| = 1 keeps those from
+/// growing. Measured on lavapipe after 3 levels × 10 iterations: images 3.8e-7 (channels) and
+/// 3.6e-7 (classes), objectives 1.7e-7 and 1.0e-7, i.e. ~3 ulps. The tolerance is 5× the largest
+/// (it was 1e-2, which a wrong blur or jitter could pass).
+const DREAM_TOL: f32 = 2e-6;
+
 /// A whole dream (channels and classes, with blur and a random start) agrees between the
 /// backends: the trajectory is deterministic, so only rounding differs.
 #[test]
@@ -242,10 +251,18 @@ fn gpu_dream_matches_cpu_on_tiny_digits() {
         let a = dream.attribute(gpu(), &m, &at_size, &target).unwrap();
         let b = dream.attribute(&cpu(), &m, &at_size, &target).unwrap();
         let err = rel_err(&a.images.data, &b.images.data, 1e-3);
-        assert!(err < 1e-2, "{target:?}: images differ by {err}");
-        for (x, y) in a.objective_after.iter().zip(&b.objective_after) {
-            assert!((x - y).abs() <= 1e-2 * y.abs().max(1.0), "{x} vs {y}");
-        }
+        let obj_err = a
+            .objective_after
+            .iter()
+            .zip(&b.objective_after)
+            .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
+            .fold(0f32, f32::max);
+        println!("{target:?}: images rel err {err:.2e}, objective rel err {obj_err:.2e}");
+        assert!(err < DREAM_TOL, "{target:?}: images differ by {err}");
+        assert!(
+            obj_err <= DREAM_TOL,
+            "{target:?}: objectives differ by {obj_err}"
+        );
         for (before, after) in b.objective_before.iter().zip(&b.objective_after) {
             assert!(after > before, "{target:?}: {before} -> {after}");
         }

@@ -1,18 +1,17 @@
 //! Embedding in a wgpu host: the example's own path (examples/support/host.rs) run headless and
 //! its rendered pixels checked against the CPU colormap of the CPU backend's Grad-CAM; map
-//! textures in each format; the `cam_combine` op, GPU against CPU; and a device whose limits are
-//! too low.
+//! textures in each format; the CAM formulas, GPU against CPU; and a device whose limits are too
+//! low.
 
 mod common;
 #[path = "../examples/support/host.rs"]
 mod host;
 
 use common::*;
-use netlens::backend::CamWeighting;
 use netlens::gpu::{GpuBackend, GpuOptions, MapFormat};
 use netlens::input::{image_tensor, Preprocess};
 use netlens::methods::attribution::{Attribute, Attribution, MapKind, Target};
-use netlens::methods::gradcam::{CamVariant, GradCam};
+use netlens::methods::gradcam::{weighted_map, CamVariant, CamWeights, GradCam};
 use netlens::methods::{channel_abs_max, upsample_bilinear, Score};
 use netlens::model::import::load_model;
 use netlens::viz::{heatmap, turbo};
@@ -163,6 +162,8 @@ fn attribution_maps_and_textures_show_one_sample() {
         logits: g.upload(&HostTensor::zeros(vec![2, 10])).unwrap(),
         targets: vec![0, 1],
         score: Score::Logit,
+        baseline_logits: None,
+        extras: Vec::new(),
     };
     let before = g.stats();
     let shown = g.attribution_map(&a, 1).unwrap();
@@ -221,53 +222,41 @@ fn map_texture_rejects_bad_input() {
     }
 }
 
-/// `cam_combine`, GPU against the CPU oracle, for every weighting, with and without ReLU, over a
-/// batch of two.
+/// The CAM formulas (each variant's weights over the generic ops, then the weighted map), GPU
+/// against the CPU oracle, for every variant, with and without ReLU, over a batch of two.
 #[test]
-fn cam_combine_gpu_matches_cpu() {
+fn cam_formulas_gpu_match_cpu() {
     let acts = random(&[2, 5, 3, 4], 11);
     let grads = random(&[2, 5, 3, 4], 12);
     let (ga, gd) = (gpu().upload(&acts).unwrap(), gpu().upload(&grads).unwrap());
     let (ca, cd) = (cpu().upload(&acts).unwrap(), cpu().upload(&grads).unwrap());
-    for weighting in [
-        CamWeighting::GradMean,
-        CamWeighting::GradPlusPlus,
-        CamWeighting::PositiveGrad,
+    for variant in [
+        CamVariant::GradCam,
+        CamVariant::GradCamPlusPlus,
+        CamVariant::LayerCam,
     ] {
         for relu in [false, true] {
+            let gw = variant.weights(gpu(), &ga, &gd).unwrap();
             let g = gpu()
-                .read(&gpu().cam_combine(&ga, &gd, weighting, relu).unwrap())
+                .read(&weighted_map(gpu(), &ga, &gw, relu).unwrap())
                 .unwrap();
+            let cw = variant.weights(&cpu(), &ca, &cd).unwrap();
             let c = cpu()
-                .read(&cpu().cam_combine(&ca, &cd, weighting, relu).unwrap())
+                .read(&weighted_map(&cpu(), &ca, &cw, relu).unwrap())
                 .unwrap();
             assert_eq!(g.shape, vec![2, 1, 3, 4]);
             assert_eq!(g.shape, c.shape);
             let err = rel_err(&g.data, &c.data, 1e-6);
-            assert!(err < 1e-4, "{weighting:?} relu {relu}: rel err {err}");
+            assert!(err < 1e-4, "{variant:?} relu {relu}: rel err {err}");
             if !relu {
-                assert!(c.data.iter().any(|&v| v < 0.0), "{weighting:?}: no sign");
+                assert!(c.data.iter().any(|&v| v < 0.0), "{variant:?}: no sign");
             }
         }
     }
     let flat = random(&[2, 5, 3], 1);
-    let e = gpu()
-        .cam_combine(
-            &ga,
-            &gpu().upload(&flat).unwrap(),
-            CamWeighting::GradMean,
-            true,
-        )
-        .unwrap_err();
+    let e = weighted_map(gpu(), &ga, &gpu().upload(&flat).unwrap(), true).unwrap_err();
     assert_eq!(e.kind, ErrorKind::BadInput, "{e}");
-    let e = cpu()
-        .cam_combine(
-            &ca,
-            &cpu().upload(&flat).unwrap(),
-            CamWeighting::GradMean,
-            true,
-        )
-        .unwrap_err();
+    let e = weighted_map(&cpu(), &ca, &cpu().upload(&flat).unwrap(), true).unwrap_err();
     assert_eq!(e.kind, ErrorKind::BadInput, "{e}");
 }
 

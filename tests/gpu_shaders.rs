@@ -88,16 +88,7 @@ fn expected_entry_points_exist() {
         ),
         ("layout.wgsl", &["gather", "slice_bwd"]),
         ("norm.wgsl", &["lrn", "lrn_bwd"]),
-        (
-            "perturb.wgsl",
-            &[
-                "occlude",
-                "path_batch",
-                "segment_mask",
-                "map_range",
-                "scale_by_maps",
-            ],
-        ),
+        ("perturb.wgsl", &["perturb", "mask_range", "path_batch"]),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     for (file, entries) in expected {

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use netlens::backend::segment_kept;
+use netlens::backend::{segment_kept, Fill, MaskSource};
 use netlens::methods::lime::{segment, Lime, Segmentation, Surrogate};
 use netlens::methods::occlusion::MaskValue;
 use netlens::methods::scorecam::ScoreCam;
@@ -157,15 +157,24 @@ fn lime_is_reproducible_and_the_samplers_agree_bit_for_bit() {
     let (ci, cl) = (c.upload(&x).unwrap(), c.upload(&labels.tensor()).unwrap());
     let (gi, gl) = (g.upload(&x).unwrap(), g.upload(&labels.tensor()).unwrap());
     for (first, count) in [(0usize, 5usize), (37, 11), (4000, 3)] {
+        fn segments<T>(labels: &T, first: usize, count: usize) -> MaskSource<'_, T> {
+            MaskSource::Segments {
+                labels,
+                seed: 7,
+                first,
+                count,
+            }
+        }
+        let fills = Fill::Constant(&fill);
         let want = c
             .read(
-                &c.segment_mask_batch(&ci, &cl, first, count, 7, &fill)
+                &c.perturb(&ci, &segments(&cl, first, count), &fills)
                     .unwrap(),
             )
             .unwrap();
         let got = g
             .read(
-                &g.segment_mask_batch(&gi, &gl, first, count, 7, &fill)
+                &g.perturb(&gi, &segments(&gl, first, count), &fills)
                     .unwrap(),
             )
             .unwrap();
@@ -183,8 +192,14 @@ fn lime_is_reproducible_and_the_samplers_agree_bit_for_bit() {
             }
         }
     }
+    let all_on = MaskSource::Segments {
+        labels: &cl,
+        seed: 99,
+        first: 0,
+        count: 1,
+    };
     let all_on = c
-        .read(&c.segment_mask_batch(&ci, &cl, 0, 1, 99, &fill).unwrap())
+        .read(&c.perturb(&ci, &all_on, &Fill::Constant(&fill)).unwrap())
         .unwrap();
     assert_eq!(all_on.data, x.data, "sample 0 is the unperturbed image");
     // Roughly half the segments are on.
@@ -330,21 +345,29 @@ fn scorecam_matches_the_reference_on_both_backends() {
     let maps = random(&[1, 5, 3, 4], 6);
     let cb = cpu();
     let gb = gpu();
+    let (cm, gm) = (cb.upload(&maps).unwrap(), gb.upload(&maps).unwrap());
+    fn source<T>(maps: &T) -> MaskSource<'_, T> {
+        MaskSource::Maps {
+            maps,
+            first: 1,
+            count: 3,
+        }
+    }
     let want = cb
         .read(
-            &cb.scaled_by_maps(&cb.upload(&img).unwrap(), &cb.upload(&maps).unwrap(), 1, 3)
+            &cb.perturb(&cb.upload(&img).unwrap(), &source(&cm), &Fill::Multiply)
                 .unwrap(),
         )
         .unwrap();
     let got = gb
         .read(
-            &gb.scaled_by_maps(&gb.upload(&img).unwrap(), &gb.upload(&maps).unwrap(), 1, 3)
+            &gb.perturb(&gb.upload(&img).unwrap(), &source(&gm), &Fill::Multiply)
                 .unwrap(),
         )
         .unwrap();
     assert_eq!(got.shape, vec![3, 2, 9, 13]);
     let e = rel_err(&got.data, &want.data, 1e-6);
-    assert!(e <= 1e-4, "scaled_by_maps GPU vs CPU {e}");
+    assert!(e <= 1e-4, "Score-CAM map masks GPU vs CPU {e}");
 }
 
 /// Score-CAM over 6 channels at mini-batch 4: one forward that taps the layer, two masked

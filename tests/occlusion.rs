@@ -1,10 +1,11 @@
-//! Occlusion sensitivity: Captum parity on MobileNetV2, GPU against CPU, the `occlude` op, the
+//! Occlusion sensitivity: Captum parity on MobileNetV2, GPU against CPU, the `perturb` op with
+//! window masks, the
 //! batching proof with the GPU counters, and the window geometry (clipping on and off) checked
 //! against hand-listed windows and against a brute-force host-built reference.
 
 mod common;
 use common::*;
-use netlens::backend::OcclusionWindow;
+use netlens::backend::{Fill, MaskSource, OcclusionWindow};
 use netlens::cpu::CpuBackend;
 use netlens::gpu::{GpuBackend, GpuOptions};
 use netlens::methods::occlusion::{MaskValue, Occlusion, Upsampling};
@@ -123,7 +124,7 @@ fn gpu_grid_matches_cpu_on_digits() {
 }
 
 #[test]
-fn occlude_op_is_bit_identical_on_gpu_and_cpu() {
+fn window_masks_are_bit_identical_on_gpu_and_cpu() {
     let x = random(&[1, 3, 7, 9], 11);
     let windows = [
         win(-2, -3, 4, 5),
@@ -138,12 +139,18 @@ fn occlude_op_is_bit_identical_on_gpu_and_cpu() {
     let c = cpu();
     let ct = c.upload(&x).expect("upload");
     let want = c
-        .read(&c.occlude(&ct, &windows, &value).expect("cpu"))
+        .read(
+            &c.perturb(&ct, &MaskSource::Windows(&windows), &Fill::Constant(&value))
+                .expect("cpu"),
+        )
         .expect("read");
     let g = gpu();
     let gt = g.upload(&x).expect("upload");
     let got = g
-        .read(&g.occlude(&gt, &windows, &value).expect("gpu"))
+        .read(
+            &g.perturb(&gt, &MaskSource::Windows(&windows), &Fill::Constant(&value))
+                .expect("gpu"),
+        )
         .expect("read");
     assert_eq!(got.shape, vec![windows.len(), 3, 7, 9]);
     assert_eq!(got, want);
@@ -159,11 +166,17 @@ fn occlude_op_is_bit_identical_on_gpu_and_cpu() {
             }
         }
     }
-    assert!(g.occlude(&gt, &windows, &value[..2]).is_err());
+    assert!(g
+        .perturb(
+            &gt,
+            &MaskSource::Windows(&windows),
+            &Fill::Constant(&value[..2])
+        )
+        .is_err());
 }
 
 /// 4×4 mask, stride 1 on 16×16: 13×13 = 169 windows, plus the unoccluded image = 170 samples,
-/// at mini-batch 64 three chunks. Each chunk is one submission: the `occlude` kernel is deferred
+/// at mini-batch 64 three chunks. Each chunk is one submission: the `perturb` kernel is deferred
 /// and goes to the queue with its `forward`. All logits come back in one read-back, itself one
 /// submission: 3 + 1 = 4.
 #[test]
@@ -426,19 +439,23 @@ fn bad_settings_are_rejected() {
 }
 
 #[test]
-fn gpu_occlude_refuses_a_batch_over_the_binding_limit() {
+fn gpu_perturb_refuses_a_batch_over_the_binding_limit() {
     let g = GpuBackend::new(&GpuOptions {
         max_binding_bytes: Some(4096),
     })
     .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
     let x = g.upload(&random(&[1, 1, 16, 16], 3)).expect("upload");
     // 3 samples of 1 KiB fit, 5 do not.
-    let ok = g.occlude(&x, &[win(0, 0, 2, 2); 3], &[0.0]).expect("fits");
+    let occlude = |n: usize| {
+        g.perturb(
+            &x,
+            &MaskSource::Windows(&vec![win(0, 0, 2, 2); n]),
+            &Fill::Constant(&[0.0]),
+        )
+    };
+    let ok = occlude(3).expect("fits");
     assert_eq!(g.shape(&ok), vec![3, 1, 16, 16]);
-    let e = g
-        .occlude(&x, &[win(0, 0, 2, 2); 5], &[0.0])
-        .expect_err("over the limit")
-        .to_string();
+    let e = occlude(5).expect_err("over the limit").to_string();
     assert!(
         e.contains("binding limit") && e.contains("mini-batch"),
         "{e}"

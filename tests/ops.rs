@@ -202,6 +202,18 @@ fn hard_swish() {
     );
 }
 
+/// Erf (GELU's core) end to end: imported, listed by `info` and `supported_ops`, CPU against
+/// tract, GPU against CPU.
+#[test]
+fn erf() {
+    let bytes = unary_model("Erf", vec![], 13);
+    let model = netlens::model::import::import_bytes(&bytes, "erf").unwrap();
+    let kinds: Vec<&str> = model.graph.nodes.iter().map(|n| n.op.kind_name()).collect();
+    assert_eq!(kinds, ["Erf"]);
+    assert!(netlens::model::import::supported_ops().contains(&"Erf"));
+    check("erf", &bytes, &[3, 5, 6]);
+}
+
 /// Squeeze-excite shape: x * sigmoid(gap(x)) broadcasts [C,1,1] against [C,H,W], both computed.
 #[test]
 fn binary_ops_broadcast_between_activations() {
@@ -539,11 +551,11 @@ fn reductions() {
 fn unsupported_op_names_op_and_node() {
     let mut b = OnnxBuilder::new(&[3, 4, 5]);
     b.node("Relu", &["input"], &["r"], vec![]);
-    b.node("Erf", &["r"], &["y"], vec![]);
-    let err = netlens::model::import::import_bytes(&b.build("y"), "erf").unwrap_err();
+    b.node("Hardmax", &["r"], &["y"], vec![]);
+    let err = netlens::model::import::import_bytes(&b.build("y"), "hardmax").unwrap_err();
     assert_eq!(err.kind, netlens::ErrorKind::BadInput);
     assert!(
-        err.message.contains("'Erf'") && err.message.contains("Erf_1"),
+        err.message.contains("'Hardmax'") && err.message.contains("Hardmax_1"),
         "{}",
         err.message
     );

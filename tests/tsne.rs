@@ -1,23 +1,26 @@
 //! t-SNE: the GPU kernels against their CPU twins (affinities, gradient, step, KL), P split into
 //! row blocks against one block, Barnes-Hut against the exact gradient at theta 0, the digits
-//! acceptance runs (KL and 5-NN label agreement for exact-on-GPU and Barnes-Hut), bad input, and
-//! the CLI.
+//! acceptance runs (KL and 5-NN label agreement for exact-on-GPU and Barnes-Hut), a CI-sized
+//! version of the README's N = 10000 run (6000 points, P in two row blocks), bad input, and the
+//! CLI.
 
 mod common;
 use common::*;
+use netlens::cpu::tsne as exact_cpu;
 use netlens::gpu::{wgpu, GpuBackend, GpuOptions};
 use netlens::methods::tsne::affinity::{dense_p, sparse_p};
 use netlens::methods::tsne::{
-    barnes_hut, descend, exact_cpu, gaussian_clusters, initial_embedding, knn_label_agreement,
-    prepare, tsne, Algorithm, Distance, Init, Tsne,
+    barnes_hut, descend, gaussian_clusters, initial_embedding, knn_label_agreement, prepare, tsne,
+    Algorithm, Distance, Init, Tsne, TsneResult,
 };
 use netlens::progress::Silent;
 use netlens::{ErrorKind, HostTensor};
 use std::time::Instant;
 
-/// Split P against one block: measured 0 (the sums run in the same order either way); the
-/// margin allows a driver that contracts a multiply-add differently in one of the paths.
-const SPLIT_TOL: f32 = 1e-5;
+/// Split P against one block: bit for bit, as the README says (the forces and KL carry their sums
+/// from block to block in the order one block sums them, and every kernel runs the same code per
+/// row). A relative error of 0 means every element is equal.
+const SPLIT_TOL: f32 = 0.0;
 
 /// max |a − b| / max |b|.
 fn rel_max(a: &[f32], b: &[f32]) -> f32 {
@@ -31,6 +34,18 @@ fn digits() -> (HostTensor, Vec<usize>) {
     let bytes = std::fs::read(asset("ref/tsne_digits_y.npy")).unwrap();
     let y: Vec<i64> = npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap();
     (x, y.into_iter().map(|v| v as usize).collect())
+}
+
+/// t-SNE on `gpu` when given, else on the CPU backend.
+fn tsne_on_gpu_or_cpu(
+    x: &HostTensor,
+    opts: &Tsne,
+    gpu: Option<&GpuBackend>,
+) -> netlens::Result<TsneResult> {
+    match gpu {
+        Some(g) => tsne(x, opts, g, &Silent),
+        None => tsne(x, opts, &cpu(), &Silent),
+    }
 }
 
 fn spread_embedding(n: usize, dims: usize, seed: u64) -> HostTensor {
@@ -194,7 +209,7 @@ fn impossible_sizes_are_bad_input() {
         iterations: 1,
         ..Tsne::default()
     };
-    let e = tsne(&x, &opts, Some(&tiny), &Silent).unwrap_err();
+    let e = tsne(&x, &opts, &tiny, &Silent).unwrap_err();
     eprintln!("{}", e.message);
     assert_eq!(e.kind, ErrorKind::BadInput, "{}", e.message);
     assert!(e.message.contains("barneshut"), "{}", e.message);
@@ -258,7 +273,7 @@ fn check_digits(algorithm: Algorithm, on_gpu: bool) {
         ..Tsne::default()
     };
     let t = Instant::now();
-    let r = tsne(&x, &opts, on_gpu.then(gpu), &Silent).unwrap();
+    let r = tsne_on_gpu_or_cpu(&x, &opts, on_gpu.then(gpu)).unwrap();
     let secs = t.elapsed().as_secs_f64();
     let (frac, vote) = knn_label_agreement(&r.embedding, &labels, 5);
     eprintln!(
@@ -267,7 +282,15 @@ fn check_digits(algorithm: Algorithm, on_gpu: bool) {
         r.kl, r.kl_history
     );
     assert_eq!(r.embedding.shape, vec![1797, 2]);
-    assert!(r.kl <= 0.80, "KL {}", r.kl);
+    // scikit-learn 1.9.1 reaches 0.754 on these digits (README table): the exact run (measured
+    // 0.686) may not do worse. The Barnes-Hut run (measured 0.767, a sparse-P KL like
+    // scikit-learn's; openTSNE 0.752) gets 0.78: within 4 % of the peer, the spread between
+    // Barnes-Hut implementations' trees and neighbour searches.
+    let kl_max = match algorithm {
+        Algorithm::Exact => 0.754,
+        Algorithm::BarnesHut => 0.78,
+    };
+    assert!(r.kl <= kl_max, "KL {} > {kl_max}", r.kl);
     assert!(frac >= 0.95, "5-NN same-label fraction {frac}");
 }
 
@@ -281,45 +304,51 @@ fn digits_barnes_hut_cpu() {
     check_digits(Algorithm::BarnesHut, false);
 }
 
-/// The README's N = 10000 runs: 10 Gaussian clusters in 50-D (the bench's generator, seed 0),
-/// defaults (perplexity 30, 1000 iterations). Ignored: exact t-SNE on lavapipe takes 15–25 min.
-/// `cargo test --release --test tsne -- --ignored --nocapture clusters_10000`
-fn clusters_10000(algorithm: Algorithm) {
-    let (x, labels) = gaussian_clusters(10_000, 50, 10, 0);
-    let g = (algorithm == Algorithm::Exact).then(private_gpu);
+/// CI-sized version of the README's N = 10000 run: 6000 points of 10 Gaussian clusters in 50-D
+/// (the bench's generator, seed 0), exact t-SNE on the GPU with the default 128 MiB binding, which
+/// holds 5792 rows of P, so P is two row blocks (asserted through the dispatch count); 300
+/// iterations (the 250 exaggerated ones and 50 more). Bounds: see the constants.
+#[test]
+fn clusters_6000_exact_gpu_two_blocks() {
+    // Measured here (lavapipe, 2-core machine at load ~7): KL 2.714 after 300 iterations (2.946
+    // at the end of the 250 exaggerated ones, 3.797 at iteration 50), 5-NN same-label fraction
+    // 1.000, 224 s wall. KL_MAX is 5 % above the measured value and below the 2.946 of iteration
+    // 250, so the 50 unexaggerated iterations must do their work; a wrong force in either block
+    // leaves the KL far higher. The clusters are separated by far more than their spread, so a
+    // correct embedding puts every point among its own cluster: the fraction bound is 0.99 (60 of
+    // 6000 points astray would already mean a broken gradient).
+    const KL_MAX: f32 = 2.85;
+    const FRACTION_MIN: f64 = 0.99;
+    let n = 6000;
+    let (x, labels) = gaussian_clusters(n, 50, 10, 0);
+    let g = private_gpu();
     let opts = Tsne {
-        algorithm,
+        iterations: 300,
         ..Tsne::default()
     };
+    let s = opts.schedule(n);
     let t = Instant::now();
-    let r = tsne(&x, &opts, g.as_ref(), &Silent).unwrap();
+    let r = tsne(&x, &opts, &g, &Silent).unwrap();
     let secs = t.elapsed().as_secs_f64();
     let (frac, vote) = knn_label_agreement(&r.embedding, &labels, 5);
-    let stats = g.as_ref().map(|g| g.stats());
+    let stats = g.stats();
     eprintln!(
-        "10000 clusters {algorithm:?}: {secs:.1} s, KL {:.4}, 5-NN same-label fraction \
-         {frac:.4}, vote accuracy {vote:.4}; GPU {stats:?}; history {:?}",
+        "6000 clusters exact GPU: {secs:.1} s, KL {:.4}, 5-NN same-label fraction {frac:.4}, \
+         vote accuracy {vote:.4}; GPU {stats:?}; history {:?}",
         r.kl, r.kl_history
     );
-    assert!(frac >= 0.95, "5-NN same-label fraction {frac}");
-}
-
-#[test]
-#[ignore = "15–25 min on lavapipe"]
-fn clusters_10000_exact_gpu() {
-    clusters_10000(Algorithm::Exact);
-}
-
-#[test]
-#[ignore = "~1 min on 2 cores"]
-fn clusters_10000_barnes_hut_cpu() {
-    clusters_10000(Algorithm::BarnesHut);
+    let chunks = s.iterations.div_ceil(s.kl_every);
+    let per_blocks =
+        |k: usize| (2 * k + k * (k + 1) / 2 + s.iterations * (k + 1) + chunks * k) as u64;
+    assert_eq!(stats.dispatches, per_blocks(2), "P must be two row blocks");
+    assert!(r.kl <= KL_MAX, "KL {}", r.kl);
+    assert!(frac >= FRACTION_MIN, "5-NN same-label fraction {frac}");
 }
 
 #[test]
 fn bad_input_is_rejected() {
     let (x, _) = gaussian_clusters(20, 3, 2, 5);
-    let err = |x: &HostTensor, o: Tsne| tsne(x, &o, None, &Silent).unwrap_err();
+    let err = |x: &HostTensor, o: Tsne| tsne(x, &o, &cpu(), &Silent).unwrap_err();
     let e = err(&x, Tsne::default());
     assert_eq!(e.kind, ErrorKind::BadInput);
     assert!(e.message.contains("perplexity"), "{}", e.message);

@@ -1,6 +1,7 @@
-//! Argument checks of the backend ops and the small formulas both backends share (CAM weighting,
-//! the LIME segment hash, blur weights, aligned-corner scales), so the GPU and the CPU reject the
-//! same inputs with the same messages and compute the same thing.
+//! Argument checks of the backend ops and the small formulas both backends share (blur weights,
+//! aligned-corner scales, the path batch and its noise, whose hash the perturbation masks share),
+//! so the GPU and the CPU reject the same inputs with the same messages and compute the same
+//! thing; and host formulas the layers above share (top-k).
 
 use super::*;
 
@@ -41,101 +42,31 @@ pub(crate) mod noise {
     }
 }
 
-/// Checks the operands of [`Backend::occlude`]; returns `(C, H, W)`.
-pub(crate) fn check_occlude(
-    shape: &[usize],
-    windows: &[OcclusionWindow],
-    value: &[f32],
-) -> Result<(usize, usize, usize)> {
-    if shape.len() != 4 || shape[0] != 1 {
-        return Err(Error::bad_input(format!(
-            "occlusion needs one image [1, C, H, W], got {shape:?}"
-        )));
+/// Writes `out` (`[alphas.len(), n]`): sample `i` is `base + alphas[i] (image - base)` plus
+/// `sigmas[i]` times the shared counter-based normal noise: the CPU backend's `path_batch`, and
+/// the GPU backend's for a batch over its binding limit.
+pub(crate) fn path_batch_host(
+    image: &[f32],
+    base: &[f32],
+    alphas: &[f32],
+    sigmas: &[f32],
+    seed: u64,
+    out: &mut [f32],
+) {
+    let n = image.len();
+    if n == 0 {
+        return;
     }
-    let (c, h, w) = (shape[1], shape[2], shape[3]);
-    if value.len() != c {
-        return Err(Error::bad_input(format!(
-            "occlusion mask value has {} channel(s), the image has {c}",
-            value.len()
-        )));
-    }
-    // The GPU kernel does its window arithmetic in i32.
-    let lim = i32::MAX as i64 / 4;
-    for win in windows {
-        let fits = |v: i64| (-lim..=lim).contains(&v);
-        if !(fits(win.top) && fits(win.left) && fits(win.height as i64) && fits(win.width as i64)) {
-            return Err(Error::bad_input(format!(
-                "occlusion window {win:?} is out of range"
-            )));
-        }
-    }
-    Ok((c, h, w))
-}
-
-/// How [`Backend::cam_combine`] weighs a feature layer's channels (pytorch-grad-cam's formulas).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum CamWeighting {
-    /// Grad-CAM: each channel weighted by the spatial mean of its gradient.
-    #[default]
-    GradMean,
-    /// Grad-CAM++: each channel weighted by its positive gradients times the closed-form alphas.
-    GradPlusPlus,
-    /// LayerCAM: each location weighted by its positive gradient.
-    PositiveGrad,
-}
-
-/// Checks the operands of [`Backend::cam_combine`]; returns `(N, K, h·w)`.
-pub(crate) fn check_cam_combine(acts: &[usize], grads: &[usize]) -> Result<(usize, usize, usize)> {
-    if acts.len() != 4 || acts != grads {
-        return Err(Error::bad_input(format!(
-            "a CAM needs activations and gradients of one shape [N, K, h, w], got {acts:?} and {grads:?}"
-        )));
-    }
-    Ok((acts[0], acts[1], acts[2] * acts[3]))
-}
-
-/// One sample's CAM from its activations `a` and gradients `d` (`[K, hw]` each): the host
-/// formula the CPU backend runs and the GPU kernel (`shaders/cam.wgsl`) mirrors, in the same
-/// summation order.
-pub fn cam_map(a: &[f32], d: &[f32], hw: usize, weighting: CamWeighting, relu: bool) -> Vec<f32> {
-    let k = a.len().checked_div(hw).unwrap_or(0);
-    let mut cam = vec![0.0f32; hw];
-    match weighting {
-        CamWeighting::GradMean | CamWeighting::GradPlusPlus => {
-            for c in 0..k {
-                let (ac, dc) = (&a[c * hw..(c + 1) * hw], &d[c * hw..(c + 1) * hw]);
-                let w = if weighting == CamWeighting::GradMean {
-                    dc.iter().sum::<f32>() / hw as f32
-                } else {
-                    let sum_a: f32 = ac.iter().sum();
-                    dc.iter()
-                        .map(|&g| {
-                            if g == 0.0 {
-                                return 0.0;
-                            }
-                            let (g2, g3) = (g * g, g * g * g);
-                            let alpha = g2 / (2.0 * g2 + sum_a * g3 + 1e-6);
-                            g.max(0.0) * alpha
-                        })
-                        .sum()
-                };
-                for (v, &x) in cam.iter_mut().zip(ac) {
-                    *v += w * x;
-                }
+    use rayon::prelude::*;
+    out.par_chunks_mut(n).enumerate().for_each(|(s, sample)| {
+        let (a, sigma) = (alphas[s], sigmas[s]);
+        for (j, v) in sample.iter_mut().enumerate() {
+            *v = base[j] + a * (image[j] - base[j]);
+            if sigma != 0.0 {
+                *v += sigma * noise::normal(seed, s as u32, j as u32);
             }
         }
-        CamWeighting::PositiveGrad => {
-            for c in 0..k {
-                for (j, v) in cam.iter_mut().enumerate() {
-                    *v += d[c * hw + j].max(0.0) * a[c * hw + j];
-                }
-            }
-        }
-    }
-    if relu {
-        cam.iter_mut().for_each(|v| *v = v.max(0.0));
-    }
-    cam
+    });
 }
 
 /// The parameters of [`Backend::ascent_step`].
@@ -216,71 +147,6 @@ pub(crate) fn blur_weights(sigma: f32) -> Result<Vec<f32>> {
     Ok(w.iter().map(|v| (v / total) as f32).collect())
 }
 
-/// Whether LIME sample `sample` keeps segment `segment` under `seed`: the top bit of the shared
-/// PCG hash, so both backends and the host's regression see the same on/off matrix. Sample 0
-/// keeps every segment: it is the unperturbed image.
-pub fn segment_kept(seed: u64, sample: u32, segment: u32) -> bool {
-    use noise::pcg;
-    sample == 0
-        || pcg(segment ^ pcg(sample ^ pcg(seed as u32 ^ pcg((seed >> 32) as u32)))) >> 31 == 1
-}
-
-/// Checks the operands of [`Backend::segment_mask_batch`]; returns `(C, H, W)`.
-pub(crate) fn check_segment_mask(
-    image: &[usize],
-    labels: &[usize],
-    first: usize,
-    count: usize,
-    value: &[f32],
-) -> Result<(usize, usize, usize)> {
-    if image.len() != 4 || image[0] != 1 {
-        return Err(Error::bad_input(format!(
-            "segment masking needs one image [1, C, H, W], got {image:?}"
-        )));
-    }
-    let (c, h, w) = (image[1], image[2], image[3]);
-    if labels != [h, w] {
-        return Err(Error::bad_input(format!(
-            "the segment label map is {labels:?}, the image is [{h}, {w}]"
-        )));
-    }
-    if value.len() != c {
-        return Err(Error::bad_input(format!(
-            "the mask value has {} channel(s), the image has {c}",
-            value.len()
-        )));
-    }
-    if (first + count) as u64 > u32::MAX as u64 {
-        return Err(Error::bad_input("too many LIME samples (at most 2^32)"));
-    }
-    Ok((c, h, w))
-}
-
-/// Checks the operands of [`Backend::scaled_by_maps`]; returns `(C, H, W, h, w)`.
-pub(crate) fn check_scaled_by_maps(
-    image: &[usize],
-    maps: &[usize],
-    first: usize,
-    count: usize,
-) -> Result<(usize, usize, usize, usize, usize)> {
-    if image.len() != 4 || image[0] != 1 || maps.len() != 4 || maps[0] != 1 {
-        return Err(Error::bad_input(format!(
-            "Score-CAM masking needs one image [1, C, H, W] and maps [1, K, h, w], got {image:?} and {maps:?}"
-        )));
-    }
-    if first + count > maps[1] {
-        return Err(Error::internal(format!(
-            "maps {first}..{} of {}",
-            first + count,
-            maps[1]
-        )));
-    }
-    if maps[2] == 0 || maps[3] == 0 {
-        return Err(Error::bad_input("Score-CAM maps are empty"));
-    }
-    Ok((image[1], image[2], image[3], maps[2], maps[3]))
-}
-
 /// `(in - 1) / (out - 1)`: the source step of an aligned-corners resize (0 for one output).
 pub(crate) fn aligned_scale(inp: usize, out: usize) -> f32 {
     if out > 1 {
@@ -288,4 +154,12 @@ pub(crate) fn aligned_scale(inp: usize, out: usize) -> f32 {
     } else {
         0.0
     }
+}
+
+/// Indices of the `k` largest values, best first.
+pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+    idx.truncate(k);
+    idx
 }

@@ -6,22 +6,9 @@ use rayon::prelude::*;
 use super::depthwise::{depthwise, depthwise_vjp};
 use super::eltwise::unary_inplace;
 use super::gemm::{gemm, Mat};
+use super::geom::Geom;
 use crate::error::{Error, Result};
 use crate::model::{Conv, Unary};
-
-/// Geometry of one convolution, validated against the data it runs on.
-pub(super) struct Geom {
-    pub n: usize,
-    pub ic: usize,
-    pub h: usize,
-    pub w: usize,
-    pub oc: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub groups: usize,
-}
 
 fn geometry(x: &[f32], xs: &[usize], conv: &Conv, ys: &[usize], y: &[f32]) -> Result<Geom> {
     let bad = |why: &str| Err(Error::internal(format!("Conv {xs:?} -> {ys:?}: {why}")));

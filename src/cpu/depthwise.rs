@@ -9,8 +9,8 @@
 
 use rayon::prelude::*;
 
-use super::conv::Geom;
 use super::eltwise::unary_inplace;
+use super::geom::Geom;
 use super::simd::avx2_dispatch;
 use crate::model::{Conv, Unary};
 

@@ -1,7 +1,6 @@
 //! Elementwise ops: activations, per-channel affine, broadcasting binaries.
 
 use super::simd::avx2_dispatch;
-use crate::backend::GradRule;
 use crate::error::{Error, Result};
 use crate::model::{broadcast_strides, strides_of, BinaryKind, Unary};
 
@@ -231,61 +230,6 @@ fn walk(
             ib -= sb[d] * outer[d];
             idx[d] = 0;
         }
-    }
-}
-
-/// Whether the VJP of `u` reads the op's input; otherwise it reads its output. The output is
-/// enough wherever it determines the derivative (ReLU/Clip masks, `y(1-y)`, `1-y²`); LeakyRelu
-/// with `alpha <= 0` and HardSwish are not invertible from the output.
-pub(crate) fn unary_vjp_reads_input(u: Unary) -> bool {
-    matches!(u, Unary::LeakyRelu { .. } | Unary::HardSwish)
-}
-
-avx2_dispatch! {
-    /// In place: `g = g * u'(x)` under `rule`, where `saved` is the op's input or output as
-    /// [`unary_vjp_reads_input`] says. Rules only change ReLU-like ops:
-    /// Guided passes `g * u'(x)` where `g > 0`, Deconvnet passes `max(g, 0)` and never reads `saved`.
-    /// Derivatives at breakpoints follow the forward's branches: Relu and Clip pass only strictly
-    /// inside the active region (`x > 0`, `min < x < max`), LeakyRelu takes slope 1 at `x = 0`.
-    pub(crate) fn unary_vjp_inplace(
-        u: Unary,
-        rule: GradRule,
-        saved: &[f32],
-        g: &mut [f32],
-    ) -> Result<()> {
-        if u.is_relu_like() && rule == GradRule::Deconvnet {
-            g.iter_mut().for_each(|v| *v = v.max(0.0));
-            return Ok(());
-        }
-        check_len(saved.len(), g.len(), "unary VJP")?;
-        let guided = u.is_relu_like() && rule == GradRule::Guided;
-        // `pos` keeps only positive incoming gradients under Guided (a select, so -0/NaN-free).
-        let pos = |v: f32| if guided && v <= 0.0 { 0.0 } else { v };
-        let it = g.iter_mut().zip(saved);
-        match u {
-            Unary::Relu => it.for_each(|(v, &y)| *v = if y > 0.0 { pos(*v) } else { 0.0 }),
-            Unary::Clip { min, max } => {
-                it.for_each(|(v, &y)| *v = if y > min && y < max { pos(*v) } else { 0.0 })
-            }
-            Unary::LeakyRelu { alpha } => {
-                it.for_each(|(v, &x)| *v = if x >= 0.0 { pos(*v) } else { pos(*v) * alpha })
-            }
-            Unary::Sigmoid => it.for_each(|(v, &y)| *v *= y * (1.0 - y)),
-            Unary::Tanh => it.for_each(|(v, &y)| *v *= 1.0 - y * y),
-            Unary::HardSigmoid { alpha, .. } => {
-                it.for_each(|(v, &y)| *v = if y > 0.0 && y < 1.0 { *v * alpha } else { 0.0 })
-            }
-            Unary::HardSwish => it.for_each(|(v, &x)| {
-                *v = if x <= -3.0 {
-                    0.0
-                } else if x >= 3.0 {
-                    *v
-                } else {
-                    *v * (x / 3.0 + 0.5)
-                }
-            }),
-        }
-        Ok(())
     }
 }
 

@@ -9,14 +9,11 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::{conv, eltwise, layout, linear, lrn, pool, reduce, softmax};
+use super::node::{numel, BufPool, CpuFwd, Values};
 use crate::backend::{Forward, HostTensor};
 use crate::error::{Error, Result};
-use crate::model::{Graph, Model, Op, ValueId};
-
-fn numel(s: &[usize]) -> usize {
-    s.iter().product()
-}
+use crate::model::{Graph, Model, Op, Unary, ValueId};
+use crate::ops::kernel;
 
 pub(crate) fn forward(
     model: &Model,
@@ -155,12 +152,8 @@ fn validate(g: &Graph) -> Result<()> {
     let mut produced = vec![false; nv];
     produced[g.input] = true;
     for (i, n) in g.nodes.iter().enumerate() {
-        let arity_ok = match &n.op {
-            Op::Binary(b) => n.inputs.len() == if b.konst.is_some() { 1 } else { 2 },
-            Op::Concat { .. } => !n.inputs.is_empty(),
-            _ => n.inputs.len() == 1,
-        };
-        if !arity_ok {
+        let k = kernel(&n.op);
+        if !k.arity_ok(&n.op, n.inputs.len()) {
             return bad(format!(
                 "node {i} ({}) has {} inputs",
                 n.op.kind_name(),
@@ -177,16 +170,7 @@ fn validate(g: &Graph) -> Result<()> {
             ));
         }
         produced[n.output] = true;
-        let mixes_batch = match &n.op {
-            Op::Transpose { perm } => perm.first() != Some(&0),
-            Op::Concat { axis } | Op::Softmax { axis } => *axis == 0,
-            Op::Reduce { axes, .. } => axes.contains(&0),
-            Op::Slice { starts, steps } => starts.first() != Some(&0) || steps.first() != Some(&1),
-            Op::Pad { pads, .. } => pads.first() != Some(&(0, 0)),
-            Op::Reshape => g.values[n.output].sample_len() != g.values[n.inputs[0]].sample_len(),
-            _ => false,
-        };
-        if mixes_batch {
+        if k.mixes_batch(g, n) {
             return bad(format!(
                 "node {i} ({}) moves the batch axis",
                 n.op.kind_name()
@@ -219,7 +203,7 @@ impl Plan {
                 let (n, Some(next)) = (&g.nodes[i], g.nodes.get(i + 1)) else {
                     return false;
                 };
-                matches!(n.op, Op::Conv(_) | Op::Linear(_))
+                kernel(&n.op).cpu_fuses_activation()
                     && matches!(next.op, Op::Unary(_))
                     && next.inputs == [n.output]
                     && last[n.output] == Some(i + 1)
@@ -235,42 +219,6 @@ impl Plan {
     }
 }
 
-/// Freed activation buffers, handed out again so steady-state passes do not allocate.
-#[derive(Default)]
-pub(super) struct BufPool {
-    free: Vec<Vec<f32>>,
-}
-
-impl BufPool {
-    /// A buffer of length `n` with unspecified contents (every op overwrites its output).
-    pub(super) fn take(&mut self, n: usize) -> Vec<f32> {
-        // Best fit among buffers already long enough: truncating costs nothing.
-        let fit = (0..self.free.len())
-            .filter(|&i| self.free[i].len() >= n)
-            .min_by_key(|&i| self.free[i].len());
-        if let Some(i) = fit {
-            let mut v = self.free.swap_remove(i);
-            v.truncate(n);
-            return v;
-        }
-        let grow = (0..self.free.len())
-            .filter(|&i| self.free[i].capacity() >= n)
-            .max_by_key(|&i| self.free[i].len());
-        if let Some(i) = grow {
-            let mut v = self.free.swap_remove(i);
-            v.resize(n, 0.0);
-            return v;
-        }
-        vec![0.0; n]
-    }
-
-    pub(super) fn put(&mut self, v: Vec<f32>) {
-        if v.capacity() > 0 {
-            self.free.push(v);
-        }
-    }
-}
-
 /// One pass over the graph for `batch` samples of `input`.
 pub(super) struct Cx<'a> {
     pub(super) g: &'a Graph,
@@ -280,7 +228,7 @@ pub(super) struct Cx<'a> {
     pub(super) par: bool,
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
     pub(super) fn shape(&self, v: ValueId) -> Vec<usize> {
         self.g.values[v].full_shape(self.batch)
     }
@@ -292,7 +240,7 @@ impl Cx<'_> {
             return Err(Error::internal("kept values and destinations differ"));
         }
         for (dest, &v) in dests.into_iter().zip(&self.plan.keep) {
-            let src = self.get(&vals, v)?;
+            let src = vals.get(v)?;
             if src.len() != dest.len() {
                 return Err(Error::internal(format!(
                     "value {v} has {} values",
@@ -301,15 +249,19 @@ impl Cx<'_> {
             }
             dest.copy_from_slice(src);
         }
-        vals.into_iter().flatten().for_each(|b| pool.put(b));
+        vals.slots.into_iter().flatten().for_each(|b| pool.put(b));
         Ok(())
     }
 
     /// Runs every node; the kept values are still in the returned slots (the input never is:
-    /// read it through `get`).
-    pub(super) fn run_values(&self, pool: &mut BufPool) -> Result<Vec<Option<Vec<f32>>>> {
+    /// read it through `Values::get`).
+    pub(super) fn run_values(&self, pool: &mut BufPool) -> Result<Values<'a>> {
         let g = self.g;
-        let mut vals: Vec<Option<Vec<f32>>> = vec![None; g.values.len()];
+        let mut vals = Values {
+            input_id: g.input,
+            input: self.input,
+            slots: vec![None; g.values.len()],
+        };
         let mut i = 0;
         while i < g.nodes.len() {
             let node = &g.nodes[i];
@@ -320,7 +272,7 @@ impl Cx<'_> {
             };
             let ys = self.shape(out);
             let y = self
-                .node(i, act, &ys, &mut vals, pool)
+                .node(i, act, ys.clone(), &mut vals, pool)
                 .map_err(|e| e.context(format!("node {i} ({})", node.op.kind_name())))?;
             if y.len() != numel(&ys) {
                 return Err(Error::internal(format!(
@@ -329,11 +281,11 @@ impl Cx<'_> {
                     y.len()
                 )));
             }
-            vals[out] = Some(y);
+            vals.slots[out] = Some(y);
             for &v in node.inputs.iter().chain([&out]) {
                 let dead = self.plan.last[v].is_none_or(|l| l == i);
                 if dead && !self.plan.kept[v] {
-                    if let Some(b) = vals[v].take() {
+                    if let Some(b) = vals.slots[v].take() {
                         pool.put(b);
                     }
                 }
@@ -343,17 +295,6 @@ impl Cx<'_> {
         Ok(vals)
     }
 
-    pub(super) fn get<'v>(&'v self, vals: &'v [Option<Vec<f32>>], v: ValueId) -> Result<&'v [f32]> {
-        if v == self.g.input {
-            return Ok(self.input);
-        }
-        vals[v]
-            .as_deref()
-            .ok_or_else(|| Error::internal(format!("value {v} read after release")))
-    }
-}
-
-impl Cx<'_> {
     /// Whether node `i` may overwrite input `v`: nothing reads it later, it is not the caller's
     /// input, a tap or the output, and the node does not read it twice.
     fn ownable(&self, i: usize, v: ValueId) -> bool {
@@ -364,142 +305,28 @@ impl Cx<'_> {
             && n.inputs.iter().filter(|&&u| u == v).count() == 1
     }
 
-    fn take(&self, vals: &mut [Option<Vec<f32>>], v: ValueId) -> Result<Vec<f32>> {
-        vals[v]
-            .take()
-            .ok_or_else(|| Error::internal(format!("value {v} read after release")))
-    }
-
-    /// Runs node `i` (with `act` fused on when the next node is its activation).
+    /// Runs node `i` (with `act` fused on when the next node is its activation) through its op
+    /// module.
     fn node(
         &self,
         i: usize,
-        act: Option<crate::model::Unary>,
-        ys: &[usize],
-        vals: &mut [Option<Vec<f32>>],
+        act: Option<Unary>,
+        out_shape: Vec<usize>,
+        vals: &mut Values,
         pool: &mut BufPool,
     ) -> Result<Vec<f32>> {
         let node = &self.g.nodes[i];
-        let a = node.inputs[0];
-        let xs = self.shape(a);
-        let n_out = numel(ys);
-        let par = self.par;
-        match &node.op {
-            Op::Unary(u) if self.ownable(i, a) => {
-                let mut y = self.take(vals, a)?;
-                eltwise::unary_inplace(*u, &mut y);
-                Ok(y)
-            }
-            Op::ChannelAffine { scale, shift } if self.ownable(i, a) => {
-                let mut y = self.take(vals, a)?;
-                eltwise::channel_affine_inplace(&mut y, &xs, &scale.data, &shift.data)?;
-                Ok(y)
-            }
-            Op::Reshape if self.ownable(i, a) => self.take(vals, a),
-            Op::Binary(b) => {
-                if let Some(k) = &b.konst {
-                    if xs == ys && self.ownable(i, a) {
-                        let mut y = self.take(vals, a)?;
-                        eltwise::binary_assign(
-                            b.kind,
-                            &mut y,
-                            ys,
-                            &k.data,
-                            &k.shape,
-                            !b.konst_is_lhs,
-                        )?;
-                        return Ok(y);
-                    }
-                    let x = self.get(vals, a)?;
-                    let mut y = pool.take(n_out);
-                    if b.konst_is_lhs {
-                        eltwise::binary(b.kind, &k.data, &k.shape, x, &xs, &mut y, ys)?;
-                    } else {
-                        eltwise::binary(b.kind, x, &xs, &k.data, &k.shape, &mut y, ys)?;
-                    }
-                    return Ok(y);
-                }
-                let c = node.inputs[1];
-                let cs = self.shape(c);
-                for (acc, other, os, acc_is_lhs) in [(a, c, &cs, true), (c, a, &xs, false)] {
-                    if self.shape(acc) == ys && self.ownable(i, acc) {
-                        let mut y = self.take(vals, acc)?;
-                        let o = self.get(vals, other)?;
-                        eltwise::binary_assign(b.kind, &mut y, ys, o, os, acc_is_lhs)?;
-                        return Ok(y);
-                    }
-                }
-                let mut y = pool.take(n_out);
-                let (x, z) = (self.get(vals, a)?, self.get(vals, c)?);
-                eltwise::binary(b.kind, x, &xs, z, &cs, &mut y, ys)?;
-                Ok(y)
-            }
-            Op::Concat { axis } => {
-                let shapes: Vec<Vec<usize>> = node.inputs.iter().map(|&v| self.shape(v)).collect();
-                let inputs = node
-                    .inputs
-                    .iter()
-                    .zip(&shapes)
-                    .map(|(&v, s)| Ok((self.get(vals, v)?, &s[..])))
-                    .collect::<Result<Vec<_>>>()?;
-                let mut y = pool.take(n_out);
-                layout::concat(&inputs, *axis, ys, &mut y)?;
-                Ok(y)
-            }
-            op => {
-                let x = self.get(vals, a)?;
-                let mut y = pool.take(n_out);
-                match op {
-                    Op::Conv(c) => conv::conv2d(x, &xs, c, ys, act, par, &mut y)?,
-                    Op::Linear(l) => {
-                        let o = l.weight.shape.first().copied().unwrap_or(0);
-                        if ys.split_last() != Some((&o, &xs[..xs.len().saturating_sub(1)])) {
-                            return Err(Error::internal(format!("Linear {xs:?} -> {ys:?}")));
-                        }
-                        linear::linear(x, &xs, l, act, par, &mut y)?
-                    }
-                    Op::Unary(u) => eltwise::unary(*u, x, &mut y)?,
-                    Op::ChannelAffine { scale, shift } => {
-                        eltwise::channel_affine(x, &xs, &scale.data, &shift.data, &mut y)?
-                    }
-                    Op::Pool(p) => pool::pool2d(x, &xs, p, ys, par, &mut y)?,
-                    Op::GlobalPool { max } => pool::global_pool(x, &xs, *max, &mut y)?,
-                    Op::Reduce { kind, axes, .. } => reduce::reduce(x, &xs, *kind, axes, &mut y)?,
-                    Op::Reshape => {
-                        if x.len() != y.len() {
-                            return Err(Error::internal(format!("Reshape {xs:?} -> {ys:?}")));
-                        }
-                        y.copy_from_slice(x)
-                    }
-                    Op::Transpose { perm } => {
-                        if perm
-                            .iter()
-                            .map(|&p| xs.get(p).copied())
-                            .collect::<Option<Vec<_>>>()
-                            != Some(ys.to_vec())
-                        {
-                            return Err(Error::internal(format!("Transpose {xs:?} -> {ys:?}")));
-                        }
-                        layout::transpose(x, &xs, perm, &mut y)?
-                    }
-                    Op::Slice { starts, steps } => {
-                        layout::slice(x, &xs, starts, steps, ys, &mut y)?
-                    }
-                    Op::Pad { pads, value } => layout::pad(x, &xs, pads, *value, &mut y)?,
-                    Op::Softmax { axis } => softmax::softmax(x, &xs, *axis, &mut y)?,
-                    Op::Lrn {
-                        size,
-                        alpha,
-                        beta,
-                        bias,
-                    } => lrn::lrn(x, &xs, *size, *alpha, *beta, *bias, &mut y)?,
-                    Op::Binary(_) | Op::Concat { .. } => {
-                        return Err(Error::internal("binary/concat dispatched twice"))
-                    }
-                }
-                Ok(y)
-            }
-        }
+        let mut cx = CpuFwd {
+            node,
+            in_shapes: node.inputs.iter().map(|&v| self.shape(v)).collect(),
+            out_shape,
+            act,
+            par: self.par,
+            ownable: node.inputs.iter().map(|&v| self.ownable(i, v)).collect(),
+            vals,
+            pool,
+        };
+        kernel(&node.op).cpu_forward(&mut cx)
     }
 }
 

@@ -9,15 +9,12 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::exec::{check_input, produced_values, split_by_thread, BufPool, Cx, Plan};
-use super::{conv, eltwise, layout, linear, lrn, pool, reduce, softmax};
+use super::exec::{check_input, produced_values, split_by_thread, Cx, Plan};
+use super::node::{numel, BufPool, CpuVjp, Values};
 use crate::backend::{GradRule, Gradients, HostTensor, Seed};
 use crate::error::{Error, Result};
-use crate::model::{BinaryKind, Graph, Model, Op, PoolKind, ReduceKind, ValueId};
-
-fn numel(s: &[usize]) -> usize {
-    s.iter().product()
-}
+use crate::model::{Graph, Model, ValueId};
+use crate::ops::kernel;
 
 pub(crate) fn gradients(
     model: &Model,
@@ -210,7 +207,7 @@ impl BwPlan {
             .map(|(i, n)| {
                 let active = stop.is_some_and(|s| i <= s) && n.inputs.iter().any(|&v| reach[v]);
                 if active {
-                    saved_by(n, rule)
+                    kernel(&n.op).cpu_saved(n, rule)
                 } else {
                     vec![]
                 }
@@ -239,29 +236,6 @@ impl BwPlan {
     }
 }
 
-/// The forward values the VJP of `n` reads.
-fn saved_by(n: &crate::model::Node, rule: GradRule) -> Vec<ValueId> {
-    let x = n.inputs[0];
-    match &n.op {
-        Op::Unary(u) if u.is_relu_like() && rule == GradRule::Deconvnet => vec![],
-        Op::Unary(u) if eltwise::unary_vjp_reads_input(*u) => vec![x],
-        Op::Unary(_) | Op::Softmax { .. } => vec![n.output],
-        Op::Binary(b) => match (&b.konst, b.kind) {
-            (None, BinaryKind::Mul | BinaryKind::Div) => n.inputs.clone(),
-            (Some(_), BinaryKind::Div) if b.konst_is_lhs => vec![x],
-            _ => vec![],
-        },
-        Op::Pool(p) if p.kind == PoolKind::Max => vec![x],
-        Op::GlobalPool { max: true } => vec![x],
-        Op::Reduce {
-            kind: ReduceKind::Max,
-            ..
-        } => vec![x],
-        Op::Lrn { .. } => vec![x],
-        _ => vec![],
-    }
-}
-
 /// One forward + backward pass over the samples of a `Cx`.
 struct Run<'a> {
     g: &'a Graph,
@@ -275,7 +249,7 @@ impl Run<'_> {
     /// that get no gradient stay zero).
     fn run(
         &self,
-        cx: &Cx,
+        cx: &Cx<'_>,
         pool: &mut BufPool,
         seed: SeedPart,
         mut dests: Vec<&mut [f32]>,
@@ -284,10 +258,10 @@ impl Run<'_> {
         let mut vals = cx.run_values(pool)?;
         let nt = self.taps.len();
         for (dest, &v) in dests.iter_mut().zip([g.output].iter().chain(self.taps)) {
-            copy(dest, cx.get(&vals, v)?)?;
+            copy(dest, vals.get(v)?)?;
         }
         // Values kept only as output or taps are done.
-        for (v, slot) in vals.iter_mut().enumerate() {
+        for (v, slot) in vals.slots.iter_mut().enumerate() {
             if !bw.held[v] {
                 if let Some(b) = slot.take() {
                     pool.put(b);
@@ -300,10 +274,10 @@ impl Run<'_> {
         let mut sd = pool.take(len);
         match seed {
             SeedPart::Grad(s) => copy(&mut sd, s)?,
-            SeedPart::Prob(targets) => softmax_prob_seed(cx.get(&vals, at)?, targets, &mut sd)?,
+            SeedPart::Prob(targets) => softmax_prob_seed(vals.get(at)?, targets, &mut sd)?,
         }
         if bw.release[at].is_none() {
-            if let Some(b) = vals[at].take() {
+            if let Some(b) = vals.slots[at].take() {
                 pool.put(b);
             }
         }
@@ -341,7 +315,7 @@ impl Run<'_> {
                 }
                 for &u in &bw.saved[i] {
                     if bw.release[u] == Some(i) {
-                        if let Some(b) = vals[u].take() {
+                        if let Some(b) = vals.slots[u].take() {
                             pool.put(b);
                         }
                     }
@@ -358,7 +332,7 @@ impl Run<'_> {
         }
         grads
             .into_iter()
-            .chain(vals)
+            .chain(vals.slots)
             .flatten()
             .for_each(|b| pool.put(b));
         Ok(())
@@ -370,161 +344,33 @@ impl Run<'_> {
         &self,
         cx: &Cx,
         i: usize,
-        mut gy: Vec<f32>,
-        vals: &[Option<Vec<f32>>],
+        gy: Vec<f32>,
+        vals: &Values,
         pool: &mut BufPool,
     ) -> Result<Vec<(ValueId, Vec<f32>)>> {
         let node = &self.g.nodes[i];
         let reach = &self.bw.reach;
-        let a = node.inputs[0];
-        let xs = cx.shape(a);
-        let ys = cx.shape(node.output);
-        let par = cx.par;
-        let get = |v: ValueId| cx.get(vals, v);
         if !node.inputs.iter().any(|&u| reach[u]) {
             pool.put(gy);
             return Ok(vec![]);
         }
-        match &node.op {
-            Op::Unary(u) => {
-                let saved: &[f32] = match self.bw.saved[i].first() {
-                    Some(&v) => get(v)?,
-                    None => &[],
-                };
-                eltwise::unary_vjp_inplace(*u, self.bw.rule, saved, &mut gy)?;
-                return Ok(vec![(a, gy)]);
-            }
-            Op::ChannelAffine { scale, .. } => {
-                eltwise::channel_affine_vjp_inplace(&mut gy, &xs, &scale.data)?;
-                return Ok(vec![(a, gy)]);
-            }
-            Op::Reshape => {
-                if gy.len() != numel(&xs) {
-                    return Err(Error::internal(format!("Reshape {xs:?} -> {ys:?}")));
-                }
-                return Ok(vec![(a, gy)]);
-            }
-            Op::Binary(b) => {
-                // (value, is lhs, operand shape) per value operand; a constant is the other side.
-                let mut slots = vec![];
-                let (lhs_data, lhs_shape, rhs_data, rhs_shape);
-                let reads = matches!(b.kind, BinaryKind::Mul | BinaryKind::Div);
-                let saved = |v: ValueId| -> Result<Option<&[f32]>> {
-                    if self.bw.saved[i].contains(&v) {
-                        get(v).map(Some)
-                    } else {
-                        Ok(None)
-                    }
-                };
-                match &b.konst {
-                    Some(k) => {
-                        let xd = saved(a)?;
-                        if b.konst_is_lhs {
-                            (lhs_data, lhs_shape) = (Some(&k.data[..]), k.shape.clone());
-                            (rhs_data, rhs_shape) = (xd, xs.clone());
-                            slots.push((a, false));
-                        } else {
-                            (lhs_data, lhs_shape) = (xd, xs.clone());
-                            (rhs_data, rhs_shape) = (Some(&k.data[..]), k.shape.clone());
-                            slots.push((a, true));
-                        }
-                    }
-                    None => {
-                        let c = node.inputs[1];
-                        let (da, dc) = if reads {
-                            (Some(get(a)?), Some(get(c)?))
-                        } else {
-                            (None, None)
-                        };
-                        (lhs_data, lhs_shape) = (da, xs.clone());
-                        (rhs_data, rhs_shape) = (dc, cx.shape(c));
-                        slots.extend([(a, true), (c, false)]);
-                    }
-                }
-                slots.retain(|&(v, _)| reach[v]);
-                let mut out = Vec::with_capacity(slots.len());
-                let last = slots.len();
-                for (k, (v, lhs)) in slots.into_iter().enumerate() {
-                    let own = if lhs { &lhs_shape } else { &rhs_shape };
-                    // The last operand of an Add/Sub without broadcast takes `gy` itself.
-                    let movable = k + 1 == last
-                        && own == &ys
-                        && matches!(b.kind, BinaryKind::Add | BinaryKind::Sub);
-                    if movable {
-                        if b.kind == BinaryKind::Sub && !lhs {
-                            gy.iter_mut().for_each(|g| *g = -*g);
-                        }
-                        out.push((v, std::mem::take(&mut gy)));
-                        continue;
-                    }
-                    let mut dx = pool.take(numel(own));
-                    eltwise::binary_vjp(
-                        b.kind, lhs, lhs_data, &lhs_shape, rhs_data, &rhs_shape, &gy, &ys, &mut dx,
-                    )?;
-                    out.push((v, dx));
-                }
-                pool.put(gy);
-                return Ok(out);
-            }
-            Op::Concat { axis } => {
-                let mut out = vec![];
-                let mut offset = 0;
-                for &v in &node.inputs {
-                    let s = cx.shape(v);
-                    if reach[v] {
-                        let mut dx = pool.take(numel(&s));
-                        layout::concat_vjp(&gy, &ys, *axis, offset, &s, &mut dx)?;
-                        out.push((v, dx));
-                    }
-                    offset += s.get(*axis).copied().unwrap_or(0);
-                }
-                pool.put(gy);
-                return Ok(out);
-            }
-            _ => {}
-        }
-        let mut dx = pool.take(numel(&xs));
-        let x_if = |read: bool| -> Result<&[f32]> {
-            if read {
-                get(a)
-            } else {
-                Ok(&[])
-            }
+        let mut vjp = CpuVjp {
+            node,
+            gy: Some(gy),
+            in_shapes: node.inputs.iter().map(|&v| cx.shape(v)).collect(),
+            out_shape: cx.shape(node.output),
+            wanted: node.inputs.iter().map(|&v| reach[v]).collect(),
+            rule: self.bw.rule,
+            par: cx.par,
+            saved: &self.bw.saved[i],
+            vals,
+            pool,
         };
-        match &node.op {
-            Op::Conv(c) => conv::conv2d_vjp(&gy, &ys, c, &xs, par, &mut dx)?,
-            Op::Linear(l) => linear::linear_vjp(&gy, l, &xs, par, &mut dx)?,
-            Op::Pool(p) => {
-                let x = x_if(p.kind == PoolKind::Max)?;
-                pool::pool2d_vjp(x, &xs, p, &gy, &ys, par, &mut dx)?
-            }
-            Op::GlobalPool { max } => pool::global_pool_vjp(x_if(*max)?, &xs, *max, &gy, &mut dx)?,
-            Op::Reduce { kind, axes, .. } => {
-                let x = x_if(*kind == ReduceKind::Max)?;
-                reduce::reduce_vjp(x, &xs, *kind, axes, &gy, &mut dx)?
-            }
-            Op::Transpose { perm } => layout::transpose_vjp(&gy, &xs, perm, &mut dx)?,
-            Op::Slice { starts, steps } => {
-                layout::slice_vjp(&gy, &ys, starts, steps, &xs, &mut dx)?
-            }
-            Op::Pad { pads, .. } => layout::pad_vjp(&gy, &xs, pads, &mut dx)?,
-            Op::Softmax { axis } => {
-                softmax::softmax_vjp(get(node.output)?, &xs, *axis, &gy, &mut dx)?
-            }
-            Op::Lrn {
-                size,
-                alpha,
-                beta,
-                bias,
-            } => lrn::lrn_vjp(get(a)?, &xs, *size, *alpha, *beta, *bias, &gy, &mut dx)?,
-            Op::Unary(_)
-            | Op::ChannelAffine { .. }
-            | Op::Reshape
-            | Op::Binary(_)
-            | Op::Concat { .. } => return Err(Error::internal("VJP dispatched twice")),
+        let out = kernel(&node.op).cpu_vjp(&mut vjp);
+        if let Some(gy) = vjp.gy.take() {
+            vjp.pool.put(gy);
         }
-        pool.put(gy);
-        Ok(vec![(a, dx)])
+        out
     }
 }
 

@@ -4,23 +4,24 @@
 //! shapes that overwrite a caller-provided output slice, so buffers can be pooled and backward
 //! (VJP) functions can sit beside their forward.
 
-mod conv;
+pub(crate) mod conv;
 mod depthwise;
-mod eltwise;
+pub(crate) mod eltwise;
 mod exec;
 mod gemm;
+mod geom;
 mod grad;
 mod image;
-mod layout;
-mod linear;
-mod lrn;
+pub(crate) mod layout;
+pub(crate) mod linear;
+pub(crate) mod lrn;
+pub(crate) mod node;
 mod perturb;
-
-pub(crate) use perturb::path_batch as path_batch_into;
-mod pool;
-mod reduce;
+pub(crate) mod pool;
+pub(crate) mod reduce;
 pub(crate) mod simd;
-mod softmax;
+pub(crate) mod softmax;
+pub mod tsne;
 
 #[cfg(test)]
 mod tests;
@@ -28,12 +29,12 @@ mod tests;
 use std::sync::Arc;
 
 use crate::backend::{
-    blur_weights, check_ascent, check_image_batch, check_occlude, check_path_batch,
-    check_scaled_by_maps, check_segment_mask, AscentStep, Backend, Forward, GradRule, Gradients,
-    HostTensor, OcclusionWindow, Seed,
+    blur_weights, check_ascent, check_image_batch, check_path_batch, check_perturb, combine,
+    path_batch_host, AscentStep, Backend, Fill, Forward, GradRule, Gradients, HostTensor,
+    MaskSource, Seed,
 };
 use crate::error::Result;
-use crate::model::{Model, ValueId};
+use crate::model::{BinaryKind, Model, ReduceKind, Unary, ValueId};
 
 /// Runs models on the host with rayon (batch samples across threads, or one sample's ops across
 /// threads at batch sizes below the thread count).
@@ -94,15 +95,15 @@ impl Backend for CpuBackend {
         grad::gradients(model, input, seed, rule, wrt, taps)
     }
 
-    fn occlude(
+    fn perturb(
         &self,
         image: &Self::Tensor,
-        windows: &[OcclusionWindow],
-        value: &[f32],
+        source: &MaskSource<'_, Self::Tensor>,
+        fill: &Fill,
     ) -> Result<Self::Tensor> {
-        let (c, h, w) = check_occlude(&image.shape, windows, value)?;
-        let mut out = HostTensor::zeros(vec![windows.len(), c, h, w]);
-        perturb::occlude(&image.data, (c, h, w), windows, value, &mut out.data);
+        let d = check_perturb(&image.shape, source, fill, |t| t.shape.clone())?;
+        let mut out = HostTensor::zeros(vec![d.count, d.c, d.h, d.w]);
+        perturb::perturb(&image.data, d, source, fill, &mut out.data);
         Ok(Arc::new(out))
     }
 
@@ -118,7 +119,7 @@ impl Backend for CpuBackend {
         let mut shape = image.shape.clone();
         shape[0] = alphas.len();
         let mut out = HostTensor::zeros(shape);
-        perturb::path_batch(
+        path_batch_host(
             &image.data,
             &baseline.data,
             alphas,
@@ -127,23 +128,6 @@ impl Backend for CpuBackend {
             &mut out.data,
         );
         Ok(Arc::new(out))
-    }
-
-    fn cam_combine(
-        &self,
-        acts: &Self::Tensor,
-        grads: &Self::Tensor,
-        weighting: crate::backend::CamWeighting,
-        relu: bool,
-    ) -> Result<Self::Tensor> {
-        let (n, _, hw) = crate::backend::check_cam_combine(&acts.shape, &grads.shape)?;
-        let data = (0..n)
-            .flat_map(|i| {
-                crate::backend::cam_map(acts.sample(i), grads.sample(i), hw, weighting, relu)
-            })
-            .collect();
-        let shape = vec![n, 1, acts.shape[2], acts.shape[3]];
-        HostTensor::new(shape, data).map(Arc::new)
     }
 
     fn resize_bilinear(
@@ -182,40 +166,40 @@ impl Backend for CpuBackend {
         Ok(Arc::new(out))
     }
 
+    // The combining ops run the host formulas on the tensors in place: the trait's defaults would
+    // copy each operand through `read` and the result through `upload`.
+
+    fn weighted_sum(
+        &self,
+        x: &Self::Tensor,
+        weights: &[f32],
+        shape: &[usize],
+    ) -> Result<Self::Tensor> {
+        combine::weighted_sum(x, weights, shape).map(Arc::new)
+    }
+
+    fn elementwise(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        op: BinaryKind,
+    ) -> Result<Self::Tensor> {
+        combine::elementwise(a, b, op).map(Arc::new)
+    }
+
+    fn reduce(&self, x: &Self::Tensor, kind: ReduceKind, axes: &[usize]) -> Result<Self::Tensor> {
+        combine::reduce(x, kind, axes).map(Arc::new)
+    }
+
+    fn unary(&self, x: &Self::Tensor, op: Unary) -> Result<Self::Tensor> {
+        Ok(Arc::new(combine::unary(x, op)))
+    }
+
     fn blur(&self, x: &Self::Tensor, sigma: f32) -> Result<Self::Tensor> {
         let [_, _, h, w] = check_image_batch(&x.shape, "blur")?;
         let weights = blur_weights(sigma)?;
         let mut out = HostTensor::zeros(x.shape.clone());
         image::blur(&x.data, (h, w), &weights, &mut out.data);
-        Ok(Arc::new(out))
-    }
-
-    fn segment_mask_batch(
-        &self,
-        image: &Self::Tensor,
-        labels: &Self::Tensor,
-        first: usize,
-        count: usize,
-        seed: u64,
-        value: &[f32],
-    ) -> Result<Self::Tensor> {
-        let (c, h, w) = check_segment_mask(&image.shape, &labels.shape, first, count, value)?;
-        let mut out = HostTensor::zeros(vec![count, c, h, w]);
-        perturb::segment_mask(&image.data, &labels.data, first, seed, value, &mut out.data);
-        Ok(Arc::new(out))
-    }
-
-    fn scaled_by_maps(
-        &self,
-        image: &Self::Tensor,
-        maps: &Self::Tensor,
-        first: usize,
-        count: usize,
-    ) -> Result<Self::Tensor> {
-        let (c, hh, ww, h, w) = check_scaled_by_maps(&image.shape, &maps.shape, first, count)?;
-        let mut out = HostTensor::zeros(vec![count, c, hh, ww]);
-        let maps = &maps.data[first * h * w..(first + count) * h * w];
-        perturb::scale_by_maps(&image.data, (c, hh, ww), maps, (h, w), &mut out.data);
         Ok(Arc::new(out))
     }
 }

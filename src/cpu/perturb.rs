@@ -1,134 +1,112 @@
-//! Perturbed copies of one image (occlusion, IG paths, LIME samples, Score-CAM masks), the CPU
-//! twin of `shaders/perturb.wgsl`.
+//! Perturbed copies of one image (occlusion windows, LIME samples, Score-CAM maps, RISE masks),
+//! the CPU twin of `perturb` in `shaders/perturb.wgsl`.
 
-use crate::backend::OcclusionWindow;
+use crate::backend::{aligned_scale, segment_kept, Fill, MaskSource, PerturbDims};
 use rayon::prelude::*;
+use std::sync::Arc;
 
-/// Writes `out` (`[windows.len(), C, H, W]`) from `image` (`[C, H, W]`): sample `i` is the image
-/// with window `i`, clipped to the image, set to `value[c]` on channel `c`.
-pub(crate) fn occlude(
+use super::HostTensor;
+
+/// Writes `out` (`[count, C, H, W]`): sample `i` is `image` (`[C, H, W]`) under mask `i` of
+/// `source`, filled as `fill` says (see [`crate::Backend::perturb`]).
+pub(crate) fn perturb(
     image: &[f32],
-    (c, h, w): (usize, usize, usize),
-    windows: &[OcclusionWindow],
-    value: &[f32],
+    d: PerturbDims,
+    source: &MaskSource<'_, Arc<HostTensor>>,
+    fill: &Fill,
     out: &mut [f32],
 ) {
-    let n = c * h * w;
-    if n == 0 {
+    let (hw, chw) = (d.h * d.w, d.c * d.h * d.w);
+    if chw == 0 {
         return;
     }
-    out.par_chunks_mut(n)
-        .zip(windows.par_iter())
-        .for_each(|(sample, win)| {
-            sample.copy_from_slice(image);
-            let clip = |start: i64, len: usize, dim: usize| {
-                let lo = start.clamp(0, dim as i64) as usize;
-                let hi = (start + len as i64).clamp(0, dim as i64) as usize;
-                lo..hi.max(lo)
-            };
-            let (rows, cols) = (clip(win.top, win.height, h), clip(win.left, win.width, w));
-            for (ch, &v) in value.iter().enumerate().take(c) {
-                for y in rows.clone() {
-                    let at = ch * h * w + y * w;
-                    sample[at + cols.start..at + cols.end].fill(v);
+    out.par_chunks_mut(chw).enumerate().for_each(|(i, sample)| {
+        let mask = mask(source, i, d);
+        let planes = sample.chunks_mut(hw).zip(image.chunks(hw));
+        for (ch, (plane, src)) in planes.enumerate() {
+            let values = plane.iter_mut().zip(src).zip(&mask);
+            match fill {
+                Fill::Multiply => values.for_each(|((v, &x), &m)| *v = x * m),
+                Fill::Constant(value) => {
+                    let fill = value[ch];
+                    values.for_each(|((v, &x), &m)| {
+                        *v = if m == 1.0 {
+                            x
+                        } else if m == 0.0 {
+                            fill
+                        } else {
+                            m * x + (1.0 - m) * fill
+                        }
+                    })
                 }
             }
-        });
+        }
+    });
 }
 
-/// Writes `out` (`[alphas.len(), n]`): sample `i` is `base + alphas[i] (image - base)` plus
-/// `sigmas[i]` times the shared counter-based normal noise.
-pub(crate) fn path_batch(
-    image: &[f32],
-    base: &[f32],
-    alphas: &[f32],
-    sigmas: &[f32],
-    seed: u64,
-    out: &mut [f32],
-) {
-    let n = image.len();
-    if n == 0 {
-        return;
-    }
-    out.par_chunks_mut(n).enumerate().for_each(|(s, sample)| {
-        let (a, sigma) = (alphas[s], sigmas[s]);
-        for (j, v) in sample.iter_mut().enumerate() {
-            *v = base[j] + a * (image[j] - base[j]);
-            if sigma != 0.0 {
-                *v += sigma * crate::backend::noise::normal(seed, s as u32, j as u32);
+/// Mask `i` of the batch, `[H · W]`.
+fn mask(source: &MaskSource<'_, Arc<HostTensor>>, i: usize, d: PerturbDims) -> Vec<f32> {
+    let (h, w) = (d.h, d.w);
+    match source {
+        MaskSource::Windows(windows) => {
+            let win = windows[i];
+            let mut m = vec![1.0; h * w];
+            let (rows, cols) = (clip(win.top, win.height, h), clip(win.left, win.width, w));
+            for y in rows {
+                m[y * w + cols.start..y * w + cols.end].fill(0.0);
             }
+            m
         }
-    });
+        MaskSource::Segments {
+            labels,
+            seed,
+            first,
+            ..
+        } => {
+            let s = (first + i) as u32;
+            labels
+                .data
+                .iter()
+                .map(|&k| segment_kept(*seed, s, k as u32) as u32 as f32)
+                .collect()
+        }
+        MaskSource::Maps { maps, first, .. } => {
+            let (mh, mw) = (maps.shape[2], maps.shape[3]);
+            let at = (first + i) * mh * mw;
+            upsampled_normalised(&maps.data[at..at + mh * mw], (mh, mw), (h, w))
+        }
+        MaskSource::Rise { masks, first, .. } => masks.mask((first + i) as u32, h, w),
+    }
 }
 
-/// Writes `out` (`[count, C, H, W]`) from `image` (`[C, H, W]`) and per-pixel segment ids
-/// `labels` (`[H, W]`): sample `first + i` keeps the pixels of the segments
-/// [`crate::backend::segment_kept`] keeps and shows `value[c]` elsewhere.
-pub(crate) fn segment_mask(
-    image: &[f32],
-    labels: &[f32],
-    first: usize,
-    seed: u64,
-    value: &[f32],
-    out: &mut [f32],
-) {
-    let (n, hw) = (image.len(), labels.len());
-    if n == 0 {
-        return;
-    }
-    out.par_chunks_mut(n).enumerate().for_each(|(i, sample)| {
-        let s = (first + i) as u32;
-        for (j, v) in sample.iter_mut().enumerate() {
-            let k = labels[j % hw] as u32;
-            *v = if crate::backend::segment_kept(seed, s, k) {
-                image[j]
-            } else {
-                value[j / hw]
-            };
-        }
-    });
+/// The rows (or columns) `start..start + len` clipped to `0..dim`.
+fn clip(start: i64, len: usize, dim: usize) -> std::ops::Range<usize> {
+    let lo = start.clamp(0, dim as i64) as usize;
+    let hi = (start + len as i64).clamp(0, dim as i64) as usize;
+    lo..hi.max(lo)
 }
 
-/// Writes `out` (`[K', C, H, W]`) from `image` (`[C, H, W]`) and `maps` (`[K', h, w]`): sample
-/// `i` is the image times map `i` upsampled with aligned corners and min-max normalised, the same
-/// arithmetic as `scale_by_maps` in `shaders/perturb.wgsl`.
-pub(crate) fn scale_by_maps(
-    image: &[f32],
-    (c, hh, ww): (usize, usize, usize),
-    maps: &[f32],
-    (h, w): (usize, usize),
-    out: &mut [f32],
-) {
-    let n = c * hh * ww;
-    if n == 0 || h * w == 0 {
-        return;
-    }
-    let (sy, sx) = (
-        crate::backend::aligned_scale(h, hh),
-        crate::backend::aligned_scale(w, ww),
-    );
+/// `map` (`[h, w]`) upsampled to `hh × ww` with aligned corners and min-max normalised,
+/// `(u - min) / (max - min + 1e-8)`: the arithmetic of `mask_range` / `perturb` in
+/// `shaders/perturb.wgsl`.
+fn upsampled_normalised(map: &[f32], (h, w): (usize, usize), (hh, ww): (usize, usize)) -> Vec<f32> {
+    let (sy, sx) = (aligned_scale(h, hh), aligned_scale(w, ww));
     let axis = |o: usize, scale: f32, inp: usize| {
         let src = scale * o as f32;
         let i0 = (src.floor() as usize).min(inp - 1);
         (i0, (i0 + 1).min(inp - 1), (src - i0 as f32).clamp(0.0, 1.0))
     };
-    out.par_chunks_mut(n)
-        .zip(maps.par_chunks(h * w))
-        .for_each(|(sample, map)| {
-            let mut up = Vec::with_capacity(hh * ww);
-            for y in 0..hh {
-                let (y0, y1, ly) = axis(y, sy, h);
-                for x in 0..ww {
-                    let (x0, x1, lx) = axis(x, sx, w);
-                    let top = (1.0 - lx) * map[y0 * w + x0] + lx * map[y0 * w + x1];
-                    let bottom = (1.0 - lx) * map[y1 * w + x0] + lx * map[y1 * w + x1];
-                    up.push((1.0 - ly) * top + ly * bottom);
-                }
-            }
-            let lo = up.iter().copied().fold(f32::INFINITY, f32::min);
-            let hi = up.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            for (j, v) in sample.iter_mut().enumerate() {
-                *v = image[j] * ((up[j % (hh * ww)] - lo) / (hi - lo + 1e-8));
-            }
-        });
+    let mut up = Vec::with_capacity(hh * ww);
+    for y in 0..hh {
+        let (y0, y1, ly) = axis(y, sy, h);
+        for x in 0..ww {
+            let (x0, x1, lx) = axis(x, sx, w);
+            let top = (1.0 - lx) * map[y0 * w + x0] + lx * map[y0 * w + x1];
+            let bottom = (1.0 - lx) * map[y1 * w + x0] + lx * map[y1 * w + x1];
+            up.push((1.0 - ly) * top + ly * bottom);
+        }
+    }
+    let lo = up.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = up.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    up.iter().map(|&u| (u - lo) / (hi - lo + 1e-8)).collect()
 }

@@ -2,13 +2,51 @@
 //! then each node's VJP in reverse order, all recorded into one encoder and submitted once.
 
 use super::exec::{check_input, chunk_input, chunk_size, node_label, plan_fusion, run_node};
-use super::kernels::{Kernel, Params, Recorder};
-use super::vjp::{needs, vjp};
+use super::kernels::{Kernel, Recorder, TypedParams};
+use super::node::GpuVjp;
+use super::params::word;
 use super::{GpuBackend, GpuTensor};
 use crate::backend::{GradRule, Gradients, Seed};
 use crate::error::{Error, Result};
 use crate::model::{Model, ValueId};
+use crate::ops::kernel;
 use std::collections::HashMap;
+
+/// The VJP kernels take at most rank `MAX_RANK` (shapes are padded to it).
+/// `accumulate`'s parameters (WGSL `AccumulateParams`): `dst += src` over `total` elements, for
+/// the gradient of a value several nodes read.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct AccumulateParams {
+    pub(crate) total: u32,
+}
+impl TypedParams for AccumulateParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::Accumulate];
+}
+
+/// `softmax_prob_seed`'s parameters (WGSL `ProbSeedParams`): `rows` logit rows of `k` classes.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct ProbSeedParams {
+    pub(crate) rows: u32,
+    pub(crate) k: u32,
+}
+impl TypedParams for ProbSeedParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::SoftmaxProbSeed];
+}
+
+fn check_rank(cx: &GpuVjp) -> Result<()> {
+    use super::shape::MAX_RANK;
+    if cx.in_shapes.iter().any(|s| s.len() > MAX_RANK) || cx.gy.shape().len() > MAX_RANK {
+        return Err(Error::bad_input(format!(
+            "tensors of rank above {MAX_RANK} are not supported on the GPU"
+        )));
+    }
+    if cx.node.inputs.is_empty() {
+        return Err(Error::internal("node without inputs"));
+    }
+    Ok(())
+}
 
 /// Where finished results go: kept as-is with one chunk, copied into full-batch tensors
 /// otherwise.
@@ -156,7 +194,7 @@ pub(crate) fn gradients(
     let mut bwd_last: Vec<Option<usize>> = vec![None; nv];
     for (i, node) in g.nodes.iter().enumerate().rev() {
         if active(i) {
-            for v in needs(node, rule) {
+            for v in kernel(&node.op).gpu_saved(node, rule) {
                 bwd_last[v] = Some(i);
             }
         }
@@ -164,6 +202,7 @@ pub(crate) fn gradients(
     let softmax_seed = matches!(seed, Seed::SoftmaxProb { .. });
     let keep = |v: ValueId| bwd_last[v].is_some() || (softmax_seed && v == at);
 
+    let mut rec = gpu.begin(format!("GPU gradients of '{}'", model.name))?;
     // Targets are written with `queue.write_buffer`, which lands before the whole submission:
     // each chunk gets its own buffer, taken from the pool before anything is recorded (a buffer
     // freed mid-recording could still be written by earlier commands) and held until submit.
@@ -177,9 +216,6 @@ pub(crate) fn gradients(
             targets_by_chunk.push(t);
         }
     }
-
-    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let mut rec = Recorder::new(&gpu.device, &gpu.pipelines);
 
     let shape = |v: ValueId| g.values[v].full_shape(batch);
     let mut fwd_out: Vec<ValueId> = taps.to_vec();
@@ -259,7 +295,10 @@ pub(crate) fn gradients(
                 rec.dispatch_1d(
                     Kernel::SoftmaxProbSeed,
                     &[logits.into(), t.into(), (&seed_t).into()],
-                    Params::new().u(nb).u(k),
+                    ProbSeedParams {
+                        rows: word(nb),
+                        k: word(k),
+                    },
                     nb,
                 )?;
                 if bwd_last[at].is_none() {
@@ -284,7 +323,16 @@ pub(crate) fn gradients(
                 }
                 let what = format!("layer '{}'", node_label(node));
                 let alias_ok = !wrt.contains(&out);
-                let parts = vjp(gpu, &mut rec, g, node, &vals, &gy, rule, alias_ok, &what)
+                let in_shapes = node
+                    .inputs
+                    .iter()
+                    .map(|&v| g.values[v].full_shape(nb))
+                    .collect();
+                let mut cx = GpuVjp::new(
+                    gpu, &mut rec, node, in_shapes, &vals, &gy, rule, alias_ok, what,
+                );
+                let parts = check_rank(&cx)
+                    .and_then(|()| kernel(&node.op).gpu_vjp(&mut cx))
                     .map_err(|e| {
                         e.context(format!(
                             "backward of layer '{}' ({})",
@@ -300,13 +348,15 @@ pub(crate) fn gradients(
                             rec.dispatch_1d(
                                 Kernel::Accumulate,
                                 &[(&d).into(), acc.into()],
-                                Params::new().u(d.len()),
+                                AccumulateParams {
+                                    total: word(d.len()),
+                                },
                                 d.len(),
                             )?;
                         }
                     }
                 }
-                for v in needs(node, rule) {
+                for v in kernel(&node.op).gpu_saved(node, rule) {
                     if bwd_last[v] == Some(i) {
                         vals[v] = None;
                     }
@@ -324,20 +374,8 @@ pub(crate) fn gradients(
         b0 += nb;
     }
 
-    let dispatches = rec.dispatches() as u64;
-    let (commands, uniform) = rec.finish(&gpu.queue, &gpu.pool);
-    gpu.submit(commands);
-    drop(uniform);
+    rec.submit()?;
     drop(targets_by_chunk);
-    gpu.stats
-        .dispatches
-        .fetch_add(dispatches, std::sync::atomic::Ordering::Relaxed);
-    if let Some(e) = pollster::block_on(scope.pop()) {
-        return Err(Error::internal(format!(
-            "GPU gradients of '{}' failed validation: {e}",
-            model.name
-        )));
-    }
 
     let output = fwd_sink.take(g.output, "the model output")?;
     let taps = taps

@@ -3,20 +3,22 @@
 //! submission, so a method that ends with them has still read nothing back.
 
 use super::kernels::Recorder;
-use super::ops::{binary, reduce};
-use super::perturb::defer_dispatches;
+use super::ops::{binary_op, reduce as record_reduce, unary as record_unary};
+use super::shape::MAX_RANK;
 use super::{GpuBackend, GpuTensor};
-use crate::backend::combine::{self, check_concat, check_elementwise, check_weighted_sum};
+use crate::backend::combine::{
+    self, check_concat, check_elementwise, check_reduce, check_weighted_sum,
+};
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::model::{Binary, BinaryKind, ReduceKind};
+use crate::model::{Binary, BinaryKind, ReduceKind, Unary};
 use std::sync::atomic::Ordering;
 
 /// Whether the kernels can bind `t` whole (from offset 0, indexed in u32). Larger operands are
 /// combined on the host instead, as `path_batch` builds its largest batches: correct, but a
 /// read-back.
 fn fits(gpu: &GpuBackend, t: &GpuTensor) -> bool {
-    t.byte_len() <= gpu.binding_limit && t.len() <= u32::MAX as usize
+    t.byte_len() <= gpu.binding_limit && t.len() <= u32::MAX as usize && t.shape().len() <= MAX_RANK
 }
 
 /// `out = a ∘ b` recorded into `rec` (broadcasting `b` as the binary kernel does).
@@ -33,7 +35,7 @@ fn record_binary(
         konst: None,
         konst_is_lhs: false,
     };
-    binary(gpu, rec, a, Some(b), out, &op, "a batch-combining op")
+    binary_op(gpu, rec, a, Some(b), out, &op, "a batch-combining op")
 }
 
 /// Products into a scratch tensor, then a sum over the sample axis of `[G, S, L]`: the same
@@ -48,25 +50,27 @@ pub(crate) fn weighted_sum(
     if !fits(gpu, x) {
         return gpu.upload(&combine::weighted_sum(&gpu.read(x)?, weights, shape)?);
     }
-    let _exclusive = gpu.exclusive()?;
     let out = gpu.alloc(shape.to_vec())?;
     if out.is_empty() {
         return Ok(out);
     }
-    let w = gpu.alloc(vec![g, s, 1])?;
-    gpu.queue
-        .write_buffer(w.buffer(), 0, bytemuck::cast_slice(weights));
-    gpu.stats.uploads.fetch_add(1, Ordering::Relaxed);
-    let products = gpu.alloc(vec![g, s, l])?;
-    let (x3, out3) = (x.reshaped(vec![g, s, l]), out.reshaped(vec![g, 1, l]));
-    defer_dispatches(gpu, &[x, &w, &products, &out], "GPU weighted sum", |rec| {
+    gpu.record_deferred("GPU weighted sum", |rec| {
+        // Written under the submission lock: `write_buffer` lands before every command already
+        // recorded, so the buffer must not be one a recording in flight still uses.
+        let w = gpu.alloc(vec![g, s, 1])?;
+        gpu.queue
+            .write_buffer(w.buffer(), 0, bytemuck::cast_slice(weights));
+        gpu.stats.uploads.fetch_add(1, Ordering::Relaxed);
+        let products = gpu.alloc(vec![g, s, l])?;
+        rec.keep([x, &w, &products, &out]);
+        let (x3, out3) = (x.reshaped(vec![g, s, l]), out.reshaped(vec![g, 1, l]));
         record_binary(gpu, rec, &x3, &w, &products, BinaryKind::Mul)?;
-        reduce(rec, &products, &out3, ReduceKind::Sum, &[1])
+        record_reduce(rec, &products, &out3, ReduceKind::Sum, &[1])
     })?;
     Ok(out)
 }
 
-/// One binary-kernel dispatch.
+/// One binary-kernel dispatch (the kernel broadcasts `b` onto `a`'s shape).
 pub(crate) fn elementwise(
     gpu: &GpuBackend,
     a: &GpuTensor,
@@ -77,13 +81,51 @@ pub(crate) fn elementwise(
     if !fits(gpu, a) {
         return gpu.upload(&combine::elementwise(&gpu.read(a)?, &gpu.read(b)?, op)?);
     }
-    let _exclusive = gpu.exclusive()?;
     let out = gpu.alloc(a.shape().to_vec())?;
     if out.is_empty() {
         return Ok(out);
     }
-    defer_dispatches(gpu, &[a, b, &out], "GPU element-wise op", |rec| {
+    gpu.record_deferred("GPU element-wise op", |rec| {
+        rec.keep([a, b, &out]);
         record_binary(gpu, rec, a, b, &out, op)
+    })?;
+    Ok(out)
+}
+
+/// One dispatch of the model's reduce kernel, keeping the reduced axes.
+pub(crate) fn reduce(
+    gpu: &GpuBackend,
+    x: &GpuTensor,
+    kind: ReduceKind,
+    axes: &[usize],
+) -> Result<GpuTensor> {
+    let shape = check_reduce(x.shape(), axes)?;
+    if !fits(gpu, x) {
+        return gpu.upload(&combine::reduce(&gpu.read(x)?, kind, axes)?);
+    }
+    let out = gpu.alloc(shape)?;
+    if out.is_empty() || x.is_empty() {
+        return Ok(out);
+    }
+    gpu.record_deferred("GPU reduction", |rec| {
+        rec.keep([x, &out]);
+        record_reduce(rec, x, &out, kind, axes)
+    })?;
+    Ok(out)
+}
+
+/// One dispatch of the model's unary (activation) kernel.
+pub(crate) fn unary(gpu: &GpuBackend, x: &GpuTensor, op: Unary) -> Result<GpuTensor> {
+    if !fits(gpu, x) {
+        return gpu.upload(&combine::unary(&gpu.read(x)?, op));
+    }
+    let out = gpu.alloc(x.shape().to_vec())?;
+    if out.is_empty() {
+        return Ok(out);
+    }
+    gpu.record_deferred("GPU activation", |rec| {
+        rec.keep([x, &out]);
+        record_unary(rec, x, &out, op)
     })?;
     Ok(out)
 }
@@ -96,11 +138,9 @@ pub(crate) fn concat(gpu: &GpuBackend, parts: &[&GpuTensor]) -> Result<GpuTensor
     if let [one] = parts {
         return Ok((*one).clone());
     }
-    let _exclusive = gpu.exclusive()?;
     let out = gpu.alloc(shape)?;
-    let mut keep = parts.to_vec();
-    keep.push(&out);
-    defer_dispatches(gpu, &keep, "GPU concatenation", |rec| {
+    gpu.record_deferred("GPU concatenation", |rec| {
+        rec.keep(parts.iter().copied().chain([&out]));
         let mut at = 0;
         for p in parts {
             rec.copy(p.buffer(), 0, out.buffer(), at, p.byte_len());

@@ -11,12 +11,13 @@
 //!    the first run, so run one explanation at load time if the first frame must be smooth.
 //! 3. Per explanation: any method's
 //!    [`Attribute::attribute_batch`](crate::methods::attribution::Attribute::attribute_batch)
-//!    records its passes and submits them, returning an [`Attribution`] of [`GpuTensor`]s
+//!    records its passes and submits them, returning an
+//!    [`Attribution`](crate::methods::attribution::Attribution) of [`GpuTensor`]s
 //!    without waiting for the GPU. The gradient and CAM methods compute their maps there;
 //!    occlusion, LIME and Score-CAM finish on the host, so they wait for their scores inside the
 //!    call (their docs say so) and upload the maps.
-//! 4. [`GpuBackend::attribution_texture`] (or [`GpuBackend::map_texture`] for a map tensor of
-//!    your own) records the upsampling and colouring into a new `wgpu::Texture` and submits it;
+//! 4. [`GpuBackend::attribution_texture`] (defined in [`crate::embed`], above the methods; or
+//!    [`GpuBackend::map_texture`] for a map tensor of your own) records the upsampling and colouring into a new `wgpu::Texture` and submits it;
 //!    it does not wait either.
 //! 5. The host creates a view of the texture, binds it, encodes its render pass and submits.
 //!    netlens has already submitted its work on the same queue, so the queue runs it first:
@@ -55,14 +56,14 @@
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
-use super::kernels::{Bind, Kernel, Params, Recorder};
+use super::kernels::{Bind, Kernel, TypedParams};
 use super::ops::{reduce, unary};
-use super::perturb::defer_dispatches;
+use super::params::word;
 use super::{GpuBackend, GpuTensor};
 use crate::backend::{check_image_batch, HostTensor};
 use crate::error::{Error, Result};
-use crate::methods::attribution::{Attribution, MapKind};
 use crate::model::{ReduceKind, Unary};
+use bytemuck::{NoUninit, Pod, Zeroable};
 
 /// What the texels of a map texture hold.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -94,8 +95,66 @@ impl MapFormat {
     }
 }
 
+/// How `colorize` turns a value into a texel; WGSL `COLOR_MODE_*` constants in colormap.wgsl.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, NoUninit)]
+pub(crate) enum ColorMode {
+    /// The f32 bits themselves (`R32Float`).
+    Raw = 0,
+    /// Turbo over the range given in the parameters.
+    TurboRange = 1,
+    /// Turbo over the resampled map's own range, from `min_max`.
+    TurboAuto = 2,
+}
+
+impl ColorMode {
+    #[cfg(test)]
+    pub(crate) const ALL: [ColorMode; 3] =
+        [ColorMode::Raw, ColorMode::TurboRange, ColorMode::TurboAuto];
+}
+
+/// `resample`'s parameters (WGSL `ResampleParams`).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct ResampleParams {
+    pub(crate) in_h: u32,
+    pub(crate) in_w: u32,
+    pub(crate) out_h: u32,
+    pub(crate) out_w: u32,
+}
+impl TypedParams for ResampleParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::Resample];
+}
+
+/// `min_max`'s parameters (WGSL `MinMaxParams`): the values to scan, at least 1.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct MinMaxParams {
+    pub(crate) n: u32,
+}
+impl TypedParams for MinMaxParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::MinMax];
+}
+
+/// `colorize`'s parameters (WGSL `ColorizeParams`); `lo` and `hi` are read by
+/// [`ColorMode::TurboRange`] only.
+#[repr(C)]
+#[derive(Clone, Copy, NoUninit)]
+pub(crate) struct ColorizeParams {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    /// Texels per padded row.
+    pub(crate) stride: u32,
+    pub(crate) mode: ColorMode,
+    pub(crate) lo: f32,
+    pub(crate) hi: f32,
+}
+impl TypedParams for ColorizeParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::Colorize];
+}
+
 /// The most storage buffers any netlens kernel binds at once.
-const STORAGE_BUFFERS: u32 = 4;
+pub(crate) const STORAGE_BUFFERS: u32 = 4;
 
 /// Checks that a device's limits are enough for netlens' kernels: 256-invocation workgroups,
 /// 8 KiB of workgroup memory, four storage buffers and one 256-byte uniform per
@@ -149,25 +208,6 @@ pub fn check_limits(limits: &wgpu::Limits) -> Result<()> {
     )))
 }
 
-/// Records whatever `record` adds into one command buffer and submits it at once, together with
-/// any deferred op (the texture must be complete before the host's own submission samples it).
-/// A validation error becomes an internal error that names `what`. Callers hold
-/// [`GpuBackend::exclusive`].
-pub(crate) fn submit_recorded(
-    gpu: &GpuBackend,
-    what: &str,
-    record: impl FnOnce(&mut Recorder) -> Result<()>,
-) -> Result<()> {
-    defer_dispatches(gpu, &[], what, record)?;
-    let flush = gpu
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("netlens flush"),
-        });
-    gpu.submit(flush.finish());
-    Ok(())
-}
-
 /// `(h, w)` of a map: `[h, w]` or any shape whose leading axes are all 1 (`[1, 1, h, w]`).
 fn map_hw(shape: &[usize]) -> Result<(usize, usize)> {
     match shape {
@@ -199,16 +239,16 @@ impl GpuBackend {
             )));
         }
         let (mode, lo, hi) = match format {
-            MapFormat::R32Float => (0, 0.0, 0.0),
+            MapFormat::R32Float => (ColorMode::Raw, 0.0, 0.0),
             MapFormat::Turbo { min, max } => {
                 if !(min.is_finite() && max.is_finite() && min < max) {
                     return Err(Error::bad_input(format!(
                         "a Turbo map range needs finite min < max, got {min}..{max}"
                     )));
                 }
-                (1, min, max)
+                (ColorMode::TurboRange, min, max)
             }
-            MapFormat::TurboAuto => (2, 0.0, 0.0),
+            MapFormat::TurboAuto => (ColorMode::TurboAuto, 0.0, 0.0),
         };
         let (tw, th) = (width as usize, height as usize);
         // Texture copies take rows of a multiple of 256 bytes; the kernel writes them padded.
@@ -238,32 +278,47 @@ impl GpuBackend {
                 | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
         });
-        let _exclusive = self.exclusive()?;
         let resampled = self.alloc(vec![th, tw])?;
         let range = self.alloc(vec![2])?;
         let texels = self.alloc(vec![th, row_texels])?;
-        submit_recorded(self, "GPU map texture", |rec| {
+        // Submitted now, after any deferred op: the texture must be complete before the host's
+        // own submission samples it.
+        self.record("GPU map texture", |rec| {
+            let resample = ResampleParams {
+                in_h: word(h),
+                in_w: word(w),
+                out_h: height,
+                out_w: width,
+            };
             rec.dispatch_1d(
                 Kernel::Resample,
                 &[map.into(), (&resampled).into()],
-                Params::new().us(&[h, w, th, tw]),
+                resample,
                 tw * th,
             )?;
-            let range_bind: Bind = if mode == 2 {
+            let range_bind: Bind = if mode == ColorMode::TurboAuto {
                 rec.dispatch(
                     Kernel::MinMax,
                     &[(&resampled).into(), (&range).into()],
-                    Params::new().u(tw * th),
+                    MinMaxParams { n: word(tw * th) },
                     [1, 1, 1],
                 )?;
                 (&range).into()
             } else {
                 (&self.dummy).into()
             };
+            let colorize = ColorizeParams {
+                width,
+                height,
+                stride: word(row_texels),
+                mode,
+                lo,
+                hi,
+            };
             rec.dispatch_1d(
                 Kernel::Colorize,
                 &[(&resampled).into(), range_bind, (&texels).into()],
-                Params::new().us(&[tw, th, row_texels, mode]).f(lo).f(hi),
+                colorize,
                 tw * th,
             )?;
             rec.copy_to_texture(texels.buffer(), (row_texels * 4) as u32, &texture);
@@ -272,28 +327,27 @@ impl GpuBackend {
         Ok(texture)
     }
 
-    /// Sample `sample`'s map of `attribution` as a `[1, 1, h, w]` tensor on the device, in the
-    /// form it is drawn (as [`HostAttribution::display`] gives it on the host): the low-resolution
-    /// map where the method has one (a CAM at the layer's resolution, occlusion's grid), else
-    /// the input-resolution map; for [`MapKind::PerElement`] maps, the max over channels of
-    /// |value|. At most three deferred dispatches and a copy, submitted with the next submission
-    /// (such as [`GpuBackend::map_texture`]'s); nothing is read back. Its
-    /// [`buffer`](GpuTensor::buffer) is the map as a `wgpu::Buffer`.
-    ///
-    /// [`HostAttribution::display`]: crate::methods::attribution::HostAttribution::display
-    pub fn attribution_map(
+    /// Sample `sample`'s map of `maps` (`[N, C, h, w]`) as a `[1, 1, h, w]` tensor on the
+    /// device, in the form it is drawn: with `abs_max_over_channels` (maps of one signed value
+    /// per input element), the max over channels of |value|; else the map itself, which must have
+    /// one channel. At most three deferred dispatches and a copy, submitted with the next
+    /// submission (such as [`GpuBackend::map_texture`]'s); nothing is read back. Its
+    /// [`buffer`](GpuTensor::buffer) is the map as a `wgpu::Buffer`. An attribution's map is
+    /// `GpuBackend::attribution_map` (in `crate::embed`, above the methods).
+    pub fn sample_map(
         &self,
-        attribution: &Attribution<GpuTensor>,
+        maps: &GpuTensor,
         sample: usize,
+        abs_max_over_channels: bool,
     ) -> Result<GpuTensor> {
-        let src = attribution.lowres.as_ref().unwrap_or(&attribution.maps);
+        let src = maps;
         let [n, c, h, w] = check_image_batch(src.shape(), "an attribution map")?;
         if sample >= n {
             return Err(Error::bad_input(format!(
                 "sample {sample} of an attribution of {n}"
             )));
         }
-        let per_element = attribution.kind == MapKind::PerElement;
+        let per_element = abs_max_over_channels;
         if !per_element && c != 1 {
             return Err(Error::bad_input(format!(
                 "a per-pixel attribution map has one channel, got {:?}",
@@ -310,7 +364,6 @@ impl GpuBackend {
                 self.binding_limit
             )));
         }
-        let _exclusive = self.exclusive()?;
         let picked = match n {
             1 => src.clone(),
             _ => self.alloc(vec![1, c, h, w])?,
@@ -319,9 +372,9 @@ impl GpuBackend {
             true => Some((self.alloc(vec![1, c, h, w])?, self.alloc(vec![1, 1, h, w])?)),
             false => None,
         };
-        let mut keep = vec![src, &picked];
-        keep.extend(shown.iter().flat_map(|(abs, out)| [abs, out]));
-        defer_dispatches(self, &keep, "GPU attribution map", |rec| {
+        self.record_deferred("GPU attribution map", |rec| {
+            rec.keep([src, &picked]);
+            rec.keep(shown.iter().flat_map(|(abs, out)| [abs, out]));
             if n > 1 {
                 let bytes = picked.byte_len();
                 rec.copy(
@@ -340,20 +393,6 @@ impl GpuBackend {
             Ok(())
         })?;
         Ok(shown.map_or(picked, |(_, out)| out))
-    }
-
-    /// Sample `sample`'s map of `attribution` as a texture: [`GpuBackend::attribution_map`], then
-    /// [`GpuBackend::map_texture`], in one submission that this call does not wait for.
-    pub fn attribution_texture(
-        &self,
-        attribution: &Attribution<GpuTensor>,
-        sample: usize,
-        format: MapFormat,
-        width: u32,
-        height: u32,
-    ) -> Result<wgpu::Texture> {
-        let map = self.attribution_map(attribution, sample)?;
-        self.map_texture(&map, format, width, height)
     }
 
     /// Reads `tensor` back without blocking: the copy is recorded and submitted now (so the
@@ -401,20 +440,16 @@ impl GpuBackend {
         if bytes == 0 {
             return Ok(None);
         }
-        let _exclusive = self.exclusive()?;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("netlens async read"),
             size: bytes,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("netlens async read"),
-            });
-        encoder.copy_buffer_to_buffer(tensor.buffer(), 0, &staging, 0, bytes);
-        self.submit(encoder.finish());
+        self.record("GPU async read", |rec| {
+            rec.copy(tensor.buffer(), 0, &staging, 0, bytes);
+            Ok(())
+        })?;
         let (tx, rx) = futures::channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);

@@ -1,16 +1,95 @@
 //! Pipeline cache, the per-forward command recorder, and one small function per kernel that
 //! records a dispatch with its parameters. Backward kernels can be added beside these.
 
+pub(crate) use super::params::Params;
+use super::params::PARAM_BYTES;
 use super::pool::{Pool, PooledBuffer, Usage};
 use super::GpuTensor;
 use crate::error::{Error, Result};
+use bytemuck::NoUninit;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Every kernel: its shader file, entry point, and the storage bindings it uses (binding 0 is
-/// always the parameter uniform).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Kernel {
+/// A kernel's parameters as a `#[repr(C)]` struct (deriving `bytemuck::Pod`, or `NoUninit` when
+/// a field is a `#[repr(u32)]` enum), mirrored field for field by a WGSL struct of the same name
+/// that the entry point reads as its own `var<uniform>` at `@binding(0)`. The kernel's spec line
+/// says `t(..)` instead of `s(..)`; [`Recorder::dispatch`] refuses parameters a kernel does not
+/// read, and the reflection test (`gpu/contract_tests.rs`, which lists every such struct) checks
+/// names, sizes and enum values against the WGSL. A mode the shader branches on is a
+/// `#[repr(u32)]` enum whose WGSL twin is a set of `const`s `ENUM_NAME_VARIANT_NAME`.
+///
+/// Converting a kernel from positional [`Params`], e.g. `roll` (it was
+/// `Params::new().us(&[total, h, w, dy, dx])`, read in WGSL as `pu(0u)`..`pu(4u)`):
+///
+/// ```text
+/// // Rust, beside the call site:
+/// #[repr(C)]
+/// #[derive(Clone, Copy, Pod, Zeroable)]
+/// pub(crate) struct RollParams { pub(crate) total: u32, h: u32, w: u32, dy: u32, dx: u32 }
+/// impl TypedParams for RollParams { const KERNELS: &'static [Kernel] = &[Kernel::Roll]; }
+/// //   call site: rec.dispatch_1d(Kernel::Roll, &binds, RollParams { total, h, w, dy, dx }, n)
+/// //   spec line: s("image", IMAGE, "roll", &[1, 3]) becomes t("image", IMAGE, "roll", &[1, 3])
+/// //   contract_tests.rs: add `of::<RollParams>()` to `rust_params()`
+///
+/// // WGSL: the same fields in the same order; 4-byte scalars pack, but an array or vec4 member
+/// // starts on a 16-byte boundary (pad the Rust struct with `_pad: u32` fields to match) and a
+/// // uniform array needs a 16-byte stride: `array<vec4<f32>, n>` against `[f32; 4 * n]`.
+/// struct RollParams { total: u32, h: u32, w: u32, dy: u32, dx: u32 }
+/// @group(0) @binding(0) var<uniform> roll_p: RollParams; // one per entry point (or shared
+/// // by entry points that read the same struct); no entry point may use two
+/// ... let h = roll_p.h; ...   // instead of pu(1u)
+/// ```
+pub(crate) trait TypedParams: NoUninit {
+    /// The kernels whose WGSL reads this struct.
+    const KERNELS: &'static [Kernel];
+}
+
+/// What [`Recorder::dispatch`] takes: a [`TypedParams`] struct or positional [`Params`].
+pub(crate) trait KernelParams {
+    /// The bytes of the dispatch's uniform slot.
+    fn bytes(&self) -> &[u8];
+    /// `Some((struct name, its kernels))` for a typed struct, `None` for positional words.
+    fn typed(&self) -> Option<(&'static str, &'static [Kernel])>;
+}
+
+impl<P: TypedParams> KernelParams for P {
+    fn bytes(&self) -> &[u8] {
+        bytemuck::bytes_of(self)
+    }
+    fn typed(&self) -> Option<(&'static str, &'static [Kernel])> {
+        Some((std::any::type_name::<P>(), P::KERNELS))
+    }
+}
+
+impl KernelParams for Params {
+    fn bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(self.words())
+    }
+    fn typed(&self) -> Option<(&'static str, &'static [Kernel])> {
+        None
+    }
+}
+
+/// Declares [`Kernel`] and [`Kernel::ALL`] from one list, so no variant can be left out of the
+/// inventory the reflection test walks.
+macro_rules! kernels {
+    ($($(#[$attr:meta])* $name:ident,)*) => {
+        /// Every kernel: its shader file, entry point, and the storage bindings it uses (binding
+        /// 0 is always the parameter uniform).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub(crate) enum Kernel {
+            $($(#[$attr])* $name,)*
+        }
+
+        impl Kernel {
+            /// Every variant, in declaration order.
+            #[cfg(test)]
+            pub(crate) const ALL: &'static [Kernel] = &[$(Kernel::$name,)*];
+        }
+    };
+}
+
+kernels! {
     ConvGemm,
     ConvDirect,
     Linear,
@@ -23,11 +102,9 @@ pub(crate) enum Kernel {
     Softmax,
     Gather,
     Lrn,
-    Occlude,
+    Perturb,
+    MaskRange,
     PathBatch,
-    SegmentMask,
-    MapRange,
-    ScaleByMaps,
     // Backward (vector-Jacobian products).
     ConvBwdGemm,
     ConvBwdDirect,
@@ -52,9 +129,7 @@ pub(crate) enum Kernel {
     TsneForces3,
     TsneUpdate,
     TsneKl,
-    // Class activation maps and map textures (src/gpu/embed.rs).
-    CamWeights,
-    CamCombine,
+    // Map textures (src/gpu/embed.rs).
     Resample,
     MinMax,
     Colorize,
@@ -66,11 +141,13 @@ pub(crate) enum Kernel {
     AscentStep,
 }
 
-struct Spec {
-    file: &'static str,
-    source: &'static str,
-    entry: &'static str,
-    bindings: &'static [u32],
+pub(crate) struct Spec {
+    pub(crate) file: &'static str,
+    pub(crate) source: &'static str,
+    pub(crate) entry: &'static str,
+    pub(crate) bindings: &'static [u32],
+    /// Whether the kernel reads a [`TypedParams`] struct rather than positional [`Params`].
+    pub(crate) typed: bool,
 }
 
 const CONV: &str = include_str!("../../shaders/conv.wgsl");
@@ -83,71 +160,88 @@ const LAYOUT: &str = include_str!("../../shaders/layout.wgsl");
 const NORM: &str = include_str!("../../shaders/norm.wgsl");
 const PERTURB: &str = include_str!("../../shaders/perturb.wgsl");
 const TSNE: &str = include_str!("../../shaders/tsne.wgsl");
-const CAM: &str = include_str!("../../shaders/cam.wgsl");
 const COLORMAP: &str = include_str!("../../shaders/colormap.wgsl");
 
 const IMAGE: &str = include_str!("../../shaders/image.wgsl");
 
 impl Kernel {
-    fn spec(self) -> Spec {
+    pub(crate) fn spec(self) -> Spec {
         let s = |file, source, entry, bindings| Spec {
             file,
             source,
             entry,
             bindings,
+            typed: false,
+        };
+        // A kernel that reads a `TypedParams` struct.
+        let t = |file, source, entry, bindings| Spec {
+            typed: true,
+            ..s(file, source, entry, bindings)
         };
         match self {
-            Kernel::ConvGemm => s("conv", CONV, "conv_gemm", &[1, 2, 3, 4]),
-            Kernel::ConvDirect => s("conv", CONV, "conv_direct", &[1, 2, 3, 4]),
-            Kernel::Linear => s("gemm", GEMM, "linear", &[1, 2, 3, 4]),
-            Kernel::Unary => s("eltwise", ELTWISE, "unary", &[1, 4]),
-            Kernel::ChannelAffine => s("eltwise", ELTWISE, "channel_affine", &[1, 2, 3, 4]),
-            Kernel::Binary => s("eltwise", ELTWISE, "binary", &[1, 2, 4]),
-            Kernel::Pool2d => s("pool", POOL, "pool2d", &[1, 2]),
-            Kernel::GlobalPool => s("pool", POOL, "global_pool", &[1, 2]),
-            Kernel::Reduce => s("reduce", REDUCE, "reduce", &[1, 2]),
-            Kernel::Softmax => s("softmax", SOFTMAX, "softmax", &[1, 2]),
-            Kernel::Gather => s("layout", LAYOUT, "gather", &[1, 2]),
-            Kernel::Lrn => s("norm", NORM, "lrn", &[1, 2]),
-            Kernel::Occlude => s("perturb", PERTURB, "occlude", &[1, 2, 3]),
+            Kernel::ConvGemm => t("conv", CONV, "conv_gemm", &[1, 2, 3, 4]),
+            Kernel::ConvDirect => t("conv", CONV, "conv_direct", &[1, 2, 3, 4]),
+            Kernel::Linear => t("gemm", GEMM, "linear", &[1, 2, 3, 4]),
+            Kernel::Unary => t("eltwise", ELTWISE, "unary", &[1, 4]),
+            Kernel::ChannelAffine => t("eltwise", ELTWISE, "channel_affine", &[1, 2, 3, 4]),
+            Kernel::Binary => t("eltwise", ELTWISE, "binary", &[1, 2, 4]),
+            Kernel::Pool2d => t("pool", POOL, "pool2d", &[1, 2]),
+            Kernel::GlobalPool => t("pool", POOL, "global_pool", &[1, 2]),
+            Kernel::Reduce => t("reduce", REDUCE, "reduce", &[1, 2]),
+            Kernel::Softmax => t("softmax", SOFTMAX, "softmax", &[1, 2]),
+            Kernel::Gather => t("layout", LAYOUT, "gather", &[1, 2]),
+            Kernel::Lrn => t("norm", NORM, "lrn", &[1, 2]),
+            Kernel::Perturb => s("perturb", PERTURB, "perturb", &[1, 2, 4, 3]),
+            Kernel::MaskRange => s("perturb", PERTURB, "mask_range", &[4, 3]),
             Kernel::PathBatch => s("perturb", PERTURB, "path_batch", &[1, 4, 2, 3]),
-            Kernel::SegmentMask => s("perturb", PERTURB, "segment_mask", &[1, 4, 2, 3]),
-            Kernel::MapRange => s("perturb", PERTURB, "map_range", &[4, 3]),
-            Kernel::ScaleByMaps => s("perturb", PERTURB, "scale_by_maps", &[1, 4, 2, 3]),
-            Kernel::ConvBwdGemm => s("conv", CONV, "conv_bwd_gemm", &[1, 2, 4]),
-            Kernel::ConvBwdDirect => s("conv", CONV, "conv_bwd_direct", &[1, 2, 4]),
-            Kernel::LinearBwd => s("gemm", GEMM, "linear_bwd", &[1, 2, 4]),
-            Kernel::UnaryBwd => s("eltwise", ELTWISE, "unary_bwd", &[1, 2, 4]),
-            Kernel::ChannelScaleBwd => s("eltwise", ELTWISE, "channel_scale_bwd", &[1, 2, 4]),
-            Kernel::BinaryBwd => s("eltwise", ELTWISE, "binary_bwd", &[1, 2, 3, 4]),
-            Kernel::Accumulate => s("eltwise", ELTWISE, "accumulate", &[1, 4]),
+            Kernel::ConvBwdGemm => t("conv", CONV, "conv_bwd_gemm", &[1, 2, 4]),
+            Kernel::ConvBwdDirect => t("conv", CONV, "conv_bwd_direct", &[1, 2, 4]),
+            Kernel::LinearBwd => t("gemm", GEMM, "linear_bwd", &[1, 2, 4]),
+            Kernel::UnaryBwd => t("eltwise", ELTWISE, "unary_bwd", &[1, 2, 4]),
+            Kernel::ChannelScaleBwd => t("eltwise", ELTWISE, "channel_scale_bwd", &[1, 2, 4]),
+            Kernel::BinaryBwd => t("eltwise", ELTWISE, "binary_bwd", &[1, 2, 3, 4]),
+            Kernel::Accumulate => t("eltwise", ELTWISE, "accumulate", &[1, 4]),
             // Backward kernels with an extra read-only input take it at binding 3, listed
             // second so call sites pass (forward value, dy, dx).
-            Kernel::Pool2dBwd => s("pool", POOL, "pool2d_bwd", &[1, 3, 2]),
-            Kernel::GlobalPoolBwd => s("pool", POOL, "global_pool_bwd", &[1, 3, 2]),
-            Kernel::ReduceBwd => s("reduce", REDUCE, "reduce_bwd", &[1, 3, 2]),
-            Kernel::SoftmaxBwd => s("softmax", SOFTMAX, "softmax_bwd", &[1, 3, 2]),
-            Kernel::SoftmaxProbSeed => s("softmax", SOFTMAX, "softmax_prob_seed", &[1, 3, 2]),
-            Kernel::SliceBwd => s("layout", LAYOUT, "slice_bwd", &[1, 2]),
-            Kernel::LrnBwd => s("norm", NORM, "lrn_bwd", &[1, 3, 2]),
-            Kernel::TsneDist => s("tsne", TSNE, "tsne_dist", &[1, 2]),
-            Kernel::TsnePcond => s("tsne", TSNE, "tsne_pcond", &[2]),
-            Kernel::TsneSym => s("tsne", TSNE, "tsne_sym", &[2]),
-            Kernel::TsneSymPair => s("tsne", TSNE, "tsne_sym_pair", &[2, 7]),
-            Kernel::TsneForces2 => s("tsne", TSNE, "tsne_forces2", &[2, 3, 4]),
-            Kernel::TsneForces3 => s("tsne", TSNE, "tsne_forces3", &[2, 3, 4]),
-            Kernel::TsneUpdate => s("tsne", TSNE, "tsne_update", &[3, 4, 5]),
-            Kernel::TsneKl => s("tsne", TSNE, "tsne_kl", &[2, 3, 6]),
-            Kernel::CamWeights => s("cam", CAM, "cam_weights", &[1, 2, 4]),
-            Kernel::CamCombine => s("cam", CAM, "cam_combine", &[1, 2, 3, 4]),
-            Kernel::Resample => s("colormap", COLORMAP, "resample", &[1, 3]),
-            Kernel::MinMax => s("colormap", COLORMAP, "min_max", &[1, 3]),
-            Kernel::Colorize => s("colormap", COLORMAP, "colorize", &[1, 2, 4]),
+            Kernel::Pool2dBwd => t("pool", POOL, "pool2d_bwd", &[1, 3, 2]),
+            Kernel::GlobalPoolBwd => t("pool", POOL, "global_pool_bwd", &[1, 3, 2]),
+            Kernel::ReduceBwd => t("reduce", REDUCE, "reduce_bwd", &[1, 3, 2]),
+            Kernel::SoftmaxBwd => t("softmax", SOFTMAX, "softmax_bwd", &[1, 3, 2]),
+            Kernel::SoftmaxProbSeed => t("softmax", SOFTMAX, "softmax_prob_seed", &[1, 3, 2]),
+            Kernel::SliceBwd => t("layout", LAYOUT, "slice_bwd", &[1, 2]),
+            Kernel::LrnBwd => t("norm", NORM, "lrn_bwd", &[1, 3, 2]),
+            Kernel::TsneDist => t("tsne", TSNE, "tsne_dist", &[1, 2]),
+            Kernel::TsnePcond => t("tsne", TSNE, "tsne_pcond", &[2]),
+            Kernel::TsneSym => t("tsne", TSNE, "tsne_sym", &[2]),
+            Kernel::TsneSymPair => t("tsne", TSNE, "tsne_sym_pair", &[2, 7]),
+            Kernel::TsneForces2 => t("tsne", TSNE, "tsne_forces2", &[2, 3, 4]),
+            Kernel::TsneForces3 => t("tsne", TSNE, "tsne_forces3", &[2, 3, 4]),
+            Kernel::TsneUpdate => t("tsne", TSNE, "tsne_update", &[3, 4, 5]),
+            Kernel::TsneKl => t("tsne", TSNE, "tsne_kl", &[2, 3, 6]),
+            Kernel::Resample => t("colormap", COLORMAP, "resample", &[1, 3]),
+            Kernel::MinMax => t("colormap", COLORMAP, "min_max", &[1, 3]),
+            Kernel::Colorize => t("colormap", COLORMAP, "colorize", &[1, 2, 4]),
 
-            Kernel::ResizeBilinear => s("image", IMAGE, "resize_bilinear", &[1, 3]),
-            Kernel::Roll => s("image", IMAGE, "roll", &[1, 3]),
-            Kernel::Blur => s("image", IMAGE, "blur", &[1, 3]),
-            Kernel::AscentStep => s("image", IMAGE, "ascent_step", &[1, 2, 3]),
+            Kernel::ResizeBilinear => t("image", IMAGE, "resize_bilinear", &[1, 3]),
+            Kernel::Roll => t("image", IMAGE, "roll", &[1, 3]),
+            Kernel::Blur => t("image", IMAGE, "blur", &[1, 3]),
+            Kernel::AscentStep => t("image", IMAGE, "ascent_step", &[1, 2, 3]),
+        }
+    }
+}
+
+impl Kernel {
+    /// The bindings a kernel writes: its last listed one, except for the kernels that write
+    /// several (checked against the shaders by the reflection test).
+    #[cfg(test)]
+    pub(crate) fn writes(self) -> &'static [u32] {
+        match self {
+            Kernel::TsneSymPair => &[2, 7],
+            Kernel::TsneUpdate => &[3, 5],
+            k => {
+                let b = k.spec().bindings;
+                &b[b.len().saturating_sub(1)..]
+            }
         }
     }
 }
@@ -156,6 +250,7 @@ pub(crate) struct Pipeline {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
     bindings: &'static [u32],
+    typed: bool,
 }
 
 /// Pipelines are built on first use and kept for the backend's lifetime.
@@ -212,6 +307,7 @@ impl Pipelines {
             pipeline,
             layout,
             bindings: spec.bindings,
+            typed: spec.typed,
         });
         self.pipelines
             .lock()
@@ -223,43 +319,6 @@ impl Pipelines {
 
 fn poisoned<T>(_: T) -> Error {
     Error::internal("pipeline cache lock poisoned")
-}
-
-/// 64 words of kernel parameters: one 256-byte uniform slot per dispatch.
-#[derive(Clone, Default)]
-pub(crate) struct Params(Vec<u32>);
-
-pub(crate) const PARAM_WORDS: usize = 64;
-
-impl Params {
-    pub(crate) fn new() -> Self {
-        Params(Vec::with_capacity(PARAM_WORDS))
-    }
-    pub(crate) fn u(mut self, v: usize) -> Self {
-        self.0.push(v as u32);
-        self
-    }
-    pub(crate) fn i(mut self, v: i64) -> Self {
-        self.0.push(v as i32 as u32);
-        self
-    }
-    pub(crate) fn f(mut self, v: f32) -> Self {
-        self.0.push(v.to_bits());
-        self
-    }
-    /// Pads to word `at`, so the shader's fixed offsets hold.
-    pub(crate) fn at(mut self, at: usize) -> Self {
-        self.0.resize(at.max(self.0.len()), 0);
-        self
-    }
-    pub(crate) fn us(mut self, vs: &[usize]) -> Self {
-        self.0.extend(vs.iter().map(|&v| v as u32));
-        self
-    }
-    pub(crate) fn is(mut self, vs: &[i64]) -> Self {
-        self.0.extend(vs.iter().map(|&v| v as i32 as u32));
-        self
-    }
 }
 
 /// A buffer range to bind: always from offset 0, `size` bytes.
@@ -320,8 +379,11 @@ pub(crate) struct Recorder<'a> {
     device: &'a wgpu::Device,
     pipelines: &'a Pipelines,
     cmds: Vec<Cmd>,
-    params: Vec<u32>,
+    /// One [`PARAM_BYTES`] slot per dispatch.
+    params: Vec<u8>,
     max_groups: u32,
+    /// Tensors a deferred recording must hold until its commands are on the queue.
+    keep: Vec<GpuTensor>,
 }
 
 impl<'a> Recorder<'a> {
@@ -333,6 +395,7 @@ impl<'a> Recorder<'a> {
             cmds: Vec::new(),
             params: Vec::new(),
             max_groups,
+            keep: Vec::new(),
         }
     }
 
@@ -343,13 +406,26 @@ impl<'a> Recorder<'a> {
             .count()
     }
 
+    /// Holds `tensors` until the recording is on the queue; a deferred recording
+    /// ([`GpuBackend::record_deferred`](super::GpuBackend::record_deferred)) must keep every
+    /// pooled tensor its commands read or write, or the pool could lend one out before they run.
+    pub(crate) fn keep<'t>(&mut self, tensors: impl IntoIterator<Item = &'t GpuTensor>) {
+        self.keep.extend(tensors.into_iter().cloned());
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
+
     /// Records `kernel` over `groups` workgroups; x is clamped to the device limit (kernels
     /// grid-stride over x, so fewer workgroups only means more iterations per thread).
+    /// `params` must be the struct the kernel's spec line names (positional [`Params`] for an
+    /// untyped kernel).
     pub(crate) fn dispatch(
         &mut self,
         kernel: Kernel,
         binds: &[Bind],
-        params: Params,
+        params: impl KernelParams,
         groups: [usize; 3],
     ) -> Result<()> {
         let pipeline = self.pipelines.get(self.device, kernel)?;
@@ -359,7 +435,18 @@ impl<'a> Recorder<'a> {
                 binds.len()
             )));
         }
-        if params.0.len() > PARAM_WORDS {
+        let fits = match params.typed() {
+            Some((_, kernels)) => pipeline.typed && kernels.contains(&kernel),
+            None => !pipeline.typed,
+        };
+        if !fits {
+            let given = params.typed().map_or("positional Params", |(name, _)| name);
+            return Err(Error::internal(format!(
+                "{kernel:?} does not read {given} at binding 0"
+            )));
+        }
+        let bytes = params.bytes();
+        if bytes.len() > PARAM_BYTES {
             return Err(Error::internal(format!("{kernel:?}: too many parameters")));
         }
         let [x, y, z] = groups;
@@ -372,10 +459,9 @@ impl<'a> Recorder<'a> {
         if x == 0 || y == 0 || z == 0 {
             return Ok(());
         }
-        let slot = self.params.len() / PARAM_WORDS;
-        let mut words = params.0;
-        words.resize(PARAM_WORDS, 0);
-        self.params.extend_from_slice(&words);
+        let slot = self.params.len() / PARAM_BYTES;
+        self.params.extend_from_slice(bytes);
+        self.params.resize((slot + 1) * PARAM_BYTES, 0);
         let groups = [x.min(m) as u32, y as u32, z as u32];
         self.cmds.push(Cmd::Dispatch {
             pipeline,
@@ -391,7 +477,7 @@ impl<'a> Recorder<'a> {
         &mut self,
         kernel: Kernel,
         binds: &[Bind],
-        params: Params,
+        params: impl KernelParams,
         elements: usize,
     ) -> Result<()> {
         self.dispatch(kernel, binds, params, [elements.div_ceil(256), 1, 1])
@@ -442,25 +528,25 @@ impl<'a> Recorder<'a> {
     }
 
     /// Encodes everything into one command buffer. The uniform buffer comes from the pool and
-    /// is written here, before the submit that uses it.
-    /// The uniform buffer is returned too: keep it until the command buffer is submitted.
+    /// is written here, before the submit that uses it. The uniform buffer and the tensors given
+    /// to [`Recorder::keep`] are returned too: keep them until the command buffer has run.
     pub(crate) fn finish(
         self,
         queue: &wgpu::Queue,
         pool: &Arc<Pool>,
-    ) -> (wgpu::CommandBuffer, PooledBuffer) {
+    ) -> (wgpu::CommandBuffer, PooledBuffer, Vec<GpuTensor>) {
         let align = self
             .device
             .limits()
             .min_uniform_buffer_offset_alignment
             .max(256) as u64;
-        let slots = (self.params.len() / PARAM_WORDS).max(1) as u64;
+        let slots = (self.params.len() / PARAM_BYTES).max(1) as u64;
         let uniform = pool.get(Usage::Uniform, slots * align);
         if !self.params.is_empty() {
             let mut bytes = vec![0u8; (slots * align) as usize];
-            for (i, chunk) in self.params.chunks(PARAM_WORDS).enumerate() {
+            for (i, chunk) in self.params.chunks(PARAM_BYTES).enumerate() {
                 let at = i * align as usize;
-                bytes[at..at + PARAM_WORDS * 4].copy_from_slice(bytemuck::cast_slice(chunk));
+                bytes[at..at + PARAM_BYTES].copy_from_slice(chunk);
             }
             queue.write_buffer(uniform.buffer(), 0, &bytes);
         }
@@ -525,7 +611,7 @@ impl<'a> Recorder<'a> {
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer: uniform.buffer(),
                         offset: *slot as u64 * align,
-                        size: wgpu::BufferSize::new((PARAM_WORDS * 4) as u64),
+                        size: wgpu::BufferSize::new(PARAM_BYTES as u64),
                     }),
                 }];
                 for (b, &binding) in binds.iter().zip(pipeline.bindings) {
@@ -549,6 +635,6 @@ impl<'a> Recorder<'a> {
                 i += 1;
             }
         }
-        (encoder.finish(), uniform)
+        (encoder.finish(), uniform, self.keep)
     }
 }

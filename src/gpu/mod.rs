@@ -6,16 +6,22 @@
 //! gradients never leave the GPU until read.
 
 mod backward;
-mod cam;
 mod combine;
+#[cfg(test)]
+mod contract_tests;
+mod device;
 pub mod embed;
 mod exec;
 mod image;
-mod kernels;
-mod ops;
+pub(crate) mod kernels;
+pub(crate) mod node;
+pub(crate) mod ops;
+pub(crate) mod params;
 mod perturb;
 mod pool;
 mod readback;
+mod record;
+pub(crate) mod shape;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -23,14 +29,15 @@ mod tests_grad;
 #[cfg(test)]
 mod tests_reference;
 mod tsne;
-mod vjp;
 
 use crate::backend::{
-    AscentStep, Backend, CamWeighting, Forward, GradRule, Gradients, HostTensor, OcclusionWindow,
-    Seed,
+    AscentStep, Backend, Fill, Forward, GradRule, Gradients, HostTensor, MaskSource, Seed,
 };
 use crate::error::{Error, Result};
-use crate::model::{BinaryKind, Model, ValueId};
+use crate::model::{BinaryKind, Model, ReduceKind, Unary, ValueId};
+use device::backend_name;
+pub(crate) use device::open_device;
+pub use device::{list_adapters, quiet_headless_device_probe, AdapterSummary};
 pub use embed::MapFormat;
 use pool::{Pool, PooledBuffer, Usage};
 use std::collections::HashMap;
@@ -38,9 +45,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 /// The wgpu this crate is built against: a host shares its device only through this version.
 pub use wgpu;
-
-const NO_ADAPTER: &str = "no GPU adapter found. Install a Vulkan driver (Debian/Ubuntu: \
-`apt-get install -y mesa-vulkan-drivers` gives lavapipe, a software GPU), or run with --backend cpu";
 
 /// Knobs for the GPU backend.
 #[derive(Clone, Debug, Default)]
@@ -63,81 +67,6 @@ pub struct GpuStats {
     pub dispatches: u64,
     /// Host-to-GPU uploads (inputs and weights).
     pub uploads: u64,
-}
-
-/// One adapter as `netlens adapters` lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AdapterSummary {
-    /// The adapter's name as the driver reports it.
-    pub name: String,
-    /// The graphics API wgpu reaches it through (Vulkan, Metal, DX12, GL, WebGPU).
-    pub backend: String,
-    /// Discrete, integrated, virtual, CPU or other, in `Debug` form (CPU means a software adapter).
-    pub device_type: String,
-    /// Driver name and version info, joined by a space (may be empty).
-    pub driver: String,
-}
-
-/// Every adapter of every backend wgpu can reach (honouring `WGPU_BACKEND`).
-pub fn list_adapters() -> Vec<AdapterSummary> {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-    adapters
-        .iter()
-        .map(|a| {
-            let info = a.get_info();
-            let driver = match (info.driver.is_empty(), info.driver_info.is_empty()) {
-                (false, false) => format!("{} {}", info.driver, info.driver_info),
-                (false, true) => info.driver.clone(),
-                _ => info.driver_info.clone(),
-            };
-            AdapterSummary {
-                name: info.name.clone(),
-                backend: backend_name(info.backend).to_string(),
-                device_type: format!("{:?}", info.device_type),
-                driver,
-            }
-        })
-        .collect()
-}
-
-fn backend_name(b: wgpu::Backend) -> &'static str {
-    match b {
-        wgpu::Backend::Vulkan => "Vulkan",
-        wgpu::Backend::Metal => "Metal",
-        wgpu::Backend::Dx12 => "DX12",
-        wgpu::Backend::Gl => "GL",
-        wgpu::Backend::BrowserWebGpu => "WebGPU",
-        _ => "other",
-    }
-}
-
-/// The adapter wgpu prefers (`WGPU_BACKEND` and `WGPU_POWER_PREF` honoured), opened with its own
-/// limits.
-pub(crate) fn open_device() -> Result<(wgpu::Device, wgpu::Queue)> {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let power_preference =
-        wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance);
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference,
-        ..Default::default()
-    }))
-    .map_err(|_| Error::device(NO_ADAPTER))?;
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        label: Some("netlens"),
-        required_features: wgpu::Features::empty(),
-        required_limits: adapter.limits(),
-        ..Default::default()
-    }))
-    .map_err(|e| {
-        Error::device(format!(
-            "cannot open GPU device '{}': {e}",
-            adapter.get_info().name
-        ))
-    })?;
-    Ok((device, queue))
 }
 
 #[derive(Default)]
@@ -479,7 +408,6 @@ impl Backend for GpuBackend {
         input: &GpuTensor,
         taps: &[ValueId],
     ) -> Result<Forward<GpuTensor>> {
-        let _exclusive = self.exclusive()?;
         exec::forward(self, model, input, taps)
     }
 
@@ -492,18 +420,16 @@ impl Backend for GpuBackend {
         wrt: &[ValueId],
         taps: &[ValueId],
     ) -> Result<Gradients<GpuTensor>> {
-        let _exclusive = self.exclusive()?;
         backward::gradients(self, model, input, seed, rule, wrt, taps)
     }
 
-    fn occlude(
+    fn perturb(
         &self,
         image: &GpuTensor,
-        windows: &[OcclusionWindow],
-        value: &[f32],
+        source: &MaskSource<'_, GpuTensor>,
+        fill: &Fill,
     ) -> Result<GpuTensor> {
-        let _exclusive = self.exclusive()?;
-        perturb::occlude(self, image, windows, value)
+        perturb::perturb(self, image, source, fill)
     }
 
     fn path_batch(
@@ -515,16 +441,6 @@ impl Backend for GpuBackend {
         seed: u64,
     ) -> Result<GpuTensor> {
         perturb::path_batch(self, image, baseline, alphas, sigmas, seed)
-    }
-
-    fn cam_combine(
-        &self,
-        acts: &GpuTensor,
-        grads: &GpuTensor,
-        weighting: CamWeighting,
-        relu: bool,
-    ) -> Result<GpuTensor> {
-        cam::cam_combine(self, acts, grads, weighting, relu)
     }
 
     fn resize_bilinear(&self, x: &GpuTensor, out_h: usize, out_w: usize) -> Result<GpuTensor> {
@@ -543,36 +459,20 @@ impl Backend for GpuBackend {
         image::blur(self, x, sigma)
     }
 
-    fn segment_mask_batch(
-        &self,
-        image: &GpuTensor,
-        labels: &GpuTensor,
-        first: usize,
-        count: usize,
-        seed: u64,
-        value: &[f32],
-    ) -> Result<GpuTensor> {
-        let _exclusive = self.exclusive()?;
-        perturb::segment_mask_batch(self, image, labels, first, count, seed, value)
-    }
-
-    fn scaled_by_maps(
-        &self,
-        image: &GpuTensor,
-        maps: &GpuTensor,
-        first: usize,
-        count: usize,
-    ) -> Result<GpuTensor> {
-        let _exclusive = self.exclusive()?;
-        perturb::scaled_by_maps(self, image, maps, first, count)
-    }
-
     fn weighted_sum(&self, x: &GpuTensor, weights: &[f32], shape: &[usize]) -> Result<GpuTensor> {
         combine::weighted_sum(self, x, weights, shape)
     }
 
     fn elementwise(&self, a: &GpuTensor, b: &GpuTensor, op: BinaryKind) -> Result<GpuTensor> {
         combine::elementwise(self, a, b, op)
+    }
+
+    fn reduce(&self, x: &GpuTensor, kind: ReduceKind, axes: &[usize]) -> Result<GpuTensor> {
+        combine::reduce(self, x, kind, axes)
+    }
+
+    fn unary(&self, x: &GpuTensor, op: Unary) -> Result<GpuTensor> {
+        combine::unary(self, x, op)
     }
 
     fn concat(&self, parts: &[&GpuTensor]) -> Result<GpuTensor> {

@@ -1,113 +1,100 @@
-//! One small function per forward kernel: validates its operands and records the dispatch.
-//! Backward (VJP) kernels go beside these.
+//! Recording helpers shared by the op modules (`crate::ops`) and the GPU's own composite ops
+//! (`combine.rs`, `embed.rs`): validate operands and record one dispatch of a general kernel
+//! (element-wise, reduction, strided gather). This file imports no op module.
 
-use super::exec::{expect_rank4, pad6, prod, MAX_RANK};
-use super::kernels::{Bind, Kernel, Params, Recorder};
+use super::kernels::{Bind, Kernel, Recorder, TypedParams};
+use super::params::word;
+use super::shape::{axes, prod, signed_axes, Axes, SignedAxes, MAX_RANK};
 use super::{GpuBackend, GpuTensor};
 use crate::error::{Error, Result};
 use crate::model::{
-    broadcast_strides, strides_of, Binary, BinaryKind, Conv, Linear, ReduceKind, Unary,
+    broadcast_strides, strides_of, Binary, BinaryKind, ReduceKind, Unary, UnaryCode,
 };
+use bytemuck::NoUninit;
 
-pub(crate) fn conv(
-    gpu: &GpuBackend,
-    rec: &mut Recorder,
-    x: &GpuTensor,
-    out: &GpuTensor,
-    c: &Conv,
-    act: Option<(f32, f32)>,
-    what: &str,
-) -> Result<()> {
-    expect_rank4(x, out)?;
-    let ws = &c.weight.shape;
-    let (n, ch, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
-    let (oc, oh, ow) = (out.shape[1], out.shape[2], out.shape[3]);
-    if ws.len() != 4 || c.groups == 0 || ws[0] != oc || ch != ws[1] * c.groups || oc % c.groups != 0
-    {
-        return Err(Error::internal(format!(
-            "conv weight {ws:?} with {} groups does not fit {:?} -> {:?}",
-            c.groups, x.shape, out.shape
-        )));
-    }
-    let icg = ws[1];
-    let ocg = oc / c.groups;
-    let wbuf = gpu.const_buffer(&c.weight.data, what)?;
-    let bias = match &c.bias {
-        Some(b) => gpu.const_buffer(&b.data, what)?,
-        None => gpu.dummy.clone(),
-    };
-    let (lo, hi) = act.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-    let p = Params::new()
-        .us(&[n, ch, h, w, oc, oh, ow, ws[2], ws[3]])
-        .us(&c.strides)
-        .us(&c.dilations)
-        .i(c.pads[0] as i64)
-        .i(c.pads[1] as i64)
-        .us(&[icg, ocg, c.bias.is_some() as usize, act.is_some() as usize])
-        .f(lo)
-        .f(hi);
-    let binds = [x.into(), (&wbuf).into(), (&bias).into(), out.into()];
-    if icg == 1 {
-        rec.dispatch_1d(Kernel::ConvDirect, &binds, p, out.len())
-    } else {
-        let m = n * oh * ow;
-        rec.dispatch(
-            Kernel::ConvGemm,
-            &binds,
-            p,
-            [m.div_ceil(64), ocg.div_ceil(64), c.groups],
-        )
-    }
+/// `unary`'s parameters (WGSL `UnaryParams`): `a` and `b` as [`Unary::code`] gives them.
+#[repr(C)]
+#[derive(Clone, Copy, NoUninit)]
+pub(crate) struct UnaryParams {
+    pub(crate) total: u32,
+    pub(crate) op: UnaryCode,
+    pub(crate) a: f32,
+    pub(crate) b: f32,
 }
-
-pub(crate) fn linear(
-    gpu: &GpuBackend,
-    rec: &mut Recorder,
-    x: &GpuTensor,
-    out: &GpuTensor,
-    l: &Linear,
-    what: &str,
-) -> Result<()> {
-    let k = *x.shape.last().unwrap_or(&1);
-    let o = l.weight.shape[0];
-    if l.weight.shape.len() != 2 || l.weight.shape[1] != k || out.shape.last() != Some(&o) {
-        return Err(Error::internal(format!(
-            "linear weight {:?} for {:?}",
-            l.weight.shape, x.shape
-        )));
-    }
-    let rows = x.len() / k.max(1);
-    let wbuf = gpu.const_buffer(&l.weight.data, what)?;
-    let bias = match &l.bias {
-        Some(b) => gpu.const_buffer(&b.data, what)?,
-        None => gpu.dummy.clone(),
-    };
-    let p = Params::new().us(&[rows, o, k, l.bias.is_some() as usize]);
-    let binds = [x.into(), (&wbuf).into(), (&bias).into(), out.into()];
-    rec.dispatch(
-        Kernel::Linear,
-        &binds,
-        p,
-        [rows.div_ceil(64), o.div_ceil(64), 1],
-    )
-}
-
-pub(crate) fn unary_code(u: Unary) -> (usize, f32, f32) {
-    match u {
-        Unary::Relu => (0, 0.0, 0.0),
-        Unary::LeakyRelu { alpha } => (1, alpha, 0.0),
-        Unary::Clip { min, max } => (2, min, max),
-        Unary::Sigmoid => (3, 0.0, 0.0),
-        Unary::Tanh => (4, 0.0, 0.0),
-        Unary::HardSigmoid { alpha, beta } => (5, alpha, beta),
-        Unary::HardSwish => (6, 0.0, 0.0),
-    }
+impl TypedParams for UnaryParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::Unary];
 }
 
 pub(crate) fn unary(rec: &mut Recorder, x: &GpuTensor, out: &GpuTensor, u: Unary) -> Result<()> {
-    let (code, a, b) = unary_code(u);
-    let p = Params::new().u(x.len()).u(code).f(a).f(b);
+    let (op, a, b) = u.code();
+    let p = UnaryParams {
+        total: word(x.len()),
+        op,
+        a,
+        b,
+    };
     rec.dispatch_1d(Kernel::Unary, &[x.into(), out.into()], p, x.len())
+}
+
+/// The reduction of `reduce` / `reduce_bwd` in `reduce.wgsl` (WGSL constants `REDUCE_CODE_*`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, NoUninit)]
+pub(crate) enum ReduceCode {
+    Sum = 0,
+    Mean = 1,
+    Max = 2,
+}
+
+impl ReduceCode {
+    #[cfg(test)]
+    pub(crate) const ALL: [ReduceCode; 3] = [ReduceCode::Sum, ReduceCode::Mean, ReduceCode::Max];
+}
+
+impl From<ReduceKind> for ReduceCode {
+    fn from(kind: ReduceKind) -> ReduceCode {
+        match kind {
+            ReduceKind::Sum => ReduceCode::Sum,
+            ReduceKind::Mean => ReduceCode::Mean,
+            ReduceKind::Max => ReduceCode::Max,
+        }
+    }
+}
+
+/// The parameters of `reduce` and `reduce_bwd` (WGSL `ReduceParams`): `total` output elements,
+/// each over `count` inputs; bit `d` of `mask` marks reduced (rank-6 padded) axis `d`; the
+/// input's shape and strides.
+#[repr(C)]
+#[derive(Clone, Copy, NoUninit)]
+pub(crate) struct ReduceParams {
+    pub(crate) total: u32,
+    pub(crate) count: u32,
+    pub(crate) kind: ReduceCode,
+    pub(crate) mask: u32,
+    pub(crate) shape: Axes,
+    pub(crate) strides: Axes,
+}
+impl TypedParams for ReduceParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::Reduce, Kernel::ReduceBwd];
+}
+
+impl ReduceParams {
+    /// `x_shape` reduced over the axes of `mask` to `total` elements of `count` inputs each.
+    pub(crate) fn new(
+        total: usize,
+        count: usize,
+        kind: ReduceKind,
+        mask: usize,
+        x_shape: &[usize],
+    ) -> ReduceParams {
+        ReduceParams {
+            total: word(total),
+            count: word(count),
+            kind: kind.into(),
+            mask: word(mask),
+            shape: axes(x_shape, 1),
+            strides: axes(&strides_of(x_shape), 0),
+        }
+    }
 }
 
 /// `out` = `x` reduced over `axes` (never the batch axis 0), in order from the first element of
@@ -128,22 +115,60 @@ pub(crate) fn reduce(
         mask |= 1 << (a + offset);
     }
     let count: usize = axes.iter().map(|&a| x.shape[a]).product();
-    let code = match kind {
-        ReduceKind::Sum => 0,
-        ReduceKind::Mean => 1,
-        ReduceKind::Max => 2,
-    };
-    let p = Params::new()
-        .u(out.len())
-        .u(count)
-        .u(code)
-        .u(mask)
-        .us(&pad6(&x.shape, 1))
-        .us(&pad6(&strides_of(&x.shape), 0));
+    let p = ReduceParams::new(out.len(), count, kind, mask, &x.shape);
     rec.dispatch_1d(Kernel::Reduce, &[x.into(), out.into()], p, out.len())
 }
 
-pub(crate) fn binary(
+/// The op code of `binary` / `binary_bwd` in `eltwise.wgsl` (WGSL constants `BINARY_OP_*`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, NoUninit)]
+pub(crate) enum BinaryCode {
+    Add = 0,
+    Sub = 1,
+    Mul = 2,
+    Div = 3,
+}
+
+impl BinaryCode {
+    #[cfg(test)]
+    pub(crate) const ALL: [BinaryCode; 4] = [
+        BinaryCode::Add,
+        BinaryCode::Sub,
+        BinaryCode::Mul,
+        BinaryCode::Div,
+    ];
+}
+
+impl From<BinaryKind> for BinaryCode {
+    fn from(kind: BinaryKind) -> BinaryCode {
+        match kind {
+            BinaryKind::Add => BinaryCode::Add,
+            BinaryKind::Sub => BinaryCode::Sub,
+            BinaryKind::Mul => BinaryCode::Mul,
+            BinaryKind::Div => BinaryCode::Div,
+        }
+    }
+}
+
+/// `binary`'s parameters (WGSL `BinaryParams`): the output shape and each operand's broadcast
+/// strides (0 on broadcast axes).
+#[repr(C)]
+#[derive(Clone, Copy, NoUninit)]
+pub(crate) struct BinaryParams {
+    pub(crate) total: u32,
+    pub(crate) op: BinaryCode,
+    /// WGSL starts the axis arrays on a 16-byte boundary.
+    pub(crate) _pad: [u32; 2],
+    pub(crate) shape: Axes,
+    pub(crate) lhs_strides: Axes,
+    pub(crate) rhs_strides: Axes,
+}
+impl TypedParams for BinaryParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::Binary];
+}
+
+/// `out = x ∘ y` (or against `b`'s constant), uploading the constant if there is one.
+pub(crate) fn binary_op(
     gpu: &GpuBackend,
     rec: &mut Recorder,
     x: &GpuTensor,
@@ -152,11 +177,30 @@ pub(crate) fn binary(
     b: &Binary,
     what: &str,
 ) -> Result<()> {
+    let konst = match &b.konst {
+        Some(k) => Some(gpu.const_buffer(&k.data, what)?),
+        None => None,
+    };
+    binary(rec, x, y, konst.as_ref(), out, b)
+}
+
+/// `out = x ∘ y`, or `x ∘ konst` / `konst ∘ x` when `b` has a constant (already uploaded as
+/// `konst`).
+pub(crate) fn binary(
+    rec: &mut Recorder,
+    x: &GpuTensor,
+    y: Option<&GpuTensor>,
+    konst: Option<&wgpu::Buffer>,
+    out: &GpuTensor,
+    b: &Binary,
+) -> Result<()> {
     let os = &out.shape;
     let (lhs, lshape, rhs, rshape): (Bind, Vec<usize>, Bind, Vec<usize>) = match (&b.konst, y) {
         (None, Some(y)) => (x.into(), x.shape.clone(), y.into(), y.shape.clone()),
         (Some(k), _) => {
-            let kb: Bind = (&gpu.const_buffer(&k.data, what)?).into();
+            let kb: Bind = konst
+                .ok_or_else(|| Error::internal("binary op constant not uploaded"))?
+                .into();
             if b.konst_is_lhs {
                 (kb, k.shape.clone(), x.into(), x.shape.clone())
             } else {
@@ -177,20 +221,34 @@ pub(crate) fn binary(
             )));
         }
     }
-    let code = match b.kind {
-        BinaryKind::Add => 0,
-        BinaryKind::Sub => 1,
-        BinaryKind::Mul => 2,
-        BinaryKind::Div => 3,
+    let p = BinaryParams {
+        total: word(out.len()),
+        op: b.kind.into(),
+        _pad: [0; 2],
+        shape: axes(os, 1),
+        lhs_strides: axes(&broadcast_strides(os, &lshape), 0),
+        rhs_strides: axes(&broadcast_strides(os, &rshape), 0),
     };
-    let p = Params::new()
-        .u(out.len())
-        .u(code)
-        .at(4)
-        .us(&pad6(os, 1))
-        .us(&pad6(&broadcast_strides(os, &lshape), 0))
-        .us(&pad6(&broadcast_strides(os, &rshape), 0));
     rec.dispatch_1d(Kernel::Binary, &[lhs, rhs, out.into()], p, out.len())
+}
+
+/// `gather`'s parameters (WGSL `GatherParams`): see [`gather_to`].
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct GatherParams {
+    pub(crate) total: u32,
+    pub(crate) in_base: u32,
+    pub(crate) out_base: u32,
+    pub(crate) pad: f32,
+    pub(crate) shape: Axes,
+    pub(crate) start: SignedAxes,
+    pub(crate) step: SignedAxes,
+    pub(crate) in_dim: Axes,
+    pub(crate) in_stride: Axes,
+    pub(crate) out_stride: Axes,
+}
+impl TypedParams for GatherParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::Gather];
 }
 
 /// Strided gather into a dense output (`out_stride` = the output's own strides).
@@ -255,16 +313,17 @@ pub(crate) fn gather_to(
         )));
     }
     let total = prod(shape);
-    let p = Params::new()
-        .u(total)
-        .u(0)
-        .u(out_base)
-        .f(pad)
-        .us(&pad6(shape, 1))
-        .is(&pad6(start, 0))
-        .is(&pad6(step, 1))
-        .us(&pad6(in_dim, 1))
-        .us(&pad6(in_stride, 0))
-        .us(&pad6(out_stride, 0));
+    let p = GatherParams {
+        total: word(total),
+        in_base: 0,
+        out_base: word(out_base),
+        pad,
+        shape: axes(shape, 1),
+        start: signed_axes(start, 0),
+        step: signed_axes(step, 1),
+        in_dim: axes(in_dim, 1),
+        in_stride: axes(in_stride, 0),
+        out_stride: axes(out_stride, 0),
+    };
     rec.dispatch_1d(Kernel::Gather, &[src.into(), dst.into()], p, total)
 }

@@ -337,6 +337,7 @@ fn unary_ops() {
             beta: 0.5,
         },
         Unary::HardSwish,
+        Unary::Erf,
     ];
     let mut b = Builder::new(&[3, 5, 7]);
     let scale = b.add(

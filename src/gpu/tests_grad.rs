@@ -221,6 +221,7 @@ fn unary_vjps_and_rules() {
             beta: 0.5,
         },
         Unary::HardSwish,
+        Unary::Erf,
     ];
     for u in ops {
         let mut b = Builder::new(&[3, 5, 7]);

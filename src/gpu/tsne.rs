@@ -8,15 +8,118 @@
 //! device memory rather than by the binding limit (one block, as before, up to 5792 points on a
 //! 128 MiB binding).
 
-use std::sync::atomic::Ordering;
-
-use super::kernels::{Bind, Kernel, Params, Recorder};
-use super::{readback, GpuBackend, GpuTensor};
+use super::kernels::{Bind, Kernel, Recorder, TypedParams};
+use super::params::word;
+use super::{GpuBackend, GpuTensor};
+use crate::backend::tsne::affinity::{P_FLOOR, SEARCH_STEPS, SEARCH_TOL};
+use crate::backend::tsne::{host_memory_available, Schedule, TsneExact, TsneResult};
+use crate::backend::Backend;
 use crate::backend::HostTensor;
 use crate::error::{Error, Result};
-use crate::methods::tsne::affinity::{P_FLOOR, SEARCH_STEPS, SEARCH_TOL};
-use crate::methods::tsne::{host_memory_available, Schedule, TsneResult};
 use crate::progress::Progress;
+use bytemuck::{Pod, Zeroable};
+
+// Parameter structs, mirrored by the WGSL structs of the same names in `shaders/tsne.wgsl`: `r0`
+// and `rows` name the block of P a dispatch sees, `first` and `last` are 1 when the block starts
+// or ends the sums.
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct DistParams {
+    pub(crate) n: u32,
+    pub(crate) d: u32,
+    pub(crate) scale: f32,
+    pub(crate) r0: u32,
+    pub(crate) rows: u32,
+}
+impl TypedParams for DistParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::TsneDist];
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct PcondParams {
+    pub(crate) n: u32,
+    pub(crate) perplexity: f32,
+    pub(crate) steps: u32,
+    pub(crate) tol: f32,
+    pub(crate) r0: u32,
+    pub(crate) rows: u32,
+}
+impl TypedParams for PcondParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::TsnePcond];
+}
+
+/// `inv` is 1/(2N).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct SymParams {
+    pub(crate) n: u32,
+    pub(crate) inv: f32,
+    pub(crate) floor: f32,
+    pub(crate) r0: u32,
+    pub(crate) rows: u32,
+}
+impl TypedParams for SymParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::TsneSym];
+}
+
+/// `r0_b` and `rows_b` name block PB, below P.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct SymPairParams {
+    pub(crate) n: u32,
+    pub(crate) inv: f32,
+    pub(crate) floor: f32,
+    pub(crate) r0: u32,
+    pub(crate) rows: u32,
+    pub(crate) r0_b: u32,
+    pub(crate) rows_b: u32,
+}
+impl TypedParams for SymPairParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::TsneSymPair];
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct ForcesParams {
+    pub(crate) n: u32,
+    pub(crate) r0: u32,
+    pub(crate) rows: u32,
+    pub(crate) first: u32,
+    pub(crate) last: u32,
+}
+impl TypedParams for ForcesParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::TsneForces2, Kernel::TsneForces3];
+}
+
+/// `restart` is 1 to set update 0 and gains 1 before the step.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct UpdateParams {
+    pub(crate) n: u32,
+    pub(crate) dims: u32,
+    pub(crate) exag: f32,
+    pub(crate) lr: f32,
+    pub(crate) momentum: f32,
+    pub(crate) restart: u32,
+}
+impl TypedParams for UpdateParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::TsneUpdate];
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct KlParams {
+    pub(crate) n: u32,
+    pub(crate) dims: u32,
+    pub(crate) r0: u32,
+    pub(crate) rows: u32,
+    pub(crate) first: u32,
+}
+impl TypedParams for KlParams {
+    const KERNELS: &'static [Kernel] = &[Kernel::TsneKl];
+}
 
 /// Rows `r0 .. r0 + rows` of the dense P `[N, N]`, in a buffer of their own.
 struct PBlock {
@@ -31,40 +134,8 @@ impl PBlock {
     }
 }
 
-impl GpuBackend {
-    /// Dense symmetric P `[N, N]` of prepared features `x` `[N, D]` (dissimilarity
-    /// `scale·‖x_i − x_j‖²`), computed on the device and read back (for checks; `tsne_exact`
-    /// keeps it on the device).
-    pub fn tsne_affinities(
-        &self,
-        x: &HostTensor,
-        scale: f32,
-        perplexity: f32,
-    ) -> Result<HostTensor> {
-        let _exclusive = self.exclusive()?;
-        let (xb, p) = self.tsne_p_alloc(x)?;
-        let n = x.shape[0];
-        let full = self.alloc(vec![n, n])?;
-        let mut rec = Recorder::new(&self.device, &self.pipelines);
-        self.record_p(&mut rec, &xb, &p, scale, perplexity)?;
-        for b in &p {
-            let row = n as u64 * 4;
-            rec.copy(
-                &b.buffer,
-                0,
-                full.buffer(),
-                b.r0 as u64 * row,
-                b.rows as u64 * row,
-            );
-        }
-        self.submit_recorded(rec, "t-SNE affinities")?;
-        readback::read_many(self, &[&full])?
-            .pop()
-            .ok_or_else(|| Error::internal("read-back returned nothing"))
-    }
-
-    /// Exact t-SNE from prepared features and a starting embedding `y0` `[N, 2 or 3]`.
-    pub fn tsne_exact(
+impl TsneExact for GpuBackend {
+    fn tsne_exact(
         &self,
         x: &HostTensor,
         scale: f32,
@@ -76,8 +147,39 @@ impl GpuBackend {
         self.tsne_exact_with_gradient(x, scale, perplexity, y0, schedule, progress)
             .map(|r| r.0)
     }
+}
 
-    /// [`GpuBackend::tsne_exact`], also returning the gradient `[N, dims]` of the last step
+impl GpuBackend {
+    /// Dense symmetric P `[N, N]` of prepared features `x` `[N, D]` (dissimilarity
+    /// `scale·‖x_i − x_j‖²`), computed on the device and read back (for checks; `tsne_exact`
+    /// keeps it on the device).
+    pub fn tsne_affinities(
+        &self,
+        x: &HostTensor,
+        scale: f32,
+        perplexity: f32,
+    ) -> Result<HostTensor> {
+        let (xb, p) = self.tsne_p_alloc(x)?;
+        let n = x.shape[0];
+        let full = self.alloc(vec![n, n])?;
+        self.record("t-SNE affinities", |rec| {
+            self.record_p(rec, &xb, &p, scale, perplexity)?;
+            for b in &p {
+                let row = n as u64 * 4;
+                rec.copy(
+                    &b.buffer,
+                    0,
+                    full.buffer(),
+                    b.r0 as u64 * row,
+                    b.rows as u64 * row,
+                );
+            }
+            Ok(())
+        })?;
+        self.read(&full)
+    }
+
+    /// [`TsneExact::tsne_exact`], also returning the gradient `[N, dims]` of the last step
     /// (without the constant 4), for checks against the CPU.
     pub fn tsne_exact_with_gradient(
         &self,
@@ -96,16 +198,12 @@ impl GpuBackend {
                 y0.shape
             )));
         }
-        let _exclusive = self.exclusive()?;
         let p = self.tsne_p(x, scale, perplexity)?;
-        let y = self.alloc(vec![n * dims])?;
-        self.queue
-            .write_buffer(y.buffer(), 0, bytemuck::cast_slice(&y0.data));
+        let y = self.upload(y0)?;
         let acc = self.alloc(vec![n * 8])?;
         // update | gains | gradient; the first step restarts update and gains.
         let state = self.alloc(vec![3 * n * dims])?;
         let klout = self.alloc(vec![2 * n])?;
-        self.stats.uploads.fetch_add(1, Ordering::Relaxed);
 
         let nb = p.len();
         let forces = if dims == 2 {
@@ -119,57 +217,52 @@ impl GpuBackend {
         let mut it = 0;
         while it < s.iterations {
             let end = ((it / s.kl_every + 1) * s.kl_every).min(s.iterations);
-            let mut rec = Recorder::new(&self.device, &self.pipelines);
-            for k in it..end {
-                let (exag, momentum, restart) = s.at(k);
-                for (bi, b) in p.iter().enumerate() {
-                    rec.dispatch(
-                        forces,
-                        &[b.bind(), (&y).into(), (&acc).into()],
-                        Params::new()
-                            .u(n)
-                            .u(b.r0)
-                            .u(b.rows)
-                            .u((bi == 0) as usize)
-                            .u((bi + 1 == nb) as usize),
-                        [groups, 1, 1],
-                    )?;
+            self.record("t-SNE iterations", |rec| {
+                for k in it..end {
+                    let (exag, momentum, restart) = s.at(k);
+                    for (bi, b) in p.iter().enumerate() {
+                        let params = ForcesParams {
+                            n: word(n),
+                            r0: word(b.r0),
+                            rows: word(b.rows),
+                            first: (bi == 0) as u32,
+                            last: (bi + 1 == nb) as u32,
+                        };
+                        let binds = [b.bind(), (&y).into(), (&acc).into()];
+                        rec.dispatch(forces, &binds, params, [groups, 1, 1])?;
+                    }
+                    let params = UpdateParams {
+                        n: word(n),
+                        dims: word(dims),
+                        exag,
+                        lr: s.learn_rate,
+                        momentum,
+                        restart: restart as u32,
+                    };
+                    let binds = [(&y).into(), (&acc).into(), (&state).into()];
+                    rec.dispatch(Kernel::TsneUpdate, &binds, params, [groups, 1, 1])?;
                 }
-                rec.dispatch(
-                    Kernel::TsneUpdate,
-                    &[(&y).into(), (&acc).into(), (&state).into()],
-                    Params::new()
-                        .u(n)
-                        .u(dims)
-                        .f(exag)
-                        .f(s.learn_rate)
-                        .f(momentum)
-                        .u(restart as usize),
-                    [groups, 1, 1],
-                )?;
-            }
-            for (bi, b) in p.iter().enumerate() {
-                rec.dispatch(
-                    Kernel::TsneKl,
-                    &[b.bind(), (&y).into(), (&klout).into()],
-                    Params::new()
-                        .u(n)
-                        .u(dims)
-                        .u(b.r0)
-                        .u(b.rows)
-                        .u((bi == 0) as usize),
-                    [groups, 1, 1],
-                )?;
-            }
-            self.submit_recorded(rec, "t-SNE iterations")?;
-            let kl = kl_from(&readback::read_many(self, &[&klout])?[0].data);
+                for (bi, b) in p.iter().enumerate() {
+                    let params = KlParams {
+                        n: word(n),
+                        dims: word(dims),
+                        r0: word(b.r0),
+                        rows: word(b.rows),
+                        first: (bi == 0) as u32,
+                    };
+                    let binds = [b.bind(), (&y).into(), (&klout).into()];
+                    rec.dispatch(Kernel::TsneKl, &binds, params, [groups, 1, 1])?;
+                }
+                Ok(())
+            })?;
+            let kl = kl_from(&self.read(&klout)?.data);
             history.push((end, kl));
             progress.message(&format!("KL {kl:.4}"));
             progress.advance((end - it) as u64);
             it = end;
         }
         progress.finish();
-        let mut out = readback::read_many(self, &[&y, &state])?;
+        let mut out = self.read_many(&[&y, &state])?;
         let state_h = out
             .pop()
             .ok_or_else(|| Error::internal("read-back returned nothing"))?;
@@ -192,9 +285,9 @@ impl GpuBackend {
     /// Records and submits the affinity kernels; P stays on the device.
     fn tsne_p(&self, x: &HostTensor, scale: f32, perplexity: f32) -> Result<Vec<PBlock>> {
         let (xb, p) = self.tsne_p_alloc(x)?;
-        let mut rec = Recorder::new(&self.device, &self.pipelines);
-        self.record_p(&mut rec, &xb, &p, scale, perplexity)?;
-        self.submit_recorded(rec, "t-SNE affinities")?;
+        self.record("t-SNE affinities", |rec| {
+            self.record_p(rec, &xb, &p, scale, perplexity)
+        })?;
         Ok(p)
     }
 
@@ -208,10 +301,7 @@ impl GpuBackend {
         }
         let (n, d) = (x.shape[0], x.shape[1]);
         let rows = self.p_block_rows(n, d)?;
-        let xb = self.alloc(vec![n, d])?;
-        self.queue
-            .write_buffer(xb.buffer(), 0, bytemuck::cast_slice(&x.data));
-        self.stats.uploads.fetch_add(1, Ordering::Relaxed);
+        let xb = self.upload(x)?;
         // Not from the pool: P is the one allocation that can exhaust the device, a failed buffer
         // must not be lent out again, and hundreds of MB should not stay parked after the run.
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -304,64 +394,49 @@ impl GpuBackend {
     ) -> Result<()> {
         let (n, d) = (xb.shape()[0], xb.shape()[1]);
         for b in p {
-            rec.dispatch(
-                Kernel::TsneDist,
-                &[xb.into(), b.bind()],
-                Params::new().u(n).u(d).f(scale).u(b.r0).u(b.rows),
-                [n.div_ceil(16), b.rows.div_ceil(16), 1],
-            )?;
-            rec.dispatch(
-                Kernel::TsnePcond,
-                &[b.bind()],
-                Params::new()
-                    .u(n)
-                    .f(perplexity)
-                    .u(SEARCH_STEPS)
-                    .f(SEARCH_TOL)
-                    .u(b.r0)
-                    .u(b.rows),
-                [b.rows, 1, 1],
-            )?;
+            let dist = DistParams {
+                n: word(n),
+                d: word(d),
+                scale,
+                r0: word(b.r0),
+                rows: word(b.rows),
+            };
+            let groups = [n.div_ceil(16), b.rows.div_ceil(16), 1];
+            rec.dispatch(Kernel::TsneDist, &[xb.into(), b.bind()], dist, groups)?;
+            let pcond = PcondParams {
+                n: word(n),
+                perplexity,
+                steps: word(SEARCH_STEPS),
+                tol: SEARCH_TOL,
+                r0: word(b.r0),
+                rows: word(b.rows),
+            };
+            rec.dispatch(Kernel::TsnePcond, &[b.bind()], pcond, [b.rows, 1, 1])?;
         }
         let inv = 1.0 / (2.0 * n as f32);
         for (k, a) in p.iter().enumerate() {
             let tiles = a.rows.div_ceil(16);
-            rec.dispatch(
-                Kernel::TsneSym,
-                &[a.bind()],
-                Params::new().u(n).f(inv).f(P_FLOOR).u(a.r0).u(a.rows),
-                [tiles, tiles, 1],
-            )?;
+            let sym = SymParams {
+                n: word(n),
+                inv,
+                floor: P_FLOOR,
+                r0: word(a.r0),
+                rows: word(a.rows),
+            };
+            rec.dispatch(Kernel::TsneSym, &[a.bind()], sym, [tiles, tiles, 1])?;
             for b in &p[k + 1..] {
-                rec.dispatch(
-                    Kernel::TsneSymPair,
-                    &[a.bind(), b.bind()],
-                    Params::new()
-                        .u(n)
-                        .f(inv)
-                        .f(P_FLOOR)
-                        .u(a.r0)
-                        .u(a.rows)
-                        .u(b.r0)
-                        .u(b.rows),
-                    [b.rows.div_ceil(16), tiles, 1],
-                )?;
+                let pair = SymPairParams {
+                    n: word(n),
+                    inv,
+                    floor: P_FLOOR,
+                    r0: word(a.r0),
+                    rows: word(a.rows),
+                    r0_b: word(b.r0),
+                    rows_b: word(b.rows),
+                };
+                let groups = [b.rows.div_ceil(16), tiles, 1];
+                rec.dispatch(Kernel::TsneSymPair, &[a.bind(), b.bind()], pair, groups)?;
             }
-        }
-        Ok(())
-    }
-
-    fn submit_recorded(&self, rec: Recorder<'_>, what: &str) -> Result<()> {
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let dispatches = rec.dispatches() as u64;
-        let (commands, uniform) = rec.finish(&self.queue, &self.pool);
-        self.submit(commands);
-        drop(uniform);
-        self.stats
-            .dispatches
-            .fetch_add(dispatches, Ordering::Relaxed);
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::internal(format!("{what} failed validation: {e}")));
         }
         Ok(())
     }

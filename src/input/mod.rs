@@ -9,18 +9,20 @@ pub mod dataset;
 mod decode;
 mod npy;
 mod resize;
+mod rows;
 mod sidecar;
 
 use std::path::Path;
 
 pub use dataset::{Dataset, Item};
-pub use decode::{load_gray, load_rgb, MAX_PIXELS, MAX_SIDE};
-pub use npy::{check_input_shape, load_input_npy, load_npy, write_npy};
+pub use decode::{load_gray, load_rgb, MAX_DECODED_BYTES, MAX_PIXELS, MAX_SIDE};
+pub use npy::{check_finite, check_input_shape, load_input_npy, load_npy, parse_npy, write_npy};
 pub use resize::resize_bilinear_u8;
 pub use sidecar::{load_labels, Sidecar};
 
 use crate::backend::HostTensor;
 use crate::error::{Error, Result};
+use rows::{DecodedRows, ImageRows, Rows};
 
 /// A decoded image: interleaved samples in 0..=255 (fractional for 16-bit sources), row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,17 +51,7 @@ impl Image {
         let data = self
             .data
             .chunks_exact(3)
-            .map(|p| {
-                let l = (f64::from(p[0]) * 19595.0
-                    + f64::from(p[1]) * 38470.0
-                    + f64::from(p[2]) * 7471.0)
-                    / 65536.0;
-                if self.bit_depth == 8 {
-                    (l + 0.5).floor() as f32
-                } else {
-                    l as f32
-                }
-            })
+            .map(|p| rows::luma([p[0], p[1], p[2]], self.bit_depth))
             .collect();
         Image {
             channels: 1,
@@ -79,22 +71,6 @@ impl Image {
             data,
             ..*self
         }
-    }
-
-    fn with_channels(&self, channels: usize) -> Image {
-        if channels == 1 {
-            self.to_gray()
-        } else {
-            self.to_rgb()
-        }
-    }
-
-    /// Samples rounded to 8 bits, the representation Pillow resizes.
-    fn to_u8(&self) -> Vec<u8> {
-        self.data
-            .iter()
-            .map(|&v| v.round().clamp(0.0, 255.0) as u8)
-            .collect()
     }
 }
 
@@ -314,6 +290,24 @@ fn shorter_side_size(w: usize, h: usize, resize: usize) -> (usize, usize) {
 /// per-sample shape `[C, H, W]` (C = 1 or 3). Gray images are replicated for RGB models and RGB
 /// images reduced to luminance for gray ones.
 pub fn preprocess(img: &Image, pp: &Preprocess, input: &[usize]) -> Result<HostTensor> {
+    if !matches!(img.channels, 1 | 3) || img.data.len() != img.width * img.height * img.channels {
+        return Err(Error::bad_input(format!(
+            "image of {}x{} with {} channel(s) holds {} samples; expected 1 or 3 channels and \
+             width x height x channels samples",
+            img.width,
+            img.height,
+            img.channels,
+            img.data.len()
+        )));
+    }
+    let channels = input.first().copied().unwrap_or(3);
+    preprocess_rows(&ImageRows { img, channels }, pp, input)
+}
+
+/// [`preprocess`] reading the image one row at a time, already in the model's channel count:
+/// the only full-size buffers are the caller's decoded image and, when resizing, the 8-bit
+/// horizontally resized intermediate (`resized width × source height`).
+fn preprocess_rows(img: &dyn Rows, pp: &Preprocess, input: &[usize]) -> Result<HostTensor> {
     pp.validate()?;
     let &[c, h, w] = input else {
         return Err(Error::bad_input(format!(
@@ -333,26 +327,37 @@ pub fn preprocess(img: &Image, pp: &Preprocess, input: &[usize]) -> Result<HostT
             )));
         }
     }
-    let img = img.with_channels(c);
+    let (iw, ih) = (img.width(), img.height());
     let target = match pp.resize {
-        Some(r) => Some(shorter_side_size(img.width, img.height, r)),
+        Some(r) => Some(shorter_side_size(iw, ih, r)),
         None if pp.crop.is_none() => Some((w, h)),
         None => None,
     };
-    let (rw, rh, pixels) = match target {
-        Some((nw, nh)) if (nw, nh) != (img.width, img.height) => {
+    let resized = match target {
+        Some((nw, nh)) if (nw, nh) != (iw, ih) => {
             if nw == 0 || nh == 0 || nw > MAX_SIDE as usize || nh > MAX_SIDE as usize {
                 return Err(Error::bad_input(format!(
-                    "image of {}x{} would be resized to {nw}x{nh}; its aspect ratio is too \
-                     extreme",
-                    img.width, img.height
+                    "image of {iw}x{ih} would be resized to {nw}x{nh}; its aspect ratio is too \
+                     extreme"
                 )));
             }
-            let out = resize_bilinear_u8(&img.to_u8(), img.width, img.height, c, nw, nh);
-            (nw, nh, out.into_iter().map(f32::from).collect())
+            // Pillow resizes the 8-bit image: samples are rounded before resampling.
+            let mut samples = vec![0f32; iw * c];
+            let to_u8 = |y: usize, out: &mut [u8]| {
+                img.row(y, &mut samples);
+                for (o, &v) in out.iter_mut().zip(&samples) {
+                    *o = v.round().clamp(0.0, 255.0) as u8;
+                }
+            };
+            Some((
+                nw,
+                nh,
+                resize::resize_bilinear_rows(to_u8, iw, ih, c, nw, nh),
+            ))
         }
-        _ => (img.width, img.height, img.data),
+        _ => None,
     };
+    let (rw, rh) = resized.as_ref().map_or((iw, ih), |&(nw, nh, _)| (nw, nh));
     if rw < w || rh < h {
         return Err(Error::bad_input(format!(
             "image is {rw}x{rh} after resizing, smaller than the {w}x{h} crop the model needs"
@@ -362,19 +367,29 @@ pub fn preprocess(img: &Image, pp: &Preprocess, input: &[usize]) -> Result<HostT
     let top = half_of_round_even(rh - h);
     let scale = pp.scale as f32;
     let mut data = vec![0f32; c * h * w];
-    for (ch, plane) in data.chunks_exact_mut(h * w).enumerate() {
-        let (mean, std) = stats[ch];
-        for (y, row) in plane.chunks_exact_mut(w).enumerate() {
-            let src = (top + y) * rw + left;
-            for (x, out) in row.iter_mut().enumerate() {
-                *out = (pixels[(src + x) * c + ch] / scale - mean) / std;
+    let mut line = vec![0f32; rw * c];
+    for y in 0..h {
+        match &resized {
+            Some((_, _, out)) => {
+                let src = &out[(top + y) * rw * c..(top + y + 1) * rw * c];
+                for (l, &v) in line.iter_mut().zip(src) {
+                    *l = f32::from(v);
+                }
+            }
+            None => img.row(top + y, &mut line),
+        }
+        for (ch, &(mean, std)) in stats.iter().enumerate() {
+            let plane_row = &mut data[ch * h * w + y * w..ch * h * w + (y + 1) * w];
+            for (x, out) in plane_row.iter_mut().enumerate() {
+                *out = (line[(left + x) * c + ch] / scale - mean) / std;
             }
         }
     }
     HostTensor::new(vec![1, c, h, w], data)
 }
 
-/// Loads an image file with the model's channel count and preprocesses it.
+/// Loads an image file with the model's channel count and preprocesses it, converting and
+/// resizing row by row from the decoded buffer (see [`MAX_DECODED_BYTES`]).
 pub fn image_tensor(
     path: impl AsRef<Path>,
     pp: &Preprocess,
@@ -382,8 +397,46 @@ pub fn image_tensor(
 ) -> Result<HostTensor> {
     let path = path.as_ref();
     let channels = input.first().copied().unwrap_or(3);
-    let img = load_image(path, channels)?;
-    preprocess(&img, pp, input).map_err(|e| e.context(path.display()))
+    check_channels(channels, &path.display())?;
+    let img = decode::decode(path)?;
+    decoded_tensor(&img, pp, input).map_err(|e| e.context(path.display()))
+}
+
+/// [`image_tensor`] on a file already in memory; `shown` names it in errors. This is also the
+/// image fuzzing entry point, so it must return an error, never panic, on any bytes.
+pub fn image_tensor_from_bytes(
+    bytes: &[u8],
+    shown: &dyn std::fmt::Display,
+    pp: &Preprocess,
+    input: &[usize],
+) -> Result<HostTensor> {
+    let channels = input.first().copied().unwrap_or(3);
+    check_channels(channels, shown)?;
+    let img = decode::decode_bytes(bytes, shown)?;
+    decoded_tensor(&img, pp, input).map_err(|e| e.context(shown))
+}
+
+fn check_channels(channels: usize, shown: &dyn std::fmt::Display) -> Result<()> {
+    if matches!(channels, 1 | 3) {
+        return Ok(());
+    }
+    Err(Error::bad_input(format!(
+        "cannot load {shown} for a model with {channels} input channels (only 1 or 3 are \
+         supported)"
+    )))
+}
+
+fn decoded_tensor(
+    img: &image::DynamicImage,
+    pp: &Preprocess,
+    input: &[usize],
+) -> Result<HostTensor> {
+    let channels = input.first().copied().unwrap_or(3);
+    match DecodedRows::new(img, channels) {
+        Some(rows) => preprocess_rows(&rows, pp, input),
+        // Float sources, which PNG and JPEG do not produce: converted whole.
+        None => preprocess(&decode::rgb_from(img), pp, input),
+    }
 }
 
 /// Concatenates tensors `[n_i, C, H, W]` (usually n_i = 1) along the batch axis.

@@ -23,6 +23,12 @@ pub fn load_npy(path: impl AsRef<Path>) -> Result<HostTensor> {
             Error::bad_input(format!("cannot read npy file {shown}: {e}"))
         }
     })?;
+    parse_npy(&bytes, &shown)
+}
+
+/// [`load_npy`] on bytes already in memory; `shown` names them in errors. This is also the
+/// fuzzing entry point, so it must return an error, never panic, on any bytes.
+pub fn parse_npy(bytes: &[u8], shown: &dyn std::fmt::Display) -> Result<HostTensor> {
     let bad = |what: String| Error::bad_input(format!("{shown} is not a valid .npy file: {what}"));
     if bytes.len() < 10 || !bytes.starts_with(MAGIC) {
         return Err(bad("it does not start with the NumPy magic string".into()));
@@ -46,7 +52,7 @@ pub fn load_npy(path: impl AsRef<Path>) -> Result<HostTensor> {
     if bytes.len() < data_at {
         return Err(bad("the header is truncated".into()));
     }
-    let mut cursor = Cursor::new(&bytes[..]);
+    let mut cursor = Cursor::new(bytes);
     let header =
         npyz::NpyHeader::from_reader(&mut cursor).map_err(|e| bad(format!("bad header: {e}")))?;
     if header.order() == Order::Fortran {
@@ -152,11 +158,37 @@ pub fn check_input_shape(tensor: &mut HostTensor, model_input: &[usize]) -> Resu
 }
 
 /// Loads an `.npy` input and checks it against the model's per-sample input shape.
+/// Non-finite values are refused, naming the first one's position in the file's own shape: a NaN
+/// would otherwise flow through the model into a confident-looking class and all-zero maps.
 pub fn load_input_npy(path: impl AsRef<Path>, model_input: &[usize]) -> Result<HostTensor> {
     let path = path.as_ref();
     let mut t = load_npy(path)?;
+    check_finite(&t).map_err(|e| e.context(path.display()))?;
     check_input_shape(&mut t, model_input).map_err(|e| e.context(path.display()))?;
     Ok(t)
+}
+
+/// Refuses a tensor holding NaN or ±Inf, naming the first such value's index tuple and how many
+/// there are.
+pub fn check_finite(t: &HostTensor) -> Result<()> {
+    let Some(first) = t.data.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let count = t.data.iter().filter(|v| !v.is_finite()).count();
+    let mut index = vec![0usize; t.shape.len()];
+    let mut rest = first;
+    for (slot, &dim) in index.iter_mut().zip(&t.shape).rev() {
+        *slot = rest % dim.max(1);
+        rest /= dim.max(1);
+    }
+    let index: Vec<String> = index.iter().map(usize::to_string).collect();
+    Err(Error::bad_input(format!(
+        "input tensor holds a non-finite value ({}) at index [{}] ({count} of {} values are \
+         NaN or infinite); inputs must be finite",
+        t.data[first],
+        index.join(", "),
+        t.data.len()
+    )))
 }
 
 #[cfg(test)]
@@ -190,6 +222,26 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::BadInput, "{e}");
         assert!(e.message.contains(&path.display().to_string()), "{e}");
         assert!(e.message.contains(needle), "{e}");
+    }
+
+    #[test]
+    fn non_finite_values_are_refused_naming_the_first_index() {
+        let mut data = vec![0.5f32; 2 * 3 * 4];
+        assert!(check_finite(&HostTensor::new(vec![2, 3, 4], data.clone()).unwrap()).is_ok());
+        data[12 + 4 + 3] = f32::NAN;
+        data[23] = f32::NEG_INFINITY;
+        let e = check_finite(&HostTensor::new(vec![2, 3, 4], data).unwrap()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadInput);
+        assert!(
+            e.message.contains("(NaN) at index [1, 1, 3]"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("2 of 24 values"), "{}", e.message);
+        let p = tmp("nan.npy");
+        write_npy(&p, &[1, 4], &[1.0, f32::INFINITY, 0.0, 0.0]).unwrap();
+        let e = load_input_npy(&p, &[4]).unwrap_err();
+        assert!(e.message.contains("(inf) at index [0, 1]"), "{}", e.message);
     }
 
     #[test]

@@ -91,12 +91,38 @@ pub fn resize_bilinear_u8(
     nh: usize,
 ) -> Vec<u8> {
     debug_assert_eq!(data.len(), w * h * channels);
+    let len = w * channels;
+    resize_bilinear_rows(
+        |y, out| out.copy_from_slice(&data[y * len..(y + 1) * len]),
+        w,
+        h,
+        channels,
+        nw,
+        nh,
+    )
+}
+
+/// [`resize_bilinear_u8`] reading the source one row at a time through `row(y, out)` (which
+/// fills `w * channels` samples), so that the full-size source never has to exist as one 8-bit
+/// buffer: only the horizontally resized `nw`×`h` intermediate and the output are allocated.
+pub(super) fn resize_bilinear_rows(
+    mut row: impl FnMut(usize, &mut [u8]),
+    w: usize,
+    h: usize,
+    channels: usize,
+    nw: usize,
+    nh: usize,
+) -> Vec<u8> {
+    if nw == 0 || nh == 0 || channels == 0 {
+        return Vec::new();
+    }
     let half = 1i64 << (PRECISION_BITS - 1);
-    let horizontal = if nw != w {
+    let mut src = vec![0u8; w * channels];
+    let horizontal = (nw != w).then(|| {
         let taps = precompute(w, nw);
         let mut out = vec![0u8; nw * h * channels];
         for y in 0..h {
-            let src = &data[y * w * channels..(y + 1) * w * channels];
+            row(y, &mut src);
             let dst = &mut out[y * nw * channels..(y + 1) * nw * channels];
             for (xx, &(xmin, count)) in taps.bounds.iter().enumerate() {
                 let k = &taps.coeffs[xx * taps.ksize..xx * taps.ksize + count];
@@ -110,22 +136,44 @@ pub fn resize_bilinear_u8(
             }
         }
         out
-    } else {
-        data.to_vec()
-    };
+    });
+    let row_len = nw * channels;
     if nh == h {
-        return horizontal;
+        return horizontal.unwrap_or_else(|| {
+            let mut out = vec![0u8; h * row_len];
+            for (y, dst) in out.chunks_exact_mut(row_len).enumerate() {
+                row(y, dst);
+            }
+            out
+        });
     }
     let taps = precompute(h, nh);
-    let row_len = nw * channels;
     let mut out = vec![0u8; nh * row_len];
+    // Without a horizontal pass, the taps' source rows are fetched per output row.
+    let mut window = vec![
+        0u8;
+        if horizontal.is_some() {
+            0
+        } else {
+            taps.ksize * row_len
+        }
+    ];
     for (yy, &(ymin, count)) in taps.bounds.iter().enumerate() {
         let k = &taps.coeffs[yy * taps.ksize..yy * taps.ksize + count];
+        let rows: &[u8] = match &horizontal {
+            Some(hz) => &hz[ymin * row_len..(ymin + count) * row_len],
+            None => {
+                for (y, dst) in window.chunks_exact_mut(row_len).take(count).enumerate() {
+                    row(ymin + y, dst);
+                }
+                &window[..count * row_len]
+            }
+        };
         let dst = &mut out[yy * row_len..(yy + 1) * row_len];
         for (i, d) in dst.iter_mut().enumerate() {
             let mut acc = half;
             for (y, &ky) in k.iter().enumerate() {
-                acc += i64::from(horizontal[(ymin + y) * row_len + i]) * i64::from(ky);
+                acc += i64::from(rows[y * row_len + i]) * i64::from(ky);
             }
             *d = clip8(acc);
         }
@@ -153,6 +201,25 @@ mod tests {
                 let out = resize_bilinear_u8(&data, w, h, 3, nw, nh);
                 assert!(out.iter().all(|&o| o == v), "{w}x{h}->{nw}x{nh} value {v}");
             }
+        }
+    }
+
+    #[test]
+    fn vertical_only_equals_horizontal_only_on_the_transpose() {
+        // A resize that keeps the width skips the horizontal pass and fetches its source rows
+        // per output row; transposed, the same taps run in the horizontal pass instead.
+        let (w, h, nh) = (6, 23, 9);
+        let data: Vec<u8> = (0..w * h).map(|i| (i * 97 % 256) as u8).collect();
+        let transpose = |d: &[u8], w: usize, h: usize| -> Vec<u8> {
+            (0..w * h).map(|i| d[(i % h) * w + i / h]).collect()
+        };
+        let vertical = resize_bilinear_u8(&data, w, h, 1, w, nh);
+        let across = resize_bilinear_u8(&transpose(&data, w, h), h, w, 1, nh, w);
+        assert_eq!(vertical, transpose(&across, nh, w));
+        for up in [h, 40] {
+            let v = resize_bilinear_u8(&data, w, h, 1, w, up);
+            let a = resize_bilinear_u8(&transpose(&data, w, h), h, w, 1, up, w);
+            assert_eq!(v, transpose(&a, up, w), "to {up}");
         }
     }
 

@@ -307,6 +307,78 @@ fn huge_declared_size_is_rejected_before_decoding() {
     let p = tmp("huge.png");
     std::fs::write(&p, &png).unwrap();
     expect_bad(&p, "too large");
+
+    // Within the side and pixel limits but 2 GiB of 16-bit RGBA samples: over the decode budget.
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend(16384u32.to_be_bytes());
+    ihdr.extend(16384u32.to_be_bytes());
+    ihdr.extend([16, 6, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    let p = tmp("over_budget.png");
+    std::fs::write(&p, &png).unwrap();
+    expect_bad(&p, "2048 MiB, over the 1024 MiB decode budget");
+}
+
+#[test]
+fn palettes_that_panicked_the_png_crate_are_bad_input() {
+    // Found by tests/fuzz_inputs.rs: png 0.18 indexes out of bounds on these instead of failing.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fuzz/crashes");
+    for (file, needle) in [
+        ("png_plte_43_bytes.png", "PLTE chunk is 43 bytes"),
+        (
+            "png_trns_3_of_2.png",
+            "tRNS chunk has 3 entries for a palette of 2",
+        ),
+    ] {
+        expect_bad(&dir.join(file), needle);
+    }
+}
+
+#[test]
+fn row_by_row_tensor_equals_the_whole_image_path() {
+    // image_tensor converts and resizes the decoded file row by row; load_image converts the
+    // whole image first. Both must give the same tensor to the bit, for every sample type, both
+    // channel counts, and every resize shape (both axes, one axis, none).
+    for (path, kind) in save_odd_images() {
+        for c in [1, 3] {
+            let cases = [
+                // The ImageNet preset's three means fit RGB only; tf's single one fits both.
+                (
+                    if c == 3 {
+                        Preprocess::imagenet()
+                    } else {
+                        Preprocess::tf()
+                    },
+                    [c, 224, 224],
+                ),
+                (Preprocess::unit(), [c, 16, 16]),
+                (Preprocess::unit(), [c, 30, 40]),
+                (Preprocess::unit(), [c, 20, 40]),
+                (Preprocess::unit(), [c, 30, 17]),
+            ];
+            for (pp, input) in cases {
+                let whole = preprocess(&load_image(&path, c).unwrap(), &pp, &input).unwrap();
+                let rows = image_tensor(&path, &pp, &input).unwrap();
+                assert_eq!(rows.shape, whole.shape, "{kind} {input:?}");
+                let same = rows
+                    .data
+                    .iter()
+                    .zip(&whole.data)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{kind} {input:?}");
+                let bytes = std::fs::read(&path).unwrap();
+                let mem = image_tensor_from_bytes(&bytes, &kind, &pp, &input).unwrap();
+                assert_eq!(mem.data, rows.data, "{kind} {input:?} from memory");
+            }
+        }
+    }
 }
 
 #[test]

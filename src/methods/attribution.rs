@@ -3,11 +3,11 @@
 //! are backend handles (GPU buffers on the GPU backend) until [`Attribution::read`] brings them
 //! back in one read-back.
 
-use super::gradcam::CamMap;
-use super::{channel_abs_max, check_class, scores, PixelAttribution, Score};
+use super::{channel_abs_max, check_class, scores, CamMap, PixelAttribution, Score};
 use crate::backend::{Backend, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::progress::Progress;
 
 /// Which class each sample of a batch is explained for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,7 +63,7 @@ impl Target {
                 let output = b.forward(model, &b.upload(inputs)?, &[])?.output;
                 let logits = b.read(&output)?;
                 (0..n)
-                    .map(|i| crate::engine::top_k(logits.sample(i), 1)[0])
+                    .map(|i| crate::backend::top_k(logits.sample(i), 1)[0])
                     .collect()
             }
         };
@@ -109,7 +109,7 @@ pub enum MapKind {
 /// sample's map into a texture; nothing has been read back unless the method's doc says so.
 #[derive(Clone, Debug)]
 pub struct Attribution<T> {
-    /// The method's name (see [`Attribute::name`]).
+    /// The method's name (see [`Named::name`]).
     pub method: &'static str,
     /// Whether `maps` holds one value per input element or one per pixel.
     pub kind: MapKind,
@@ -127,6 +127,43 @@ pub struct Attribution<T> {
     pub targets: Vec<usize>,
     /// Which score of the target the maps explain.
     pub score: Score,
+    /// Where the method has a baseline (IG), the model's output at each sample's baseline,
+    /// `[N, classes]`: read with the maps, it gives [`Extras::convergence_delta`].
+    pub baseline_logits: Option<T>,
+    /// What a method that finishes on the host knows beyond its maps, one per sample (empty
+    /// when it has nothing to add).
+    pub extras: Vec<Extras>,
+}
+
+/// What a method knows beyond its map, for one sample: each field is set by the methods that
+/// have it and `None` elsewhere, so callers handle one result type whatever the method.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Extras {
+    /// IG's completeness check: `sum(map) - (f(x) - f(baseline))`, near 0 when the quadrature is
+    /// accurate.
+    pub convergence_delta: Option<f32>,
+    /// IG: `f(x) - f(baseline)`.
+    pub score_difference: Option<f32>,
+    /// Score-CAM: the weight of each channel of the layer (softmax of the masked scores).
+    pub channel_weights: Option<Vec<f32>>,
+    /// Occlusion: `[H, W]`, per pixel the mean score drop over the windows covering it
+    /// (Captum's attribution), before the grid is upsampled into the map.
+    pub per_pixel: Option<HostTensor>,
+    /// LIME: the surrogate model fitted to the perturbed scores.
+    pub surrogate: Option<SurrogateFit>,
+}
+
+/// A LIME surrogate: what it says of each segment and how well it fits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SurrogateFit {
+    /// `[H, W]`: the segment id of each pixel (MATLAB `featureMap`), as whole f32 values.
+    pub segments: HostTensor,
+    /// One value per segment (MATLAB `featureImportance`).
+    pub importance: Vec<f32>,
+    /// The most important segment ids, most important first.
+    pub top_segments: Vec<usize>,
+    /// Weighted R² of the surrogate on the samples.
+    pub r2: f64,
 }
 
 /// An [`Attribution`] read back to the host.
@@ -150,6 +187,9 @@ pub struct HostAttribution {
     pub score: Score,
     /// That score of each sample's target on the unperturbed input.
     pub scores: Vec<f32>,
+    /// Per sample, what the method knows beyond the map (IG's convergence delta, LIME's fit,
+    /// Score-CAM's channel weights, occlusion's per-pixel map); all `None` where it has nothing.
+    pub extras: Vec<Extras>,
 }
 
 impl<T> Attribution<T> {
@@ -167,6 +207,7 @@ impl<T> Attribution<T> {
     ) -> Result<(HostAttribution, Vec<HostTensor>)> {
         let mut wanted = vec![&self.maps, &self.logits];
         wanted.extend(self.lowres.as_ref());
+        wanted.extend(self.baseline_logits.as_ref());
         wanted.extend_from_slice(extra);
         let mut read = b.read_many(&wanted)?.into_iter();
         let short = || Error::internal("read-back returned fewer tensors than asked");
@@ -176,7 +217,23 @@ impl<T> Attribution<T> {
             Some(_) => Some(read.next().ok_or_else(short)?),
             None => None,
         };
+        let baseline_logits = match self.baseline_logits {
+            Some(_) => Some(read.next().ok_or_else(short)?),
+            None => None,
+        };
         let scores = scores(&logits, self.score, &self.targets);
+        let mut extras = self.extras.clone();
+        extras.resize(self.targets.len(), Extras::default());
+        if let Some(base) = baseline_logits {
+            let base_scores = super::scores(&base, self.score, &self.targets);
+            for (i, e) in extras.iter_mut().enumerate() {
+                // As IG's own `attribute` has always computed it: the map's sum in f64.
+                let total: f64 = maps.sample(i).iter().map(|&v| v as f64).sum();
+                let difference = scores[i] - base_scores[i];
+                e.convergence_delta = Some((total - difference as f64) as f32);
+                e.score_difference = Some(difference);
+            }
+        }
         let host = HostAttribution {
             method: self.method,
             kind: self.kind,
@@ -187,6 +244,7 @@ impl<T> Attribution<T> {
             targets: self.targets.clone(),
             score: self.score,
             scores,
+            extras,
         };
         Ok((host, read.collect()))
     }
@@ -262,7 +320,18 @@ fn plane(t: &HostTensor, i: usize, squeeze: bool) -> HostTensor {
     }
 }
 
-/// The uniform entry point of the local attribution methods (Captum's `attribute()`).
+/// A method's short name, as the CLI spells it where it has one (`saliency`, `gradcam`,
+/// `occlusion`, ...). Apart from [`Attribute`] because it does not depend on the backend: a
+/// method struct answers it without naming one.
+pub trait Named {
+    /// The method's short name.
+    fn name(&self) -> &'static str;
+}
+
+/// The uniform entry point of the local attribution methods (Captum's `attribute()`), for one
+/// backend type, so that a method is an object: `Box<dyn Attribute<B>>` is what the
+/// [registry](super::registry) builds from a subcommand's options. Every method struct
+/// implements it for every backend (`impl<B: Backend> Attribute<B> for GradCam`).
 ///
 /// Sample `i` of `inputs` (`[N, C, H, W]`) is explained for class `i` of the target; each
 /// method's own `attribute` (one image, several classes, host results) is this call followed by
@@ -289,22 +358,40 @@ fn plane(t: &HostTensor, i: usize, squeeze: bool) -> HostTensor {
 /// assert_eq!(saliency.maps.shape, vec![2, 1, 16, 16]);
 /// assert_eq!(cam.maps.shape, vec![2, 1, 16, 16]);
 /// assert_eq!(cam.targets, vec![3, 7]);
+///
+/// // The same methods as objects, side by side.
+/// let methods: Vec<Box<dyn Attribute<CpuBackend>>> =
+///     vec![Box::new(Saliency::default()), Box::new(GradCam::default())];
+/// for m in &methods {
+///     let a = m.attribute_batch(&b, &model, &inputs, &target)?.read(&b)?;
+///     assert_eq!((a.method, a.extras.len()), (m.name(), 2));
+/// }
 /// # Ok::<(), netlens::Error>(())
 /// ```
-pub trait Attribute {
-    /// The method's short name, as the CLI spells it where it has one (`saliency`, `gradcam`,
-    /// `occlusion`, ...).
-    fn name(&self) -> &'static str;
-
+pub trait Attribute<B: Backend>: Named {
     /// Explains each sample of `inputs` (`[N] + model input shape`, N ≥ 1) for its class in
     /// `target`. A bad batch or target is a bad-input error.
-    fn attribute_batch<B: Backend>(
+    fn attribute_batch(
         &self,
         b: &B,
         model: &Model,
         inputs: &HostTensor,
         target: &Target,
     ) -> Result<Attribution<B::Tensor>>;
+
+    /// [`Attribute::attribute_batch`], reporting its mini-batches to `progress` where the method
+    /// has some (the perturbation methods); the others ignore it.
+    fn attribute_batch_with_progress(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+        progress: &dyn Progress,
+    ) -> Result<Attribution<B::Tensor>> {
+        let _ = progress;
+        self.attribute_batch(b, model, inputs, target)
+    }
 }
 
 /// One sample's result of a method whose last step runs on the host.
@@ -315,32 +402,47 @@ pub(crate) struct HostResult {
     pub lowres: Option<HostTensor>,
     /// The model's output for the unperturbed sample, `[1, classes]`.
     pub logits: HostTensor,
+    /// What the method knows beyond the map.
+    pub extras: Extras,
 }
 
-/// For the methods that finish on the host (occlusion, LIME, Score-CAM): explains each sample
-/// alone with `explain` (each call reads its scores back), then uploads the stacked results, so
-/// they leave as the same kind of [`Attribution`] as the device methods'.
+/// For the methods that finish on the host (occlusion, LIME, Score-CAM): explains each image
+/// with `explain(image [1, C, H, W], classes, progress)`, one result per class (each call reads
+/// its scores back), then uploads the stacked results, so they leave as the same kind of
+/// [`Attribution`] as the device methods'. Consecutive samples that repeat one image (one image
+/// explained for several classes) are explained in one call, so they share its forwards.
 pub(crate) fn explain_each<B: Backend>(
     b: &B,
     model: &Model,
     inputs: &HostTensor,
     target: &Target,
     (method, score, layer): (&'static str, Score, Option<String>),
-    mut explain: impl FnMut(&HostTensor, usize) -> Result<HostResult>,
+    progress: &dyn Progress,
+    mut explain: impl FnMut(&HostTensor, &[usize], &dyn Progress) -> Result<Vec<HostResult>>,
 ) -> Result<Attribution<B::Tensor>> {
     let targets = target.classes(b, model, inputs)?;
     let mut shape = inputs.shape.clone();
     shape[0] = 1;
-    let results = targets
-        .iter()
-        .enumerate()
-        .map(|(i, &class)| {
-            explain(
-                &HostTensor::new(shape.clone(), inputs.sample(i).to_vec())?,
-                class,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut results = Vec::with_capacity(targets.len());
+    let mut first = 0;
+    while first < targets.len() {
+        let image = inputs.sample(first);
+        let mut end = first + 1;
+        while end < targets.len() && inputs.sample(end) == image {
+            end += 1;
+        }
+        let x = HostTensor::new(shape.clone(), image.to_vec())?;
+        let group = explain(&x, &targets[first..end], progress)?;
+        if group.len() != end - first {
+            return Err(Error::internal(format!(
+                "{method} returned {} maps for {} classes",
+                group.len(),
+                end - first
+            )));
+        }
+        results.extend(group);
+        first = end;
+    }
     // [h, w] planes stacked into [N, 1, h, w].
     let stack = |planes: Vec<&HostTensor>| -> Result<B::Tensor> {
         let mut shape = vec![planes.len(), 1];
@@ -348,7 +450,7 @@ pub(crate) fn explain_each<B: Backend>(
         let data = planes.iter().flat_map(|p| p.data.iter().copied()).collect();
         b.upload(&HostTensor::new(shape, data)?)
     };
-    let logits = super::occlusion::concat_rows(results.iter().map(|r| r.logits.clone()).collect())?;
+    let logits = super::concat_rows(results.iter().map(|r| r.logits.clone()).collect())?;
     let lowres = match results.iter().map(|r| r.lowres.as_ref()).collect() {
         Some(planes) => Some(stack(planes)?),
         None => None,
@@ -362,5 +464,7 @@ pub(crate) fn explain_each<B: Backend>(
         logits: b.upload(&logits)?,
         targets,
         score,
+        baseline_logits: None,
+        extras: results.into_iter().map(|r| r.extras).collect(),
     })
 }

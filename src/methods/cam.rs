@@ -2,7 +2,7 @@
 //! (flatten) → fully connected, the map of class c is `sum_k W[c, k] A_k`. Forward only, and the
 //! sum is taken where the activations are.
 
-use super::attribution::{Attribute, Attribution, MapKind, Target};
+use super::attribution::{Attribute, Attribution, MapKind, Named, Target};
 use super::gradcam::CamMap;
 use super::{check_class, check_single_image, repeat, Score};
 use crate::backend::{Backend, HostTensor};
@@ -108,17 +108,21 @@ impl Cam {
             logits: f.output,
             targets: targets.to_vec(),
             score: Score::Logit,
+            baseline_logits: None,
+            extras: Vec::new(),
         })
     }
 }
 
 /// The maps are computed on the backend: nothing is read back before [`Attribution::read`].
-impl Attribute for Cam {
+impl Named for Cam {
     fn name(&self) -> &'static str {
         "cam"
     }
+}
 
-    fn attribute_batch<B: Backend>(
+impl<B: Backend> Attribute<B> for Cam {
+    fn attribute_batch(
         &self,
         b: &B,
         model: &Model,

@@ -1,9 +1,9 @@
 //! Integrated Gradients (Sundararajan et al.) with Captum's quadrature rules. All steps, plus the
 //! image and the baseline themselves (for the convergence delta), run as one batch.
 
-use super::attribution::{Attribute, Attribution, MapKind, Target};
+use super::attribution::{Attribute, Attribution, MapKind, Named, Target};
 use super::{
-    check_class, check_single_image, grouped_batch, pick_rows, repeat_each, score_seed, scores,
+    check_class, check_single_image, grouped_batch, pick_rows, repeat_each, score_seed,
     PixelAttribution, Score,
 };
 use crate::backend::{Backend, GradRule, HostTensor};
@@ -159,36 +159,28 @@ impl IntegratedGradients {
     ) -> Result<IgAttribution> {
         check_single_image(model, x)?;
         check_class(model, class)?;
-        let (a, output) = self.explain(b, model, x, &[class])?;
-        let (a, mut extra) = a.read_with(b, &[&output])?;
-        let output = extra
-            .pop()
-            .ok_or_else(|| Error::internal("IG read no logits"))?;
-        let f_base = scores(&output, self.score, &vec![class; self.steps + 2])[self.steps + 1];
-        let attribution = a
-            .pixel_attributions()
-            .pop()
-            .ok_or_else(|| Error::internal("IG returned no map"))?;
-        let total: f64 = attribution.map.data.iter().map(|&v| v as f64).sum();
-        let diff = attribution.score - f_base;
+        let a = self.explain(b, model, x, &[class])?.read(b)?;
+        let missing = || Error::internal("IG returned no map");
+        let extras = a.extras.first().cloned().ok_or_else(missing)?;
+        let attribution = a.pixel_attributions().pop().ok_or_else(missing)?;
         Ok(IgAttribution {
             attribution,
-            convergence_delta: (total - diff as f64) as f32,
-            score_difference: diff,
+            convergence_delta: extras.convergence_delta.ok_or_else(missing)?,
+            score_difference: extras.score_difference.ok_or_else(missing)?,
         })
     }
 
     /// Per image, the path points, then the image itself (alpha 1) and the baseline (alpha 0)
     /// for the convergence delta, generated where the image lives; all images in one
-    /// `gradients` call, and the weighted mean times `x - baseline` computed there too. Also
-    /// returns the full output `[N · (steps + 2), K]`.
+    /// `gradients` call, and the weighted mean times `x - baseline` computed there too. The
+    /// baseline's rows of the output are kept for the convergence delta.
     fn explain<B: Backend>(
         &self,
         b: &B,
         model: &Model,
         inputs: &HostTensor,
         targets: &[usize],
-    ) -> Result<(Attribution<B::Tensor>, B::Tensor)> {
+    ) -> Result<Attribution<B::Tensor>> {
         if self.steps == 0 {
             return Err(Error::bad_input("steps must be at least 1"));
         }
@@ -230,7 +222,7 @@ impl IntegratedGradients {
             })
             .collect();
         let span = b.upload(&HostTensor::new(inputs.shape.clone(), span)?)?;
-        let attribution = Attribution {
+        Ok(Attribution {
             method: self.name(),
             kind: MapKind::PerElement,
             maps: b.elementwise(&mean_grad, &span, BinaryKind::Mul)?,
@@ -239,19 +231,22 @@ impl IntegratedGradients {
             logits: pick_rows(b, &g.output, targets.len(), per, self.steps)?,
             targets: targets.to_vec(),
             score: self.score,
-        };
-        Ok((attribution, g.output))
+            baseline_logits: Some(pick_rows(b, &g.output, targets.len(), per, self.steps + 1)?),
+            extras: Vec::new(),
+        })
     }
 }
 
 /// The maps are computed on the backend: nothing is read back before [`Attribution::read`]. The
 /// baseline is shared by all images.
-impl Attribute for IntegratedGradients {
+impl Named for IntegratedGradients {
     fn name(&self) -> &'static str {
         "ig"
     }
+}
 
-    fn attribute_batch<B: Backend>(
+impl<B: Backend> Attribute<B> for IntegratedGradients {
+    fn attribute_batch(
         &self,
         b: &B,
         model: &Model,
@@ -259,7 +254,7 @@ impl Attribute for IntegratedGradients {
         target: &Target,
     ) -> Result<Attribution<B::Tensor>> {
         let targets = target.classes(b, model, inputs)?;
-        Ok(self.explain(b, model, inputs, &targets)?.0)
+        self.explain(b, model, inputs, &targets)
     }
 }
 

@@ -6,21 +6,61 @@
 //! one read-back. A method builds its whole batch (classes, noisy copies, interpolation steps,
 //! occluded copies) up front: a gradient method costs one `gradients` call (one forward +
 //! backward submission on the GPU), its last steps (averages, products, CAM weighting) recorded
-//! where the gradients are; occlusion costs one occlude + forward per mini-batch (one submission:
-//! single-kernel ops ride with the next forward); and the results cross to the host once.
+//! where the gradients are; a perturbation method (occlusion, LIME, Score-CAM, RISE) costs one
+//! `perturb` + forward per mini-batch (one submission: single-kernel ops ride with the next
+//! forward); and the results cross to the host once.
 
 pub mod attribution;
 pub mod cam;
 pub mod deepdream;
+pub mod eigencam;
 pub mod gradcam;
+pub mod guided_gradcam;
+pub mod hirescam;
 pub mod integrated_gradients;
 pub mod lime;
 pub mod objective;
 pub mod occlusion;
+pub mod options;
+mod perturbation;
+pub mod registry;
+pub mod rise;
 pub mod saliency;
 pub mod scorecam;
 pub mod smoothgrad;
 pub mod tsne;
+pub mod xgradcam;
+
+/// Every local attribution method, in the order the report shows them and the bench times them:
+/// one line per method, next to its `pub mod` line above, so a new method is its own file plus
+/// two lines here ([`registry`] says how to write one).
+#[rustfmt::skip]
+pub fn registered<B: Backend>() -> Vec<registry::MethodEntry<B>> {
+    use gradcam::CamVariant;
+    use options::{
+        CamOptions, GuidedGradCamOptions, GuidedOptions, IgOptions, LimeOptions, OcclusionOptions,
+        SaliencyOptions, ScoreCamOptions, SmoothGradOptions,
+    };
+    use registry::{entry, gradcam_entry};
+    vec![
+        entry::<B, CamOptions>("cam", "CAM", "Classic CAM (feature layer → global average pooling → fully connected)."),
+        gradcam_entry::<B>("gradcam", "Grad-CAM", "Grad-CAM.", CamVariant::GradCam),
+        gradcam_entry::<B>("gradcam++", "Grad-CAM++", "Grad-CAM++.", CamVariant::GradCamPlusPlus),
+        gradcam_entry::<B>("layercam", "LayerCAM", "LayerCAM.", CamVariant::LayerCam),
+        entry::<B, hirescam::HiResCamOptions>("hirescam", "HiResCAM", "HiResCAM (pytorch-grad-cam HiResCAM): activations times their gradients, summed over channels."),
+        entry::<B, xgradcam::XGradCamOptions>("xgradcam", "XGrad-CAM", "XGrad-CAM (pytorch-grad-cam XGradCAM): channels weighted by activation-weighted gradients."),
+        entry::<B, eigencam::EigenCamOptions>("eigencam", "EigenCAM", "EigenCAM (pytorch-grad-cam EigenCAM): the feature layer's first principal component."),
+        entry::<B, OcclusionOptions>("occlusion", "Occlusion sensitivity", "Occlusion sensitivity (MATLAB occlusionSensitivity, Captum Occlusion), batched on the device."),
+        entry::<B, LimeOptions>("lime", "LIME", "LIME (MATLAB imageLIME, Captum Lime): a surrogate fitted to scores of segment-masked copies."),
+        entry::<B, rise::RiseOptions>("rise", "RISE", "RISE (Petsiuk et al.): random smooth masks weighted by the class score under each."),
+        entry::<B, ScoreCamOptions>("scorecam", "Score-CAM", "Score-CAM (pytorch-grad-cam ScoreCAM): channel weights from scores of map-masked copies."),
+        entry::<B, SaliencyOptions>("saliency", "Vanilla gradient", "Vanilla gradient (or gradient × input with --times-input) per pixel."),
+        entry::<B, SmoothGradOptions>("smoothgrad", "SmoothGrad", "SmoothGrad, SmoothGrad² or VarGrad over noisy copies."),
+        entry::<B, IgOptions>("ig", "Integrated Gradients", "Integrated Gradients."),
+        entry::<B, GuidedOptions>("guided", "Guided backprop", "Guided backprop."),
+        entry::<B, GuidedGradCamOptions>("guided-gradcam", "Guided Grad-CAM", "Guided backprop times the upsampled Grad-CAM."),
+    ]
+}
 
 pub mod activations;
 pub mod dataset_features;
@@ -51,6 +91,21 @@ impl Score {
             ))),
         }
     }
+}
+
+/// A class activation map.
+#[derive(Clone, Debug)]
+pub struct CamMap {
+    /// The explained class index.
+    pub class: usize,
+    /// The explained score (logit or probability) of `class` on the original image.
+    pub score: f32,
+    /// The layer the map was computed on (ONNX tensor name).
+    pub layer: String,
+    /// `[h, w]` at the layer's resolution.
+    pub lowres: HostTensor,
+    /// `[H, W]`, bilinearly upsampled to the input.
+    pub upsampled: HostTensor,
 }
 
 /// A pixel-space attribution for one class.
@@ -314,4 +369,17 @@ pub fn normalize_min_max(map: &HostTensor) -> HostTensor {
         shape: map.shape.clone(),
         data: shifted.iter().map(|v| v / (1e-7 + max)).collect(),
     }
+}
+
+/// Stacks `[n_i, K]` tensors into one `[Σ n_i, K]`.
+pub(crate) fn concat_rows(parts: Vec<HostTensor>) -> Result<HostTensor> {
+    let k = parts.first().map_or(0, |p| p.sample_len());
+    if parts.iter().any(|p| p.sample_len() != k) {
+        return Err(Error::internal(
+            "occlusion chunks returned different output sizes",
+        ));
+    }
+    let n = parts.iter().map(|p| p.batch()).sum();
+    let data = parts.into_iter().flat_map(|p| p.data).collect();
+    HostTensor::new(vec![n, k], data)
 }

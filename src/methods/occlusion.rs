@@ -3,14 +3,15 @@
 //! drops at each position.
 //!
 //! The occluded copies are built by the backend from the one uploaded image
-//! ([`Backend::occlude`]) and run in chunks of `mini_batch` samples: per chunk one `occlude`
-//! and one `forward` (on the GPU one submission, see [`Occlusion::attribute`]). Only the logits
-//! stay behind, and all chunks' logits cross to the host in one `read_many` at the end; the
-//! unoccluded image rides along as an extra, empty window in the first chunk.
+//! ([`Backend::perturb`] with window masks) and run through the perturbation loop every
+//! perturbation method shares: per chunk of `mini_batch` samples one `perturb` and one `forward`
+//! (on the GPU one submission, see [`Occlusion::attribute`]), all chunks' logits read back at
+//! once; the unoccluded image rides along as an extra, empty window in the first chunk.
 
-use super::attribution::{explain_each, Attribute, Attribution, HostResult, Target};
+use super::attribution::{explain_each, Attribute, Attribution, Extras, HostResult, Named, Target};
+use super::perturbation::Perturbations;
 use super::{check_image_and_classes, mini_batch, scores, Score};
-use crate::backend::{Backend, HostTensor, OcclusionWindow};
+use crate::backend::{Backend, Fill, HostTensor, MaskSource, OcclusionWindow};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::progress::{Progress, Silent};
@@ -153,7 +154,7 @@ impl Occlusion {
     /// the same forwards.
     ///
     /// Cost on the GPU, with `P` window positions and `B = mini_batch`: `⌈(P + 1)/B⌉` chunks
-    /// (the `+ 1` is the unoccluded image), each one submission (the `occlude` kernel is deferred
+    /// (the `+ 1` is the unoccluded image), each one submission (the `perturb` kernel is deferred
     /// into its `forward`'s submission), then one read-back (one more submission) for all
     /// chunks' logits.
     pub fn attribute<B: Backend>(
@@ -205,22 +206,15 @@ impl Occlusion {
             .chain(windows.iter().copied())
             .collect();
         let image = b.upload(x)?;
-        let mut outputs = Vec::with_capacity(samples.len().div_ceil(mini_batch));
-        progress.start("occlusion", samples.len().div_ceil(mini_batch) as u64);
-        for chunk in samples.chunks(mini_batch) {
-            let batch = b.occlude(&image, chunk, &value)?;
-            outputs.push(b.forward(model, &batch, &[])?.output);
-            progress.advance(1);
-        }
-        let logits = concat_rows(b.read_many(&outputs.iter().collect::<Vec<_>>())?)?;
-        progress.finish();
-        if logits.batch() != samples.len() {
-            return Err(Error::internal(format!(
-                "occlusion read {} rows of logits for {} samples",
-                logits.batch(),
-                samples.len()
-            )));
-        }
+        let run = Perturbations::<B> {
+            image: &image,
+            samples: samples.len(),
+            mini_batch,
+            fill: Fill::Constant(&value),
+            method: "occlusion",
+        };
+        let source = |first: usize, count: usize| MaskSource::Windows(&samples[first..][..count]);
+        let (logits, _) = run.logits(b, model, source, &[], progress)?;
 
         let coverage = coverage(&windows, h, w);
         let original = HostTensor::new(vec![1, logits.sample_len()], logits.sample(0).to_vec())?;
@@ -259,30 +253,55 @@ impl Occlusion {
 /// results. The map is the grid resized as [`Occlusion::upsampling`] says, or with
 /// [`Upsampling::None`] Captum's per-pixel mean ([`OcclusionMap::per_pixel`]); `lowres` is the
 /// grid, `[N, 1, rows, cols]`.
-impl Attribute for Occlusion {
+impl Named for Occlusion {
     fn name(&self) -> &'static str {
         "occlusion"
     }
+}
 
-    fn attribute_batch<B: Backend>(
+impl<B: Backend> Attribute<B> for Occlusion {
+    fn attribute_batch(
         &self,
         b: &B,
         model: &Model,
         inputs: &HostTensor,
         target: &Target,
     ) -> Result<Attribution<B::Tensor>> {
+        self.attribute_batch_with_progress(b, model, inputs, target, &Silent)
+    }
+
+    fn attribute_batch_with_progress(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+        progress: &dyn Progress,
+    ) -> Result<Attribution<B::Tensor>> {
         let head = (self.name(), self.score, None);
-        explain_each(b, model, inputs, target, head, |x, class| {
-            let (mut maps, logits) = self.explain(b, model, x, &[class], &Silent)?;
-            let m = maps
-                .pop()
-                .ok_or_else(|| Error::internal("occlusion returned no map"))?;
-            Ok(HostResult {
-                map: m.upsampled.unwrap_or(m.per_pixel),
-                lowres: Some(m.grid),
-                logits,
-            })
-        })
+        explain_each(
+            b,
+            model,
+            inputs,
+            target,
+            head,
+            progress,
+            |x, classes, progress| {
+                let (maps, logits) = self.explain(b, model, x, classes, progress)?;
+                Ok(maps
+                    .into_iter()
+                    .map(|m| HostResult {
+                        map: m.upsampled.unwrap_or_else(|| m.per_pixel.clone()),
+                        lowres: Some(m.grid),
+                        logits: logits.clone(),
+                        extras: Extras {
+                            per_pixel: Some(m.per_pixel),
+                            ..Extras::default()
+                        },
+                    })
+                    .collect())
+            },
+        )
     }
 }
 
@@ -315,19 +334,6 @@ fn auto_mask(side: usize) -> usize {
 
 fn auto_stride(side: usize) -> usize {
     side.div_ceil(10).max(1)
-}
-
-/// Stacks `[n_i, K]` tensors into one `[Σ n_i, K]`.
-pub(crate) fn concat_rows(parts: Vec<HostTensor>) -> Result<HostTensor> {
-    let k = parts.first().map_or(0, |p| p.sample_len());
-    if parts.iter().any(|p| p.sample_len() != k) {
-        return Err(Error::internal(
-            "occlusion chunks returned different output sizes",
-        ));
-    }
-    let n = parts.iter().map(|p| p.batch()).sum();
-    let data = parts.into_iter().flat_map(|p| p.data).collect();
-    HostTensor::new(vec![n, k], data)
 }
 
 /// The part of `win` inside an `h × w` image, as row and column ranges.

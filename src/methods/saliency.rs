@@ -1,7 +1,7 @@
 //! Vanilla gradients (Simonyan et al.), gradient × input, and guided backprop: one backward pass
 //! for the whole batch (class `i` is sample `i`).
 
-use super::attribution::{Attribute, Attribution, MapKind, Target};
+use super::attribution::{Attribute, Attribution, MapKind, Named, Target};
 use super::{check_single_image, repeat, score_seed, PixelAttribution, Score};
 use crate::backend::{Backend, GradRule, HostTensor};
 use crate::error::Result;
@@ -60,12 +60,14 @@ impl Saliency {
             logits: g.output,
             targets: targets.to_vec(),
             score: self.score,
+            baseline_logits: None,
+            extras: Vec::new(),
         })
     }
 }
 
 /// The maps are computed on the backend: nothing is read back before [`Attribution::read`].
-impl Attribute for Saliency {
+impl Named for Saliency {
     fn name(&self) -> &'static str {
         match (self.rule, self.times_input) {
             (GradRule::Standard, false) => "saliency",
@@ -76,8 +78,10 @@ impl Attribute for Saliency {
             (GradRule::Deconvnet, true) => "deconvnet-x-input",
         }
     }
+}
 
-    fn attribute_batch<B: Backend>(
+impl<B: Backend> Attribute<B> for Saliency {
+    fn attribute_batch(
         &self,
         b: &B,
         model: &Model,

@@ -5,14 +5,16 @@
 //! As pytorch-grad-cam does it: the upsampling is `UpsamplingBilinear2d` (aligned corners), the
 //! normalisation `(u - min) / (max - min + 1e-8)` over the upsampled map, the map
 //! `ReLU(Σ_k w_k A_k)` at the layer's resolution. The masked images are built by the backend
-//! ([`Backend::scaled_by_maps`]) from the image and the tapped activations where they already
-//! are, and run in chunks of `mini_batch`; the activations, the original logits and every chunk's
-//! logits come back in one read-back.
+//! ([`Backend::perturb`] with the maps as masks, multiplied into the image) from the image and
+//! the tapped activations where they already are, and run through the shared perturbation loop
+//! in chunks of `mini_batch`; the activations, the original logits and every chunk's logits come
+//! back in one read-back.
 
-use super::attribution::{explain_each, Attribute, Attribution, HostResult, Target};
+use super::attribution::{explain_each, Attribute, Attribution, Extras, HostResult, Named, Target};
 use super::gradcam::{feature_layer, CamMap};
+use super::perturbation::Perturbations;
 use super::{check_image_and_classes, mini_batch, scores, upsample_bilinear, Score};
-use crate::backend::{combine, Backend, HostTensor};
+use crate::backend::{combine, Backend, Fill, HostTensor, MaskSource};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::progress::{Progress, Silent};
@@ -106,36 +108,26 @@ impl ScoreCam {
         }
 
         let image = b.upload(x)?;
-        let first = b.forward(model, &image, &[layer])?;
-        let acts = first
+        let tapped = b.forward(model, &image, &[layer])?;
+        let acts = tapped
             .tap(layer)
             .ok_or_else(|| Error::internal("backend returned no feature-layer tensor"))?
             .clone();
-        let chunks = k.div_ceil(mini_batch);
-        let mut outputs = Vec::with_capacity(chunks);
-        progress.start("score-cam", chunks as u64);
-        for start in (0..k).step_by(mini_batch) {
-            let count = mini_batch.min(k - start);
-            let batch = b.scaled_by_maps(&image, &acts, start, count)?;
-            outputs.push(b.forward(model, &batch, &[])?.output);
-            progress.advance(1);
-        }
-        let mut wanted: Vec<&B::Tensor> = vec![&first.output, &acts];
-        wanted.extend(outputs.iter());
-        let mut read = b.read_many(&wanted)?.into_iter();
-        let (Some(original), Some(acts)) = (read.next(), read.next()) else {
-            return Err(Error::internal(
-                "read-back returned fewer tensors than asked",
-            ));
+        let run = Perturbations::<B> {
+            image: &image,
+            samples: k,
+            mini_batch,
+            fill: Fill::Multiply,
+            method: "score-cam",
         };
-        let masked = super::occlusion::concat_rows(read.collect())?;
-        progress.finish();
-        if masked.batch() != k {
-            return Err(Error::internal(format!(
-                "Score-CAM read {} rows of logits for {k} channels",
-                masked.batch()
-            )));
-        }
+        let source = |first, count| MaskSource::Maps {
+            maps: &acts,
+            first,
+            count,
+        };
+        let (masked, read) = run.logits(b, model, source, &[&tapped.output, &acts], progress)?;
+        let [original, acts] = <[HostTensor; 2]>::try_from(read)
+            .map_err(|_| Error::internal("read-back returned fewer tensors than asked"))?;
 
         let name = model.graph.values[layer].name.clone();
         let maps = classes
@@ -169,17 +161,30 @@ impl ScoreCam {
 /// The channel weights come from the masked images' scores, which are read back to the host
 /// (softmax over channels): each image costs one read-back inside `attribute_batch`, and the
 /// returned maps are uploads of the host's results.
-impl Attribute for ScoreCam {
+impl Named for ScoreCam {
     fn name(&self) -> &'static str {
         "scorecam"
     }
+}
 
-    fn attribute_batch<B: Backend>(
+impl<B: Backend> Attribute<B> for ScoreCam {
+    fn attribute_batch(
         &self,
         b: &B,
         model: &Model,
         inputs: &HostTensor,
         target: &Target,
+    ) -> Result<Attribution<B::Tensor>> {
+        self.attribute_batch_with_progress(b, model, inputs, target, &Silent)
+    }
+
+    fn attribute_batch_with_progress(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+        progress: &dyn Progress,
     ) -> Result<Attribution<B::Tensor>> {
         let layer = feature_layer(model, self.layer.as_deref())?;
         let head = (
@@ -187,18 +192,29 @@ impl Attribute for ScoreCam {
             self.score,
             Some(model.graph.values[layer].name.clone()),
         );
-        explain_each(b, model, inputs, target, head, |x, class| {
-            let (mut maps, logits) = self.explain(b, model, x, &[class], &Silent)?;
-            let cam = maps
-                .pop()
-                .ok_or_else(|| Error::internal("Score-CAM returned no map"))?
-                .cam;
-            Ok(HostResult {
-                map: cam.upsampled,
-                lowres: Some(cam.lowres),
-                logits,
-            })
-        })
+        explain_each(
+            b,
+            model,
+            inputs,
+            target,
+            head,
+            progress,
+            |x, classes, progress| {
+                let (maps, logits) = self.explain(b, model, x, classes, progress)?;
+                Ok(maps
+                    .into_iter()
+                    .map(|m| HostResult {
+                        map: m.cam.upsampled,
+                        lowres: Some(m.cam.lowres),
+                        logits: logits.clone(),
+                        extras: Extras {
+                            channel_weights: Some(m.weights),
+                            ..Extras::default()
+                        },
+                    })
+                    .collect())
+            },
+        )
     }
 }
 

@@ -1,7 +1,7 @@
 //! SmoothGrad (Smilkov et al.), SmoothGrad² and VarGrad (Adebayo et al.): gradients of N noisy
 //! copies, run as one batch and averaged where they are.
 
-use super::attribution::{Attribute, Attribution, MapKind, Target};
+use super::attribution::{Attribute, Attribution, MapKind, Named, Target};
 use super::{
     check_class, check_single_image, grouped_batch, pick_rows, repeat_each, score_seed,
     PixelAttribution, Score,
@@ -96,6 +96,12 @@ impl SmoothGrad {
         if self.samples == 0 {
             return Err(Error::bad_input("samples must be at least 1"));
         }
+        // The variance of a single gradient is 0 everywhere: refuse rather than write a zero map.
+        if self.variant == Variant::VarGrad && self.samples < 2 {
+            return Err(Error::bad_input(
+                "VarGrad needs at least 2 samples: the variance of one gradient is 0 everywhere",
+            ));
+        }
         if !(self.noise >= 0.0 && self.noise.is_finite()) {
             return Err(Error::bad_input(format!(
                 "noise must be a non-negative fraction, got {}",
@@ -141,13 +147,15 @@ impl SmoothGrad {
             logits: pick_rows(b, &g.output, targets.len(), n + 1, n)?,
             targets: targets.to_vec(),
             score: self.score,
+            baseline_logits: None,
+            extras: Vec::new(),
         })
     }
 }
 
 /// The maps are combined on the backend: nothing is read back before [`Attribution::read`].
 /// Each image gets the same noise (the seed's), as it would alone.
-impl Attribute for SmoothGrad {
+impl Named for SmoothGrad {
     fn name(&self) -> &'static str {
         match self.variant {
             Variant::SmoothGrad => "smoothgrad",
@@ -155,8 +163,10 @@ impl Attribute for SmoothGrad {
             Variant::VarGrad => "vargrad",
         }
     }
+}
 
-    fn attribute_batch<B: Backend>(
+impl<B: Backend> Attribute<B> for SmoothGrad {
+    fn attribute_batch(
         &self,
         b: &B,
         model: &Model,

@@ -142,6 +142,8 @@ pub enum Unary {
     },
     /// `x * max(0, min(1, x / 6 + 0.5))`
     HardSwish,
+    /// The Gauss error function `erf(x) = 2/√π ∫₀ˣ e^(-t²) dt` (see [`erf`]).
+    Erf,
 }
 
 impl Unary {
@@ -161,6 +163,20 @@ impl Unary {
             Unary::Tanh => x.tanh(),
             Unary::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
             Unary::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Unary::Erf => erf(x),
+        }
+    }
+    /// The op code and two parameters of the GPU's `unary_op` / `unary_grad` (`eltwise.wgsl`).
+    pub(crate) fn code(self) -> (UnaryCode, f32, f32) {
+        match self {
+            Unary::Relu => (UnaryCode::Relu, 0.0, 0.0),
+            Unary::LeakyRelu { alpha } => (UnaryCode::LeakyRelu, alpha, 0.0),
+            Unary::Clip { min, max } => (UnaryCode::Clip, min, max),
+            Unary::Sigmoid => (UnaryCode::Sigmoid, 0.0, 0.0),
+            Unary::Tanh => (UnaryCode::Tanh, 0.0, 0.0),
+            Unary::HardSigmoid { alpha, beta } => (UnaryCode::HardSigmoid, alpha, beta),
+            Unary::HardSwish => (UnaryCode::HardSwish, 0.0, 0.0),
+            Unary::Erf => (UnaryCode::Erf, 0.0, 0.0),
         }
     }
     /// True for the ReLU-like ops that guided backprop and deconvnet rules apply to.
@@ -170,6 +186,62 @@ impl Unary {
             Unary::Relu | Unary::Clip { .. } | Unary::LeakyRelu { .. }
         )
     }
+}
+
+/// The GPU op code of a [`Unary`] ([`Unary::code`]): the `op` field of the `unary` and
+/// `unary_bwd` kernels' parameters, whose WGSL twins are the `UNARY_OP_*` constants of
+/// `eltwise.wgsl` (pinned by the GPU contract test).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::NoUninit)]
+pub(crate) enum UnaryCode {
+    Relu = 0,
+    LeakyRelu = 1,
+    Clip = 2,
+    Sigmoid = 3,
+    Tanh = 4,
+    HardSigmoid = 5,
+    HardSwish = 6,
+    Erf = 7,
+}
+
+impl UnaryCode {
+    /// Every variant, for the contract test.
+    #[cfg(test)]
+    pub(crate) const ALL: [UnaryCode; 8] = [
+        UnaryCode::Relu,
+        UnaryCode::LeakyRelu,
+        UnaryCode::Clip,
+        UnaryCode::Sigmoid,
+        UnaryCode::Tanh,
+        UnaryCode::HardSigmoid,
+        UnaryCode::HardSwish,
+        UnaryCode::Erf,
+    ];
+}
+
+/// The error function at f32 precision (absolute error below 1e-7; the CPU oracle of the GPU's
+/// approximation). Sums Abramowitz & Stegun 7.1.6,
+/// `erf(x) = 2/√π · e^(-x²) · Σₙ 2ⁿ x^(2n+1) / (1·3·…·(2n+1))`, in f64: every term is positive, so
+/// nothing cancels. Past |x| = 4, `1 - |erf(x)| < 1.6e-8` and the f32 result is ±1.
+pub fn erf(x: f32) -> f32 {
+    let a = f64::from(x).abs();
+    if a.is_nan() {
+        return x;
+    }
+    if a >= 4.0 {
+        return 1f32.copysign(x);
+    }
+    let x2 = a * a;
+    let (mut term, mut sum) = (a, a);
+    let mut n = 0.0;
+    // Terms grow while 2x² > 2n + 3, then shrink geometrically; at |x| < 4 this stops by n ≈ 100.
+    while term > sum * 1e-17 {
+        n += 1.0;
+        term *= 2.0 * x2 / (2.0 * n + 1.0);
+        sum += term;
+    }
+    let v = std::f64::consts::FRAC_2_SQRT_PI * (-x2).exp() * sum;
+    (v as f32).copysign(x)
 }
 
 /// The arithmetic of a [`Binary`] op.
@@ -343,6 +415,7 @@ impl Op {
                 Unary::Tanh => "Tanh",
                 Unary::HardSigmoid { .. } => "HardSigmoid",
                 Unary::HardSwish => "HardSwish",
+                Unary::Erf => "Erf",
             },
             Op::Binary(b) => match b.kind {
                 BinaryKind::Add => "Add",

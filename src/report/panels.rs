@@ -3,15 +3,15 @@
 use std::time::Instant;
 
 use super::{png_bytes, Panel};
-use crate::backend::{Backend, GradRule, HostTensor};
+use crate::backend::{Backend, HostTensor};
 use crate::error::{Error, ErrorKind, Result};
-use crate::methods::gradcam::{guided_gradcam, CamVariant, GradCam};
+use crate::methods::attribution::Target;
 use crate::methods::integrated_gradients::IntegratedGradients;
 use crate::methods::lime::Lime;
 use crate::methods::occlusion::Occlusion;
-use crate::methods::saliency::Saliency;
+use crate::methods::registry::{self, Context, MethodEntry, Preset};
 use crate::methods::smoothgrad::SmoothGrad;
-use crate::methods::{cam, check_single_image, upsample_bilinear};
+use crate::methods::{check_single_image, upsample_bilinear, Score};
 use crate::model::Model;
 use crate::progress::Progress;
 
@@ -84,6 +84,33 @@ impl Settings {
             ..Default::default()
         }
     }
+
+    /// These settings as command-line options of the registry's method (or preset) `name`:
+    /// how the report and the bench configure each method; empty for a method the settings do
+    /// not cover (it runs with its defaults).
+    pub fn overrides(&self, name: &str) -> Vec<String> {
+        let pairs: Vec<(&str, String)> = match name {
+            "ig" => vec![("--steps", self.ig_steps.to_string())],
+            "smoothgrad" => vec![
+                ("--samples", self.smoothgrad_samples.to_string()),
+                ("--noise", self.noise.to_string()),
+                ("--seed", self.seed.to_string()),
+            ],
+            "occlusion" => vec![
+                ("--mask-size", self.occlusion_mask.to_string()),
+                ("--stride", self.occlusion_stride.to_string()),
+            ],
+            "lime" => vec![
+                ("--num-samples", self.lime_samples.to_string()),
+                ("--seed", self.seed.to_string()),
+            ],
+            _ => Vec::new(),
+        };
+        pairs
+            .into_iter()
+            .flat_map(|(flag, value)| [flag.to_string(), value])
+            .collect()
+    }
 }
 
 /// The feature channel that fires most on the image.
@@ -143,21 +170,49 @@ struct Shown {
     note: Option<String>,
 }
 
-fn shown(map: HostTensor, params: impl Into<String>) -> Result<Shown> {
+type Step<'a> = (String, Box<dyn Fn() -> Result<Shown> + 'a>);
+
+/// One preset of a registry method, run on `x` for `class` with the report's settings.
+fn method_panel<B: Backend>(
+    b: &B,
+    model: &Model,
+    x: &HostTensor,
+    class: usize,
+    entry: &MethodEntry<B>,
+    preset: &Preset,
+    settings: &Settings,
+) -> Result<Shown> {
+    let mut args: Vec<String> = preset.args.iter().map(|a| a.to_string()).collect();
+    args.extend(settings.overrides(entry.name));
+    let options = entry.options_from(&args)?;
+    let ctx = Context {
+        image: x,
+        preprocess: None,
+        score: Score::Logit,
+    };
+    let method = options.build(&ctx)?;
+    let a = method
+        .attribute_batch(b, model, x, &Target::Class(class))?
+        .read(b)?;
+    let note = a.extras.first().and_then(|e| {
+        let (delta, difference) = (e.convergence_delta?, e.score_difference?);
+        Some(format!(
+            "convergence δ {delta:.3} of score difference {difference:.3}"
+        ))
+    });
     Ok(Shown {
-        map,
-        params: params.into(),
-        note: None,
+        map: a.display(0),
+        params: options.describe(&a),
+        note,
     })
 }
 
-type Step<'a> = (&'static str, Box<dyn Fn() -> Result<Shown> + 'a>);
-
-/// Every local method's map of `class` on `x` (`[1, C, H, W]`), overlaid on `image_rgb` (the
-/// input in display space, interleaved RGB in [0, 1], [`crate::viz::display_image`]), in the
-/// report's order. `progress` gets one step per method. A method that does not apply to the
-/// model (bad input, e.g. CAM without global average pooling) gives a panel with a note; device
-/// and internal errors end the report.
+/// The strongest channel, then every registry method the report shows (each preset of it, in
+/// the registry's order), of `class` on `x` (`[1, C, H, W]`), overlaid on `image_rgb` (the
+/// input in display space, interleaved RGB in [0, 1], [`crate::viz::display_image`]).
+/// `progress` gets one step per panel. A method that does not apply to the model (bad input,
+/// e.g. CAM without global average pooling) gives a panel with a note; device and internal
+/// errors end the report.
 pub fn panels<B: Backend>(
     b: &B,
     model: &Model,
@@ -169,154 +224,32 @@ pub fn panels<B: Backend>(
 ) -> Result<Vec<Panel>> {
     check_single_image(model, x)?;
     crate::methods::check_class(model, class)?;
-    let classes = [class];
-    let gradcam = |variant: CamVariant| -> Result<Shown> {
-        let m = GradCam {
-            variant,
-            ..Default::default()
+    let entries: Vec<MethodEntry<B>> = registry::methods::<B>()
+        .into_iter()
+        .filter(|e| e.in_report)
+        .collect();
+    let mut steps: Vec<Step> = vec![(
+        "Strongest activation channel".to_string(),
+        Box::new(|| {
+            let s = strongest_channel(b, model, x)?;
+            Ok(Shown {
+                map: s.upsampled,
+                params: format!(
+                    "layer {}, channel {} of {} (mean activation {:.3})",
+                    s.layer, s.channel, s.channels, s.mean
+                ),
+                note: None,
+            })
+        }),
+    )];
+    for entry in &entries {
+        for preset in &entry.presets {
+            steps.push((
+                preset.title.to_string(),
+                Box::new(move || method_panel(b, model, x, class, entry, preset, settings)),
+            ));
         }
-        .attribute(b, model, x, &classes)?
-        .remove(0);
-        shown(m.upsampled, format!("layer {}, ReLU", m.layer))
-    };
-    let pixel = |rule: GradRule, times_input: bool| -> Result<HostTensor> {
-        let s = Saliency {
-            rule,
-            times_input,
-            ..Default::default()
-        };
-        Ok(s.attribute(b, model, x, &classes)?.remove(0).display())
-    };
-    let steps: Vec<Step> = vec![
-        (
-            "Strongest activation channel",
-            Box::new(|| {
-                let s = strongest_channel(b, model, x)?;
-                shown(
-                    s.upsampled,
-                    format!(
-                        "layer {}, channel {} of {} (mean activation {:.3})",
-                        s.layer, s.channel, s.channels, s.mean
-                    ),
-                )
-            }),
-        ),
-        (
-            "CAM",
-            Box::new(|| {
-                let m = cam::cam(b, model, x, &classes)?.remove(0);
-                shown(m.upsampled, format!("layer {}", m.layer))
-            }),
-        ),
-        ("Grad-CAM", Box::new(|| gradcam(CamVariant::GradCam))),
-        (
-            "Grad-CAM++",
-            Box::new(|| gradcam(CamVariant::GradCamPlusPlus)),
-        ),
-        ("LayerCAM", Box::new(|| gradcam(CamVariant::LayerCam))),
-        (
-            "Occlusion sensitivity",
-            Box::new(|| {
-                let occ = settings.occlusion();
-                let (rows, cols, _) = occ.windows(x.shape[2], x.shape[3])?;
-                let m = occ.attribute(b, model, x, &classes)?.remove(0);
-                let map = m.upsampled.unwrap_or(m.per_pixel);
-                shown(
-                    map,
-                    format!(
-                        "window {0}×{0}, stride {1} ({rows}×{cols} positions), image-mean fill, bicubic upsampling",
-                        settings.occlusion_mask, settings.occlusion_stride
-                    ),
-                )
-            }),
-        ),
-        (
-            "LIME",
-            Box::new(|| {
-                let lime = settings.lime();
-                let m = lime.attribute(b, model, x, &classes)?.remove(0);
-                shown(
-                    m.score_map,
-                    format!(
-                        "{} samples, {} superpixels (SLIC), regression tree, weighted R² {:.2}",
-                        lime.num_samples,
-                        m.feature_importance.len(),
-                        m.r2
-                    ),
-                )
-            }),
-        ),
-        (
-            "Vanilla gradient",
-            Box::new(|| {
-                shown(
-                    pixel(GradRule::Standard, false)?,
-                    "logit, max |∂/∂x| over channels",
-                )
-            }),
-        ),
-        (
-            "Gradient × input",
-            Box::new(|| {
-                shown(
-                    pixel(GradRule::Standard, true)?,
-                    "logit, max |·| over channels",
-                )
-            }),
-        ),
-        (
-            "SmoothGrad",
-            Box::new(|| {
-                let a = settings.smoothgrad().attribute(b, model, x, class)?;
-                shown(
-                    a.display(),
-                    format!(
-                        "{} samples, σ = {} × input range, seed {}",
-                        settings.smoothgrad_samples, settings.noise, settings.seed
-                    ),
-                )
-            }),
-        ),
-        (
-            "Integrated Gradients",
-            Box::new(|| {
-                let r = settings.ig().attribute(b, model, x, class)?;
-                Ok(Shown {
-                    map: r.attribution.display(),
-                    params: format!("{} steps, Gauss-Legendre, zero baseline", settings.ig_steps),
-                    note: Some(format!(
-                        "convergence δ {:.3} of score difference {:.3}",
-                        r.convergence_delta, r.score_difference
-                    )),
-                })
-            }),
-        ),
-        (
-            "Guided backprop",
-            Box::new(|| {
-                shown(
-                    pixel(GradRule::Guided, false)?,
-                    "logit, max |·| over channels",
-                )
-            }),
-        ),
-        (
-            "Guided Grad-CAM",
-            Box::new(|| {
-                let (m, ggc) =
-                    guided_gradcam(b, model, x, &classes, &GradCam::default())?.remove(0);
-                let a = crate::methods::PixelAttribution {
-                    class,
-                    score: m.score,
-                    map: ggc,
-                };
-                shown(
-                    a.display(),
-                    format!("guided backprop × Grad-CAM on {}", m.layer),
-                )
-            }),
-        ),
-    ];
+    }
 
     let (h, w) = (x.shape[2], x.shape[3]);
     let backend = b.name();
@@ -329,7 +262,7 @@ pub fn panels<B: Backend>(
         let seconds = started.elapsed().as_secs_f64();
         let panel = match result {
             Ok(s) => Panel {
-                title: title.to_string(),
+                title: title.clone(),
                 params: s.params,
                 seconds,
                 backend: backend.clone(),
@@ -337,7 +270,7 @@ pub fn panels<B: Backend>(
                 note: s.note,
             },
             Err(e) if e.kind == ErrorKind::BadInput => Panel {
-                title: title.to_string(),
+                title: title.clone(),
                 params: String::new(),
                 seconds,
                 backend: backend.clone(),
@@ -346,7 +279,7 @@ pub fn panels<B: Backend>(
             },
             Err(e) => {
                 progress.finish();
-                return Err(e.context(title));
+                return Err(e.context(title.as_str()));
             }
         };
         panels.push(panel);

@@ -100,12 +100,12 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         write(path, &table)?;
     }
     match &args.json {
-        Some(p) if p.as_os_str() == "-" => println!("{json}"),
+        Some(p) if p.as_os_str() == "-" => outln!("{json}"),
         Some(p) => {
             write(p, &json)?;
-            print!("{table}");
+            out!("{table}");
         }
-        None => print!("{table}"),
+        None => out!("{table}"),
     }
     Ok(())
 }

@@ -1,21 +1,37 @@
 //! The `netlens` command line.
 
-mod attribute;
+// Every write to stdout goes through `emit` (the `outln!` and `out!` macros): `println!` panics
+// when the reader has gone away (`netlens info MODEL | head -1`) or the disk is full.
+#![deny(clippy::print_stdout)]
+
+/// `println!` through [`emit`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::emit(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` through [`emit`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::emit(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod deepdream;
 mod explain;
 mod global;
-mod perturbation;
+mod method;
 mod tsne;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use netlens::engine::{softmax_rows, top_k, BackendChoice, Engine};
 use netlens::error::{Error, ErrorKind, Result};
 use netlens::input::{self, Preprocess, Sidecar};
-use netlens::methods::gradcam::CamVariant;
 use netlens::model::import::load_model;
 use netlens::{HostTensor, Model};
 
@@ -50,7 +66,7 @@ enum Command {
         model: Option<PathBuf>,
         /// Images (PNG or JPEG).
         images: Vec<PathBuf>,
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, value_parser = at_least_one(), default_value_t = 5)]
         top: usize,
         #[command(flatten)]
         common: Common,
@@ -71,27 +87,6 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Vanilla gradient (or gradient × input with --times-input) per pixel.
-    Saliency(attribute::AttributeArgs),
-    /// SmoothGrad, SmoothGrad² or VarGrad over noisy copies.
-    Smoothgrad(attribute::AttributeArgs),
-    /// Integrated Gradients.
-    Ig(attribute::AttributeArgs),
-    /// Guided backprop.
-    Guided(attribute::AttributeArgs),
-    /// Guided backprop times the upsampled Grad-CAM.
-    GuidedGradcam(attribute::AttributeArgs),
-    /// Classic CAM (feature layer → global average pooling → fully connected).
-    Cam(attribute::AttributeArgs),
-    /// Grad-CAM.
-    Gradcam(attribute::AttributeArgs),
-    /// Grad-CAM++.
-    #[command(name = "gradcam++")]
-    GradcamPlusPlus(attribute::AttributeArgs),
-    /// LayerCAM.
-    Layercam(attribute::AttributeArgs),
-    /// Occlusion sensitivity (MATLAB occlusionSensitivity, Captum Occlusion), batched on the device.
-    Occlusion(attribute::AttributeArgs),
     /// A layer's activations on one image (MATLAB activations): channel montage, strongest channel, stats.
     Activations(global::ActivationsArgs),
     /// Maximal and minimal activating images of each class over a folder of images.
@@ -99,10 +94,6 @@ enum Command {
     /// Deep dream (MATLAB deepDreamImage): images maximising layer channels or class logits.
     Deepdream(deepdream::DreamArgs),
 
-    /// LIME (MATLAB imageLIME, Captum Lime): a surrogate fitted to scores of segment-masked copies.
-    Lime(perturbation::PerturbationArgs),
-    /// Score-CAM (pytorch-grad-cam ScoreCAM): channel weights from scores of map-masked copies.
-    Scorecam(perturbation::PerturbationArgs),
     /// List the GPU adapters wgpu sees.
     Adapters(Script),
     /// Every method on the GPU and the CPU backend after a warm-up: medians, speed-up,
@@ -151,8 +142,25 @@ impl Common {
     }
 }
 
+/// Counts such as `--top` that mean nothing at 0 (`--top 0` was silently 1): clap refuses 0 with
+/// exit 2 and says the range.
+pub(crate) fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Before any thread exists: it may set an environment variable.
+    netlens::gpu::quiet_headless_device_probe();
+    // The method subcommands come from the method registry, each with its own options.
+    let matches = Cli::command()
+        .subcommands(method::subcommands())
+        .get_matches();
+    if let Some((name, sub)) = matches.subcommand() {
+        if method::is_method(name) {
+            return exit_code(method::run(name, sub));
+        }
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // A bare `netlens` is `netlens explain` with its defaults.
     let command = match cli.command {
         Some(c) => c,
@@ -184,21 +192,13 @@ fn main() -> ExitCode {
         Command::Activations(a) => global::run_activations(&a),
         Command::Extremes(a) => global::run_extremes(&a),
         Command::Deepdream(a) => engine(&a.common).and_then(|e| deepdream::run(&a, &e)),
-        Command::Saliency(a) => run_attribute(attribute::Method::Saliency, &a),
-        Command::Smoothgrad(a) => run_attribute(attribute::Method::SmoothGrad, &a),
-        Command::Ig(a) => run_attribute(attribute::Method::Ig, &a),
-        Command::Guided(a) => run_attribute(attribute::Method::Guided, &a),
-        Command::GuidedGradcam(a) => run_attribute(attribute::Method::GuidedGradCam, &a),
-        Command::Cam(a) => run_attribute(attribute::Method::Cam, &a),
-        Command::Gradcam(a) => run_attribute(attribute::Method::Cams(CamVariant::GradCam), &a),
-        Command::GradcamPlusPlus(a) => {
-            run_attribute(attribute::Method::Cams(CamVariant::GradCamPlusPlus), &a)
-        }
-        Command::Occlusion(a) => run_attribute(attribute::Method::Occlusion, &a),
-        Command::Lime(a) => run_perturbation(perturbation::Method::Lime, &a),
-        Command::Scorecam(a) => run_perturbation(perturbation::Method::ScoreCam, &a),
-        Command::Layercam(a) => run_attribute(attribute::Method::Cams(CamVariant::LayerCam), &a),
     };
+    exit_code(result)
+}
+
+/// The process's exit status for a command's result: 2 for bad input, 1 for device and internal
+/// errors, reported on stderr.
+fn exit_code(result: Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -211,17 +211,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_attribute(method: attribute::Method, args: &attribute::AttributeArgs) -> Result<()> {
-    let engine = engine(&args.common)?;
-    attribute::explain(method, args, &engine, args.common.preprocess.as_deref())
-}
-
-fn run_perturbation(
-    method: perturbation::Method,
-    args: &perturbation::PerturbationArgs,
-) -> Result<()> {
-    let engine = engine(&args.common)?;
-    perturbation::explain(method, args, &engine)
+/// Writes to stdout: the command line's one way to print. A reader that has gone away (a closed
+/// pipe, as in `netlens info MODEL | head -1`) ends the program quietly with exit 0, as `head`
+/// users expect; any other failure (a full disk) ends it with exit 1 and the reason, never a
+/// panic.
+pub(crate) fn emit(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("netlens: error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// Ends a command that writes to `dir`: saves `summary` as `dir/summary.json`, then prints it as
@@ -237,7 +240,7 @@ pub(crate) fn finish(
         serde_json::to_string_pretty(summary).map_err(|e| Error::internal(e.to_string()))?;
     std::fs::write(&path, &pretty)
         .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
-    println!("{}", if json { pretty } else { text() });
+    outln!("{}", if json { pretty } else { text() });
     Ok(())
 }
 
@@ -328,17 +331,17 @@ fn classify(
     if common.json {
         let out =
             serde_json::json!({"model": model.name, "backend": engine.name(), "results": results});
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| Error::internal(e.to_string()))?
         );
         return Ok(());
     }
-    println!("model {} on {}", model.name, engine.name());
+    outln!("model {} on {}", model.name, engine.name());
     for r in &results {
-        println!("{}", r["image"].as_str().unwrap_or(""));
+        outln!("{}", r["image"].as_str().unwrap_or(""));
         for t in r["top"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "  {:>5.1}%  {:>4}  {}",
                 t["probability"].as_f64().unwrap_or(0.0) * 100.0,
                 t["class"],
@@ -386,13 +389,13 @@ fn run(
     if common.json {
         let out =
             serde_json::json!({"model": model.name, "backend": engine.name(), "written": written});
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| Error::internal(e.to_string()))?
         );
     } else {
         for w in &written {
-            println!("wrote {} {}", w["path"].as_str().unwrap_or(""), w["shape"]);
+            outln!("wrote {} {}", w["path"].as_str().unwrap_or(""), w["shape"]);
         }
     }
     Ok(())
@@ -452,21 +455,21 @@ fn info(model_path: &Path, json: bool) -> Result<()> {
             "cam_layer": cam,
             "layers": layers,
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| Error::internal(e.to_string()))?
         );
         return Ok(());
     }
-    println!("model       {}", model.name);
-    println!("input       {} {}", g.values[g.input].name, shape(g.input));
-    println!(
+    outln!("model       {}", model.name);
+    outln!("input       {} {}", g.values[g.input].name, shape(g.input));
+    outln!(
         "output      {} {}",
         g.values[g.output].name,
         shape(g.output)
     );
-    println!("parameters  {}", g.param_count());
-    println!(
+    outln!("parameters  {}", g.param_count());
+    outln!(
         "ops         {}",
         counts
             .iter()
@@ -474,14 +477,14 @@ fn info(model_path: &Path, json: bool) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!(
+    outln!(
         "cam layer   {}",
         cam.as_deref()
             .unwrap_or("(none: no global average pooling)")
     );
-    println!("layers:");
+    outln!("layers:");
     for n in &g.nodes {
-        println!(
+        outln!(
             "  {:<18} {:<24} {}",
             n.op.kind_name(),
             shape(n.output),
@@ -498,19 +501,22 @@ fn adapters(script: &Script) -> Result<()> {
             .iter()
             .map(|a| serde_json::json!({"name": a.name, "backend": a.backend, "device_type": a.device_type, "driver": a.driver}))
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| Error::internal(e.to_string()))?
         );
         return Ok(());
     }
     if list.is_empty() && !script.quiet {
-        println!("wgpu sees no adapter. Install a Vulkan driver (Debian/Ubuntu: apt-get install -y mesa-vulkan-drivers) or use --backend cpu.");
+        outln!("wgpu sees no adapter. Install a Vulkan driver (Debian/Ubuntu: apt-get install -y mesa-vulkan-drivers) or use --backend cpu.");
     }
     for a in list {
-        println!(
+        outln!(
             "{} [{}] {} driver: {}",
-            a.name, a.backend, a.device_type, a.driver
+            a.name,
+            a.backend,
+            a.device_type,
+            a.driver
         );
     }
     Ok(())

@@ -4,11 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use netlens::engine::{BackendChoice, Engine};
+use netlens::engine::{tsne_on, BackendChoice, Engine};
 use netlens::error::{Error, Result};
-use netlens::methods::tsne::{
-    knn_label_agreement, tsne_on, Algorithm, Distance, Init, Tsne, TsneResult,
-};
+use netlens::methods::tsne::{knn_label_agreement, Algorithm, Distance, Init, Tsne, TsneResult};
 use netlens::progress::Progress;
 use netlens::viz::scatter::{scatter_png, Scatter, Thumbnail};
 use netlens::HostTensor;

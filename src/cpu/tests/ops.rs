@@ -205,6 +205,7 @@ fn conv_activations_fused() {
             beta: 0.5,
         },
         Unary::HardSwish,
+        Unary::Erf,
     ] {
         check_conv(
             [2, 3, 7, 6],
@@ -265,6 +266,7 @@ fn unary_and_affine() {
             beta: 0.5,
         },
         Unary::HardSwish,
+        Unary::Erf,
     ] {
         let mut y = vec![0.0; x.len()];
         eltwise::unary(u, &x, &mut y).unwrap();
@@ -536,4 +538,45 @@ fn softmax_and_lrn() {
             &format!("lrn {size}"),
         );
     }
+}
+
+/// The CPU's erf is the oracle of the GPU's approximation: within 1e-7 of tabulated values
+/// (Abramowitz & Stegun table 7.1, more digits from mpmath) and of the f64 series, odd, and ±1
+/// far out.
+#[test]
+fn erf_matches_reference_values() {
+    let table = [
+        (0.0, 0.0),
+        (1e-3, 0.001_128_378_790_969_236_3),
+        (0.1, 0.112_462_916_018_284_9),
+        (0.5, 0.520_499_877_813_046_5),
+        (1.0, 0.842_700_792_949_714_9),
+        (1.5, 0.966_105_146_475_310_7),
+        (2.0, 0.995_322_265_018_952_7),
+        (3.0, 0.999_977_909_503_001_4),
+        (3.9, 0.999_999_965_207_818_6),
+        (4.5, 0.999_999_999_803_383_9),
+    ];
+    for (x, want) in table {
+        for s in [1.0f64, -1.0] {
+            let got = crate::model::erf((s * x) as f32) as f64;
+            assert!(
+                (got - s * want).abs() <= 1e-7,
+                "erf({}) = {got}, want {}",
+                s * x,
+                s * want
+            );
+        }
+    }
+    for i in -600..=600 {
+        let x = i as f32 / 100.0;
+        let (got, want) = (crate::model::erf(x) as f64, naive::erf64(x as f64));
+        assert!(
+            (got - want).abs() <= 1e-7,
+            "erf({x}) = {got}, series {want}"
+        );
+    }
+    assert_eq!(crate::model::erf(f32::INFINITY), 1.0);
+    assert_eq!(crate::model::erf(f32::NEG_INFINITY), -1.0);
+    assert!(crate::model::erf(f32::NAN).is_nan());
 }

@@ -155,7 +155,7 @@ fn linear_vjp() {
     }
 }
 
-const UNARIES: [Unary; 8] = [
+const UNARIES: [Unary; 9] = [
     Unary::Relu,
     Unary::LeakyRelu { alpha: 0.3 },
     Unary::LeakyRelu { alpha: -0.5 },
@@ -170,6 +170,7 @@ const UNARIES: [Unary; 8] = [
         beta: 0.5,
     },
     Unary::HardSwish,
+    Unary::Erf,
 ];
 
 fn breakpoints(u: Unary) -> Vec<f32> {
@@ -178,7 +179,7 @@ fn breakpoints(u: Unary) -> Vec<f32> {
         Unary::Clip { min, max } => vec![min, max],
         Unary::HardSigmoid { alpha, beta } => vec![-beta / alpha, (1.0 - beta) / alpha],
         Unary::HardSwish => vec![-3.0, 3.0],
-        Unary::Sigmoid | Unary::Tanh => vec![],
+        Unary::Sigmoid | Unary::Tanh | Unary::Erf => vec![],
     }
 }
 
@@ -195,7 +196,7 @@ fn unary_vjp() {
                 }
             }
             let y: Vec<f32> = x.iter().map(|&v| u.apply(v)).collect();
-            let saved = if eltwise::unary_vjp_reads_input(u) {
+            let saved = if crate::ops::unary::vjp_reads_input(u) {
                 &x
             } else {
                 &y
@@ -206,7 +207,7 @@ fn unary_vjp() {
                 |x| x.iter().map(|&v| naive::unary64(u, v)).collect(),
                 |g| {
                     let mut g = g.to_vec();
-                    eltwise::unary_vjp_inplace(u, GradRule::Standard, saved, &mut g).unwrap();
+                    crate::ops::unary::vjp_inplace(u, GradRule::Standard, saved, &mut g).unwrap();
                     g
                 },
             );
@@ -221,13 +222,13 @@ fn unary_rules() {
     let g = [2.0f32, -1.0, 3.0, -2.0, -0.5, 0.5];
     let run = |u: Unary, rule| {
         let y: Vec<f32> = x.iter().map(|&v| u.apply(v)).collect();
-        let saved = if eltwise::unary_vjp_reads_input(u) {
+        let saved = if crate::ops::unary::vjp_reads_input(u) {
             x.to_vec()
         } else {
             y
         };
         let mut d = g.to_vec();
-        eltwise::unary_vjp_inplace(u, rule, &saved, &mut d).unwrap();
+        crate::ops::unary::vjp_inplace(u, rule, &saved, &mut d).unwrap();
         d
     };
     let relu = Unary::Relu;

@@ -3,7 +3,7 @@
 //! its segments replaced by a fill value.
 //!
 //! The perturbed copies are built by the backend from the one uploaded image and the uploaded
-//! label map ([`Backend::segment_mask_batch`]): which segments a sample keeps is a hash of
+//! label map ([`Backend::perturb`] with segment masks): which segments a sample keeps is a hash of
 //! `(seed, sample, segment)`, computed alike on the device and on the host, so the on/off matrix
 //! never crosses the bus and a seed gives the same samples on every backend. Sample 0 is the
 //! unperturbed image (all segments on); it counts as one of `num_samples`. Samples run in chunks
@@ -13,10 +13,13 @@
 pub mod segment;
 pub mod surrogate;
 
-use super::attribution::{explain_each, Attribute, Attribution, HostResult, Target};
+use super::attribution::{
+    explain_each, Attribute, Attribution, Extras, HostResult, Named, SurrogateFit, Target,
+};
 use super::occlusion::MaskValue;
+use super::perturbation::Perturbations;
 use super::{check_image_and_classes, mini_batch, scores, Score};
-use crate::backend::{segment_kept, Backend, HostTensor};
+use crate::backend::{segment_kept, Backend, Fill, HostTensor, MaskSource};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::progress::{Progress, Silent};
@@ -208,25 +211,20 @@ impl Lime {
 
         let image = b.upload(x)?;
         let labels = b.upload(&segments.tensor())?;
-        let chunks = self.num_samples.div_ceil(mini_batch);
-        let mut outputs = Vec::with_capacity(chunks);
-        progress.start("lime", chunks as u64);
-        for first in (0..self.num_samples).step_by(mini_batch) {
-            let count = mini_batch.min(self.num_samples - first);
-            let batch = b.segment_mask_batch(&image, &labels, first, count, self.seed, &value)?;
-            outputs.push(b.forward(model, &batch, &[])?.output);
-            progress.advance(1);
-        }
-        let logits =
-            super::occlusion::concat_rows(b.read_many(&outputs.iter().collect::<Vec<_>>())?)?;
-        progress.finish();
-        if logits.batch() != self.num_samples {
-            return Err(Error::internal(format!(
-                "LIME read {} rows of logits for {} samples",
-                logits.batch(),
-                self.num_samples
-            )));
-        }
+        let run = Perturbations::<B> {
+            image: &image,
+            samples: self.num_samples,
+            mini_batch,
+            fill: Fill::Constant(&value),
+            method: "lime",
+        };
+        let source = |first, count| MaskSource::Segments {
+            labels: &labels,
+            seed: self.seed,
+            first,
+            count,
+        };
+        let (logits, _) = run.logits(b, model, source, &[], progress)?;
 
         let k = segments.count;
         let z = self.design(k);
@@ -276,30 +274,60 @@ impl Lime {
 /// The surrogate is fitted on the host to the scores read back there: each image costs one
 /// read-back inside `attribute_batch`, and the returned maps ([`LimeMap::score_map`]) are uploads
 /// of the host's results.
-impl Attribute for Lime {
+impl Named for Lime {
     fn name(&self) -> &'static str {
         "lime"
     }
+}
 
-    fn attribute_batch<B: Backend>(
+impl<B: Backend> Attribute<B> for Lime {
+    fn attribute_batch(
         &self,
         b: &B,
         model: &Model,
         inputs: &HostTensor,
         target: &Target,
     ) -> Result<Attribution<B::Tensor>> {
+        self.attribute_batch_with_progress(b, model, inputs, target, &Silent)
+    }
+
+    fn attribute_batch_with_progress(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+        progress: &dyn Progress,
+    ) -> Result<Attribution<B::Tensor>> {
         let head = (self.name(), self.score, None);
-        explain_each(b, model, inputs, target, head, |x, class| {
-            let (mut maps, logits) = self.explain(b, model, x, &[class], &Silent)?;
-            let m = maps
-                .pop()
-                .ok_or_else(|| Error::internal("LIME returned no map"))?;
-            Ok(HostResult {
-                map: m.score_map,
-                lowres: None,
-                logits,
-            })
-        })
+        explain_each(
+            b,
+            model,
+            inputs,
+            target,
+            head,
+            progress,
+            |x, classes, progress| {
+                let (maps, logits) = self.explain(b, model, x, classes, progress)?;
+                Ok(maps
+                    .into_iter()
+                    .map(|m| HostResult {
+                        map: m.score_map,
+                        lowres: None,
+                        logits: logits.clone(),
+                        extras: Extras {
+                            surrogate: Some(SurrogateFit {
+                                segments: m.feature_map,
+                                importance: m.feature_importance,
+                                top_segments: m.top_segments,
+                                r2: m.r2,
+                            }),
+                            ..Extras::default()
+                        },
+                    })
+                    .collect())
+            },
+        )
     }
 }
 

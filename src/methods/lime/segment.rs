@@ -45,7 +45,7 @@ impl LabelMap {
         })
     }
 
-    /// The map as an `[H, W]` tensor of whole f32 ids, as [`crate::Backend::segment_mask_batch`]
+    /// The map as an `[H, W]` tensor of whole f32 ids, as [`crate::backend::MaskSource::Segments`]
     /// takes it.
     pub fn tensor(&self) -> HostTensor {
         HostTensor {

@@ -2,9 +2,10 @@
 //! feature matrix `[N, D]`.
 //!
 //! Two algorithms share the options, the initialisation and the optimiser schedule:
-//! - `Exact`: dense P and O(N²) forces per iteration. On the GPU ([`crate::gpu::GpuBackend::tsne_exact`])
-//!   the perplexity search, the forces and the update all run on the device; on the CPU
-//!   ([`exact_cpu`]) the same maths runs with rayon and is the oracle for the GPU kernels.
+//! - `Exact`: dense P and O(N²) forces per iteration, through the backend's [`TsneExact`]. On the
+//!   GPU (`crate::gpu::tsne`) the perplexity search, the forces and the update all run on the
+//!   device; on the CPU (`crate::cpu::tsne`) the same maths runs with rayon and is the oracle for
+//!   the GPU kernels.
 //! - `BarnesHut`: sparse P over the 3·perplexity nearest neighbours and a quadtree/octree for the
 //!   repulsion, on the CPU ([`barnes_hut`]).
 //!
@@ -19,14 +20,11 @@
 //! - for `Distance::Cosine` the affinities use 1 − cos (not squared), as scikit-learn does for
 //!   non-Euclidean metrics; for Euclidean the squared distance.
 
-pub mod affinity;
 pub mod barnes_hut;
-pub mod exact_cpu;
 
-use crate::backend::{noise, HostTensor};
-use crate::engine::Engine;
+pub use crate::backend::tsne::{affinity, descend, Schedule, TsneExact, TsneResult};
+use crate::backend::{noise, Backend, HostTensor};
 use crate::error::{Error, Result};
-use crate::gpu::GpuBackend;
 use crate::progress::Progress;
 
 /// Which optimiser computes the forces.
@@ -135,50 +133,6 @@ impl Default for Tsne {
             algorithm: Algorithm::Exact,
             theta: 0.5,
             kl_every: 50,
-        }
-    }
-}
-
-/// What a t-SNE run returns.
-#[derive(Clone, Debug)]
-pub struct TsneResult {
-    /// `[N, dims]`.
-    pub embedding: HostTensor,
-    /// KL(P‖Q) of the final embedding (P not exaggerated).
-    pub kl: f32,
-    /// `(iteration, KL)` every `kl_every` iterations, always against the unexaggerated P.
-    pub kl_history: Vec<(usize, f32)>,
-    /// Iterations run.
-    pub iterations: usize,
-}
-
-/// The optimiser's per-iteration constants, shared by every implementation.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Schedule {
-    /// Multiplies P during the early phase.
-    pub exaggeration: f32,
-    /// Length of the early phase, in iterations.
-    pub exaggeration_iters: usize,
-    /// Step size, resolved from [`Tsne::learn_rate`] (automatic `max(N / 12, 50)` when unset).
-    pub learn_rate: f32,
-    /// Momentum of the early phase, then of the rest.
-    pub momentum: (f32, f32),
-    /// Total iterations, early phase included.
-    pub iterations: usize,
-    /// KL divergence is computed every this many iterations (at least 1).
-    pub kl_every: usize,
-}
-
-impl Schedule {
-    /// `(exaggeration, momentum, restart)` at iteration `it`; `restart` zeroes the update and
-    /// resets the gains to 1 before the step (at 0 and at the phase change).
-    pub fn at(&self, it: usize) -> (f32, f32, bool) {
-        let early = it < self.exaggeration_iters;
-        let restart = it == 0 || it == self.exaggeration_iters;
-        if early {
-            (self.exaggeration, self.momentum.0, restart)
-        } else {
-            (1.0, self.momentum.1, restart)
         }
     }
 }
@@ -411,40 +365,12 @@ fn pca(x: &HostTensor, k: usize, seed: u64) -> Vec<f32> {
     y
 }
 
-/// One gradient-descent step with momentum and gains (Jacobs 1988, as in scikit-learn), on every
-/// coordinate: the CPU twin of the GPU update kernel.
-pub fn descend(
-    y: &mut [f32],
-    update: &mut [f32],
-    gains: &mut [f32],
-    grad: &[f32],
-    learn_rate: f32,
-    momentum: f32,
-) {
-    for (((yv, u), g), &dy) in y.iter_mut().zip(update).zip(gains).zip(grad) {
-        *g = if *u * dy < 0.0 { *g + 0.2 } else { *g * 0.8 };
-        *g = g.max(0.01);
-        *u = momentum * *u - learn_rate * *g * dy;
-        *yv += *u;
-    }
-}
-
-/// `MemAvailable` of `/proc/meminfo` in bytes (Linux; `None` elsewhere). Dense P grows as N²,
-/// and Linux overcommits: an allocation past this succeeds and the process is killed when the
-/// pages are first touched, so the exact paths check against it before allocating.
-pub(crate) fn host_memory_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// Runs t-SNE on a feature matrix `[N, D]`. `Exact` runs on `gpu` when given, else on the CPU;
-/// `BarnesHut` always runs on the CPU.
-pub fn tsne(
+/// Runs t-SNE on a feature matrix `[N, D]`. `Exact` runs on `backend` (on the device for the GPU
+/// backend); `BarnesHut` always runs on the CPU.
+pub fn tsne<B: Backend + TsneExact>(
     x: &HostTensor,
     opts: &Tsne,
-    gpu: Option<&GpuBackend>,
+    backend: &B,
     progress: &dyn Progress,
 ) -> Result<TsneResult> {
     let (n, _) = check_features(x)?;
@@ -452,14 +378,11 @@ pub fn tsne(
     let (xp, scale) = prepare(x, opts.distance, opts.standardize)?;
     let y0 = initial_embedding(&xp, opts.dims, opts.init, opts.seed);
     let schedule = opts.schedule(n);
-    match (opts.algorithm, gpu) {
-        (Algorithm::Exact, Some(g)) => {
-            g.tsne_exact(&xp, scale, opts.perplexity, &y0, &schedule, progress)
+    match opts.algorithm {
+        Algorithm::Exact => {
+            backend.tsne_exact(&xp, scale, opts.perplexity, &y0, &schedule, progress)
         }
-        (Algorithm::Exact, None) => {
-            exact_cpu::run(&xp, scale, opts.perplexity, &y0, &schedule, progress)
-        }
-        (Algorithm::BarnesHut, _) => barnes_hut::run(
+        Algorithm::BarnesHut => barnes_hut::run(
             &xp,
             scale,
             opts.perplexity,
@@ -469,20 +392,6 @@ pub fn tsne(
             progress,
         ),
     }
-}
-
-/// [`tsne`] on the engine's backend (the GPU backend runs `Exact` on the device).
-pub fn tsne_on(
-    x: &HostTensor,
-    opts: &Tsne,
-    engine: &Engine,
-    progress: &dyn Progress,
-) -> Result<TsneResult> {
-    let gpu = match engine {
-        Engine::Gpu(g) => Some(g.as_ref()),
-        Engine::Cpu(_) => None,
-    };
-    tsne(x, opts, gpu, progress)
 }
 
 /// Mean over points of the fraction of their `k` nearest neighbours (in `embedding`) sharing their

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use tract_onnx::pb::{AttributeProto, NodeProto};
 
 /// A node under translation, for attribute access and error messages.
-pub(super) struct NodeCtx<'a> {
+pub(crate) struct NodeCtx<'a> {
     pub node: &'a NodeProto,
     pub index: usize,
 }

@@ -9,63 +9,33 @@
 //! Constant sub-graphs, including the Shape → Gather → Unsqueeze → Concat chains that PyTorch
 //! exports for a dynamic batch, are evaluated here with the batch kept symbolic.
 
-mod attrs;
-mod consts;
-mod ops;
+pub(crate) mod attrs;
+pub(crate) mod consts;
+mod fold;
+pub(crate) mod lower;
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::model::ir::{Graph, Node, Op, Value, ValueId};
+use crate::model::ir::{Graph, ValueId};
 use crate::model::Model;
 use attrs::NodeCtx;
 pub(crate) use consts::Sym;
+use lower::{get, Importer};
 use tract_onnx::pb;
 use tract_onnx::prelude::Framework;
 
+/// ONNX op types the importer handles itself: constants, aliases and shape arithmetic. Every
+/// other op type is lowered by its op module (`crate::ops`).
+const IMPORTER_OPS: &[&str] = &["Dropout", "Identity", "Cast", "Shape", "Gather", "Constant"];
+
 /// Every ONNX op type the importer accepts (activation ops; constant folding takes more).
-pub const SUPPORTED_OPS: &[&str] = &[
-    "Conv",
-    "Gemm",
-    "MatMul",
-    "Relu",
-    "LeakyRelu",
-    "Clip",
-    "Sigmoid",
-    "Tanh",
-    "HardSigmoid",
-    "HardSwish",
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "BatchNormalization",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "Flatten",
-    "Reshape",
-    "Squeeze",
-    "Unsqueeze",
-    "Transpose",
-    "Concat",
-    "Split",
-    "Slice",
-    "Softmax",
-    "Dropout",
-    "Identity",
-    "LRN",
-    "Pad",
-    "ReduceMean",
-    "ReduceSum",
-    "ReduceMax",
-    "Shape",
-    "Gather",
-    "Cast",
-    "Constant",
-];
+pub fn supported_ops() -> Vec<&'static str> {
+    crate::ops::onnx_ops()
+        .chain(IMPORTER_OPS.iter().copied())
+        .collect()
+}
 
 /// Loads and imports an ONNX classifier from a file.
 pub fn load_model(path: impl AsRef<Path>) -> Result<Model> {
@@ -138,50 +108,6 @@ fn opset_version(proto: &pb::ModelProto) -> Result<i64> {
         .ok_or_else(|| Error::bad_input("not a valid ONNX model: it declares no ai.onnx opset"))
 }
 
-pub(crate) struct Importer {
-    pub opset: i64,
-    pub values: Vec<Value>,
-    pub nodes: Vec<Node>,
-    /// What each ONNX tensor name currently stands for.
-    pub env: HashMap<String, Sym>,
-    /// How many nodes (and graph outputs) read each tensor name; BatchNorm folding needs it.
-    pub readers: HashMap<String, usize>,
-}
-
-impl Importer {
-    pub fn add_value(&mut self, name: &str, shape: Vec<usize>) -> ValueId {
-        self.values.push(Value {
-            name: name.to_string(),
-            shape,
-        });
-        self.values.len() - 1
-    }
-
-    /// Appends a node writing a new value named `out_name`, and binds the name to it.
-    pub fn emit(
-        &mut self,
-        name: &str,
-        op: Op,
-        inputs: Vec<ValueId>,
-        out_name: &str,
-        shape: Vec<usize>,
-    ) -> ValueId {
-        let out = self.add_value(out_name, shape);
-        self.nodes.push(Node {
-            name: name.to_string(),
-            op,
-            inputs,
-            output: out,
-        });
-        self.env.insert(out_name.to_string(), Sym::Act(out));
-        out
-    }
-
-    pub fn shape(&self, v: ValueId) -> &[usize] {
-        &self.values[v].shape
-    }
-}
-
 fn import_proto(proto: &pb::ModelProto, input_override: Option<[usize; 3]>) -> Result<Graph> {
     let g = proto
         .graph
@@ -245,7 +171,7 @@ fn import_proto(proto: &pb::ModelProto, input_override: Option<[usize; 3]>) -> R
 
     for (index, node) in g.node.iter().enumerate() {
         let ctx = NodeCtx { node, index };
-        ops::translate(&mut imp, &ctx)?;
+        translate(&mut imp, &ctx)?;
     }
 
     let out_info = g
@@ -279,6 +205,65 @@ fn import_proto(proto: &pb::ModelProto, input_override: Option<[usize; 3]>) -> R
         output,
     };
     Ok(prune(graph))
+}
+
+/// Translates one ONNX node: the importer's own ops, constant folding when every input is a
+/// constant, else the op module's lowering.
+fn translate(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
+    let node = ctx.node;
+    if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+        return Err(unsupported(ctx));
+    }
+    let op = node.op_type.as_str();
+    match op {
+        "Constant" => return fold::constant(imp, ctx),
+        "Identity" | "Dropout" => {
+            if op == "Dropout" && imp.output_read(ctx, 1) {
+                return Err(ctx.err("Dropout's mask output is used; netlens only runs inference"));
+            }
+            let x = get(imp, ctx, 0)?;
+            imp.env.insert(ctx.out_name(0).to_string(), x);
+            return Ok(());
+        }
+        "Shape" => return fold::shape_of(imp, ctx),
+        _ => {}
+    }
+    let inputs: Vec<Sym> = (0..node.input.len())
+        .filter(|&i| ctx.input(i).is_some())
+        .map(|i| get(imp, ctx, i))
+        .collect::<Result<_>>()?;
+    if !inputs.is_empty() && inputs.iter().all(|s| !matches!(s, Sym::Act(_))) {
+        return fold::fold(imp, ctx);
+    }
+    if op == "Cast" {
+        // Only float-to-float casts make sense on image activations.
+        let to = ctx.int("to", 1);
+        if !matches!(to, 1 | 10 | 11) {
+            return Err(ctx.err(format!(
+                "Cast of an activation to ONNX type {to} is not supported"
+            )));
+        }
+        let x = get(imp, ctx, 0)?;
+        imp.env.insert(ctx.out_name(0).to_string(), x);
+        return Ok(());
+    }
+    match crate::ops::lowering(op) {
+        Some(lower) => lower(imp, ctx),
+        None => Err(unsupported(ctx)),
+    }
+}
+
+fn unsupported(ctx: &NodeCtx) -> crate::Error {
+    let domain = if ctx.node.domain.is_empty() {
+        String::new()
+    } else {
+        format!(" in domain '{}'", ctx.node.domain)
+    };
+    ctx.err(format!(
+        "unsupported ONNX op '{}'{domain}. netlens supports: {}",
+        ctx.node.op_type,
+        supported_ops().join(", ")
+    ))
 }
 
 impl Importer {
@@ -359,6 +344,20 @@ fn prune(graph: Graph) -> Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each ONNX op type is lowered by exactly one op module, and the importer's own list does
+    /// not shadow a module's: the lookup by name must be unambiguous.
+    #[test]
+    fn every_onnx_op_has_one_lowering() {
+        let names = supported_ops();
+        for (i, n) in names.iter().enumerate() {
+            assert!(!names[..i].contains(n), "{n} is registered twice");
+        }
+        for n in crate::ops::onnx_ops() {
+            assert!(crate::ops::lowering(n).is_some(), "{n}");
+        }
+        assert!(crate::ops::lowering("Hardmax").is_none());
+    }
 
     #[test]
     fn empty_and_garbage_bytes_are_bad_input() {

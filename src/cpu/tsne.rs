@@ -1,10 +1,11 @@
-//! Exact t-SNE on the CPU: dense P, O(N²) forces with rayon. The oracle of the GPU kernels
-//! (`shaders/tsne.wgsl`), and the exact path when no GPU is used.
+//! Exact t-SNE on the CPU backend: dense P, O(N²) forces with rayon. The oracle of the GPU kernels
+//! (`shaders/tsne.wgsl`), and the CPU backend's [`TsneExact`].
 
 use rayon::prelude::*;
 
-use super::affinity::dense_p;
-use super::{descend, host_memory_available, Schedule, TsneResult};
+use super::CpuBackend;
+use crate::backend::tsne::affinity::dense_p;
+use crate::backend::tsne::{descend, host_memory_available, Schedule, TsneExact, TsneResult};
 use crate::backend::HostTensor;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -149,4 +150,18 @@ pub fn run(
         kl_history: history,
         iterations: s.iterations,
     })
+}
+
+impl TsneExact for CpuBackend {
+    fn tsne_exact(
+        &self,
+        x: &HostTensor,
+        scale: f32,
+        perplexity: f32,
+        y0: &HostTensor,
+        schedule: &Schedule,
+        progress: &dyn Progress,
+    ) -> Result<TsneResult> {
+        run(x, scale, perplexity, y0, schedule, progress)
+    }
 }
