@@ -42,6 +42,10 @@ const UNARY_CODE_TANH: u32 = 4u;
 const UNARY_CODE_HARD_SIGMOID: u32 = 5u;
 const UNARY_CODE_HARD_SWISH: u32 = 6u;
 const UNARY_CODE_ERF: u32 = 7u;
+const UNARY_CODE_EXP: u32 = 8u;
+const UNARY_CODE_NEG: u32 = 9u;
+const UNARY_CODE_SQRT: u32 = 10u;
+const UNARY_CODE_RECIPROCAL: u32 = 11u;
 // Rust `ReluRule` (ops/unary.rs).
 const RELU_RULE_STANDARD: u32 = 0u;
 const RELU_RULE_GUIDED: u32 = 1u;
@@ -76,6 +80,10 @@ fn unary_op(op: u32, v: f32, a: f32, b: f32) -> f32 {
         case UNARY_CODE_HARD_SIGMOID: { return clamp(a * v + b, 0.0, 1.0); }
         case UNARY_CODE_HARD_SWISH: { return v * clamp(v / 6.0 + 0.5, 0.0, 1.0); }
         case UNARY_CODE_ERF: { return erf_approx(v); }
+        case UNARY_CODE_EXP: { return exp(v); }
+        case UNARY_CODE_NEG: { return -v; }
+        case UNARY_CODE_SQRT: { return sqrt(v); }
+        case UNARY_CODE_RECIPROCAL: { return 1.0 / v; }
         default: { return v; }
     }
 }
@@ -162,6 +170,11 @@ fn unary_grad(op: u32, rule: u32, v: f32, g: f32, a: f32, b: f32) -> f32 {
             if (v >= 3.0) { d = 1.0; } else if (v > -3.0) { d = v / 3.0 + 0.5; }
         }
         case UNARY_CODE_ERF: { d = 1.1283791670955126 * exp(-v * v); }
+        // From the input, as the GPU saves it for every op but Relu and Clip.
+        case UNARY_CODE_EXP: { d = exp(v); }
+        case UNARY_CODE_NEG: { d = -1.0; }
+        case UNARY_CODE_SQRT: { d = 0.5 / sqrt(v); }
+        case UNARY_CODE_RECIPROCAL: { d = -1.0 / (v * v); }
         default: { d = 1.0; }
     }
     if (rule == RELU_RULE_GUIDED && relu_like && g <= 0.0) { return 0.0; }

@@ -214,6 +214,27 @@ fn erf() {
     check("erf", &bytes, &[3, 5, 6]);
 }
 
+/// Exp, Neg, Sqrt and Reciprocal (LayerNorm's and attention's unfolded pieces) against tract;
+/// Sqrt and Reciprocal read Exp's positive output, their domain.
+#[test]
+fn exp_neg_sqrt_reciprocal() {
+    let mut b = OnnxBuilder::new(&[3, 5, 6]);
+    b.node("Exp", &["input"], &["e"], vec![]);
+    b.node("Neg", &["input"], &["n"], vec![]);
+    b.node("Sqrt", &["e"], &["s"], vec![]);
+    b.node("Reciprocal", &["e"], &["r"], vec![]);
+    b.node("Add", &["n", "s"], &["ns"], vec![]);
+    b.node("Add", &["ns", "r"], &["y"], vec![]);
+    let bytes = b.build("y");
+    let model = netlens::model::import::import_bytes(&bytes, "exp_neg_sqrt_reciprocal").unwrap();
+    let kinds: Vec<&str> = model.graph.nodes.iter().map(|n| n.op.kind_name()).collect();
+    for op in ["Exp", "Neg", "Sqrt", "Reciprocal"] {
+        assert!(kinds.contains(&op), "{op} missing from {kinds:?}");
+        assert!(netlens::model::import::supported_ops().contains(&op));
+    }
+    check("exp_neg_sqrt_reciprocal", &bytes, &[3, 5, 6]);
+}
+
 /// Squeeze-excite shape: x * sigmoid(gap(x)) broadcasts [C,1,1] against [C,H,W], both computed.
 #[test]
 fn binary_ops_broadcast_between_activations() {

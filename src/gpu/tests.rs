@@ -338,6 +338,8 @@ fn unary_ops() {
         },
         Unary::HardSwish,
         Unary::Erf,
+        Unary::Exp,
+        Unary::Neg,
     ];
     let mut b = Builder::new(&[3, 5, 7]);
     let scale = b.add(
@@ -353,6 +355,11 @@ fn unary_ops() {
     for u in ops {
         // Each op reads the scaled input so every branch of every formula is exercised.
         last = b.add(Op::Unary(u), &[scale], &[3, 5, 7]);
+    }
+    // Sqrt and Reciprocal on their domain, exp(8x) > 0.
+    let positive = b.add(Op::Unary(Unary::Exp), &[scale], &[3, 5, 7]);
+    for u in [Unary::Sqrt, Unary::Reciprocal] {
+        last = b.add(Op::Unary(u), &[positive], &[3, 5, 7]);
     }
     check_all(&gpu, &b.model(last), 2, 2);
 }

@@ -222,6 +222,10 @@ fn unary_vjps_and_rules() {
         },
         Unary::HardSwish,
         Unary::Erf,
+        Unary::Exp,
+        Unary::Neg,
+        Unary::Sqrt,
+        Unary::Reciprocal,
     ];
     for u in ops {
         let mut b = Builder::new(&[3, 5, 7]);
@@ -235,6 +239,11 @@ fn unary_vjps_and_rules() {
             &[0],
             &[3, 5, 7],
         );
+        // Sqrt and Reciprocal read exp(4x) > 0, their domain.
+        let s = match u {
+            Unary::Sqrt | Unary::Reciprocal => b.add(Op::Unary(Unary::Exp), &[s], &[3, 5, 7]),
+            _ => s,
+        };
         let y = b.add(Op::Unary(u), &[s], &[3, 5, 7]);
         let m = b.model(y);
         for rule in [GradRule::Standard, GradRule::Guided, GradRule::Deconvnet] {

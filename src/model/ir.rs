@@ -144,6 +144,14 @@ pub enum Unary {
     HardSwish,
     /// The Gauss error function `erf(x) = 2/√π ∫₀ˣ e^(-t²) dt` (see [`erf`]).
     Erf,
+    /// `e^x`
+    Exp,
+    /// `-x`
+    Neg,
+    /// `√x` (NaN below 0, as ONNX and IEEE say).
+    Sqrt,
+    /// `1 / x`
+    Reciprocal,
 }
 
 impl Unary {
@@ -164,6 +172,10 @@ impl Unary {
             Unary::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
             Unary::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
             Unary::Erf => erf(x),
+            Unary::Exp => x.exp(),
+            Unary::Neg => -x,
+            Unary::Sqrt => x.sqrt(),
+            Unary::Reciprocal => 1.0 / x,
         }
     }
     /// The op code and two parameters of the GPU's `unary_op` / `unary_grad` (`eltwise.wgsl`).
@@ -177,6 +189,10 @@ impl Unary {
             Unary::HardSigmoid { alpha, beta } => (UnaryCode::HardSigmoid, alpha, beta),
             Unary::HardSwish => (UnaryCode::HardSwish, 0.0, 0.0),
             Unary::Erf => (UnaryCode::Erf, 0.0, 0.0),
+            Unary::Exp => (UnaryCode::Exp, 0.0, 0.0),
+            Unary::Neg => (UnaryCode::Neg, 0.0, 0.0),
+            Unary::Sqrt => (UnaryCode::Sqrt, 0.0, 0.0),
+            Unary::Reciprocal => (UnaryCode::Reciprocal, 0.0, 0.0),
         }
     }
     /// True for the ReLU-like ops that guided backprop and deconvnet rules apply to.
@@ -202,12 +218,16 @@ pub(crate) enum UnaryCode {
     HardSigmoid = 5,
     HardSwish = 6,
     Erf = 7,
+    Exp = 8,
+    Neg = 9,
+    Sqrt = 10,
+    Reciprocal = 11,
 }
 
 impl UnaryCode {
     /// Every variant, for the contract test.
     #[cfg(test)]
-    pub(crate) const ALL: [UnaryCode; 8] = [
+    pub(crate) const ALL: [UnaryCode; 12] = [
         UnaryCode::Relu,
         UnaryCode::LeakyRelu,
         UnaryCode::Clip,
@@ -216,6 +236,10 @@ impl UnaryCode {
         UnaryCode::HardSigmoid,
         UnaryCode::HardSwish,
         UnaryCode::Erf,
+        UnaryCode::Exp,
+        UnaryCode::Neg,
+        UnaryCode::Sqrt,
+        UnaryCode::Reciprocal,
     ];
 }
 
@@ -416,6 +440,10 @@ impl Op {
                 Unary::HardSigmoid { .. } => "HardSigmoid",
                 Unary::HardSwish => "HardSwish",
                 Unary::Erf => "Erf",
+                Unary::Exp => "Exp",
+                Unary::Neg => "Neg",
+                Unary::Sqrt => "Sqrt",
+                Unary::Reciprocal => "Reciprocal",
             },
             Op::Binary(b) => match b.kind {
                 BinaryKind::Add => "Add",

@@ -75,6 +75,10 @@ pub(crate) const ONNX: &[(&str, Lower)] = &[
     }),
     ("HardSwish", |imp, ctx| lower(imp, ctx, Unary::HardSwish)),
     ("Erf", |imp, ctx| lower(imp, ctx, Unary::Erf)),
+    ("Exp", |imp, ctx| lower(imp, ctx, Unary::Exp)),
+    ("Neg", |imp, ctx| lower(imp, ctx, Unary::Neg)),
+    ("Sqrt", |imp, ctx| lower(imp, ctx, Unary::Sqrt)),
+    ("Reciprocal", |imp, ctx| lower(imp, ctx, Unary::Reciprocal)),
 ];
 
 fn lower(imp: &mut Importer, ctx: &NodeCtx, u: Unary) -> Result<()> {
@@ -115,7 +119,8 @@ fn unary_of(op: &Op) -> Result<Unary> {
 /// Whether the CPU VJP of `u` reads the op's input; otherwise it reads its output. The output is
 /// enough wherever it determines the derivative (ReLU/Clip masks, `y(1-y)`, `1-y²`); LeakyRelu
 /// with `alpha <= 0` and HardSwish are not invertible from the output, and Erf's derivative is
-/// cheapest from the input.
+/// cheapest from the input. Exp, Sqrt and Reciprocal read their output (`y`, `1/2y`, `-y²`); Neg
+/// needs no saved value but is given the output like them.
 pub(crate) fn vjp_reads_input(u: Unary) -> bool {
     matches!(u, Unary::LeakyRelu { .. } | Unary::HardSwish | Unary::Erf)
 }
@@ -172,6 +177,10 @@ avx2_dispatch! {
             Unary::Erf => {
                 it.for_each(|(v, &x)| *v *= std::f32::consts::FRAC_2_SQRT_PI * (-x * x).exp())
             }
+            Unary::Exp => it.for_each(|(v, &y)| *v *= y),
+            Unary::Neg => it.for_each(|(v, _)| *v = -*v),
+            Unary::Sqrt => it.for_each(|(v, &y)| *v *= 0.5 / y),
+            Unary::Reciprocal => it.for_each(|(v, &y)| *v *= -(y * y)),
         }
         Ok(())
     }

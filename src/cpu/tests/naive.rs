@@ -64,6 +64,10 @@ pub fn unary64(u: Unary, x: f64) -> f64 {
         Unary::HardSigmoid { alpha, beta } => (alpha as f64 * x + beta as f64).clamp(0.0, 1.0),
         Unary::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
         Unary::Erf => erf64(x),
+        Unary::Exp => x.exp(),
+        Unary::Neg => -x,
+        Unary::Sqrt => x.sqrt(),
+        Unary::Reciprocal => 1.0 / x,
     }
 }
 

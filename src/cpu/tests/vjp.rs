@@ -155,7 +155,7 @@ fn linear_vjp() {
     }
 }
 
-const UNARIES: [Unary; 9] = [
+const UNARIES: [Unary; 13] = [
     Unary::Relu,
     Unary::LeakyRelu { alpha: 0.3 },
     Unary::LeakyRelu { alpha: -0.5 },
@@ -171,6 +171,10 @@ const UNARIES: [Unary; 9] = [
     },
     Unary::HardSwish,
     Unary::Erf,
+    Unary::Exp,
+    Unary::Neg,
+    Unary::Sqrt,
+    Unary::Reciprocal,
 ];
 
 fn breakpoints(u: Unary) -> Vec<f32> {
@@ -179,7 +183,17 @@ fn breakpoints(u: Unary) -> Vec<f32> {
         Unary::Clip { min, max } => vec![min, max],
         Unary::HardSigmoid { alpha, beta } => vec![-beta / alpha, (1.0 - beta) / alpha],
         Unary::HardSwish => vec![-3.0, 3.0],
-        Unary::Sigmoid | Unary::Tanh | Unary::Erf => vec![],
+        Unary::Sigmoid | Unary::Tanh | Unary::Erf | Unary::Exp | Unary::Neg => vec![],
+        // Differentiable on their domain, x > 0 (see `domain`).
+        Unary::Sqrt | Unary::Reciprocal => vec![],
+    }
+}
+
+/// Moves `x` into the op's differentiable domain: Sqrt and Reciprocal get `|x| + 0.5`.
+fn domain(u: Unary, x: f32) -> f32 {
+    match u {
+        Unary::Sqrt | Unary::Reciprocal => x.abs() + 0.5,
+        _ => x,
     }
 }
 
@@ -187,7 +201,10 @@ fn breakpoints(u: Unary) -> Vec<f32> {
 fn unary_vjp() {
     for u in UNARIES {
         for (n, scale) in [(2 * 3 * 5, 4.0), (7 * 11, 5.0)] {
-            let mut x: Vec<f32> = rand_vec(n, 7).iter().map(|v| v * scale).collect();
+            let mut x: Vec<f32> = rand_vec(n, 7)
+                .iter()
+                .map(|v| domain(u, v * scale))
+                .collect();
             for bp in breakpoints(u) {
                 for v in &mut x {
                     if (*v - bp).abs() < 0.05 {
