@@ -2,7 +2,7 @@
 //! on the tiny digits CNN (cheap on lavapipe): occlusion (Captum `Occlusion`), gradient × input
 //! (Captum `InputXGradient`), guided backprop (Captum `GuidedBackprop`), guided Grad-CAM
 //! (pytorch-grad-cam's guided backprop × Grad-CAM map), plain SmoothGrad (Captum `NoiseTunnel`
-//! given netlens' noise), LIME's two surrogates (scikit-learn `Ridge` and `DecisionTreeRegressor`
+//! given netlens' noise), Integrated Gradients (Captum, both quadratures, with δ), LIME's two surrogates (scikit-learn `Ridge` and `DecisionTreeRegressor`
 //! on netlens' samples, rebuilt in numpy and scored by the float64 graph) and a layer's
 //! activations (the float64
 //! graph's tap). The grid of which method is checked where: docs/peers.md.
@@ -28,6 +28,7 @@ use common::*;
 use netlens::methods::activations::activations;
 use netlens::methods::attribution::{Attribute, Target};
 use netlens::methods::guided_gradcam::GuidedGradCam;
+use netlens::methods::integrated_gradients::{IntegratedGradients, Quadrature};
 use netlens::methods::lime::{Lime, Segmentation, Surrogate};
 use netlens::methods::occlusion::{MaskValue, Occlusion, Upsampling};
 use netlens::methods::saliency::Saliency;
@@ -219,6 +220,57 @@ fn smoothgrad_matches_captum_noise_tunnel_cpu() {
 #[test]
 fn smoothgrad_matches_captum_noise_tunnel_gpu() {
     smoothgrad_parity("gpu", gpu());
+}
+
+/// Captum's convergence deltas on the float64 graph (manifest `integrated_gradients`):
+/// Σ attributions − (f(x) − f(0)), with f(x) − f(0) ≈ 10.
+const IG_DELTAS: [(Quadrature, &str, f32); 2] = [
+    (Quadrature::GaussLegendre, "gausslegendre", 0.030_449_65),
+    (Quadrature::RiemannTrapezoid, "trapezoid", -0.228_758_08),
+];
+/// δ is a difference of two float32 sums of size ~10: PyTorch float32's δ is 2.6e-6 (GL) and
+/// 1.7e-6 (trapezoid) from the float64 one. 1e-4 is ~40× that and far below the 0.26 between the
+/// two rules' deltas, or what a dropped or mis-weighted step would move (~0.3 at 32 steps).
+const IG_DELTA_TOL: f32 = 1e-4;
+
+/// Both quadratures on both backends (on MobileNetV2 the GPU runs only Gauss-Legendre).
+fn ig_parity<B: Backend>(label: &str, b: &B) {
+    let (m, x) = digits();
+    for (quadrature, name, delta) in IG_DELTAS {
+        let r = IntegratedGradients {
+            steps: 32,
+            quadrature,
+            ..Default::default()
+        }
+        .attribute(b, &m, &x, CLASS)
+        .expect("ig");
+        check(
+            label,
+            &format!("IG {name} vs Captum"),
+            &r.attribution.map.data,
+            &peer(&format!("ig_{name}_f64")),
+            TOL,
+        );
+        println!(
+            "{label} IG {name}: convergence delta {} vs Captum {delta}",
+            r.convergence_delta
+        );
+        assert!(
+            (r.convergence_delta - delta).abs() <= IG_DELTA_TOL,
+            "{label} IG {name}: delta {} vs {delta}",
+            r.convergence_delta
+        );
+    }
+}
+
+#[test]
+fn integrated_gradients_match_captum_on_digits_cpu() {
+    ig_parity("cpu", &cpu());
+}
+
+#[test]
+fn integrated_gradients_match_captum_on_digits_gpu() {
+    ig_parity("gpu", gpu());
 }
 
 /// peer_local.py's `LIME` settings.
