@@ -11,6 +11,8 @@ PyTorch float32's own distance.
 
 - occlusion: Captum `Occlusion` (window 1x8x8, stride 1x4x4, baseline 0), logit and softmax
   probability; `<stem>_occlusion_{logit,prob}_f64.npy` [1, 1, H, W].
+- gradient: Captum `Saliency(abs=False)` of the logit and of the softmax probability;
+  `<stem>_saliency_{logit,prob}_f64.npy` [1, 1, H, W].
 - gradient x input: Captum `InputXGradient`; `<stem>_input_x_gradient_f64.npy` [1, 1, H, W].
 - guided backprop: Captum `GuidedBackprop` (the guided rule on every ReLU);
   `<stem>_guided_backprop_f64.npy` [1, 1, H, W].
@@ -117,6 +119,18 @@ def captum_pair(cls, m32, m64, x):
     for name, m, dt in (('f32', m32, torch.float32), ('f64', m64, torch.float64)):
         a[name] = cls(m).attribute(torch.tensor(x, dtype=dt), target=TARGET).detach().numpy()
     return a
+
+
+def saliency(m32, m64, x):
+    out = {}
+    for score, f32, f64 in (('logit', m32, m64), ('prob', prob_of(m32), prob_of(m64))):
+        a = {name: Saliency(f).attribute(torch.tensor(x, dtype=dt), target=TARGET,
+                                         abs=False).detach().numpy()
+             for name, f, dt in (('f32', f32, torch.float32), ('f64', f64, torch.float64))}
+        out[score] = {'api': 'captum.attr.Saliency(f).attribute(x, target=3, abs=False)',
+                      'map': save(f'{STEM}_saliency_{score}_f64.npy', a['f64']),
+                      'f32_vs_f64': rel(a['f32'], a['f64'])}
+    return out
 
 
 def input_x_gradient(m32, m64, x):
@@ -299,6 +313,7 @@ def main():
     result = {'script': 'tools/peer_local.py', 'versions': versions, 'model': CASE['model'],
               'input': f'ref/peers/{STEM}_input.npy', 'target': TARGET,
               'occlusion': occlusion(m32, m64, x),
+              'saliency': saliency(m32, m64, x),
               'input_x_gradient': input_x_gradient(m32, m64, x),
               'guided_backprop': gb_entry,
               'guided_gradcam': guided_gradcam(x, gb['f64']),
