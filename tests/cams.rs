@@ -164,17 +164,29 @@ fn cam_parity<B: Backend>(label: &str, b: &B, case: &Case) -> f32 {
 fn cam_family_matches_pytorch_grad_cam_on_mobilenet_cpu() {
     let e = cam_parity("cpu", &cpu(), &MOBILENET);
     println!("worst {e:.2e}");
-    // Grad-CAM's upsampled map from the earlier pgc run on torchvision's MobileNetV2 (the same
-    // weights; manifest `gradcam_pgc`).
+    gradcam_pgc_parity("cpu", &cpu());
+}
+
+/// Grad-CAM's upsampled map from the earlier pgc run on torchvision's MobileNetV2 (the same
+/// weights; manifest `gradcam_pgc`): the picture users see, pgc's ReLU, min-max, OpenCV resize
+/// and min-max again applied to netlens' low-res map.
+fn gradcam_pgc_parity<B: Backend>(label: &str, b: &B) {
     let (m, x) = load(&MOBILENET);
     let cam = GradCam::default()
-        .attribute(&cpu(), &m, &x, &[MOBILENET.target])
+        .attribute(b, &m, &x, &[MOBILENET.target])
         .unwrap()
         .remove(0);
     let want = peer(&MOBILENET, "gradcam_pgc").unwrap();
     let e = rel_err(&pgc_map(&cam.lowres, 224, 224).data, &want.data, 0.0);
-    println!("cpu Grad-CAM upsampled map vs gradcam_pgc {e:.2e}");
-    assert!(e <= CAM_TOL, "{e}");
+    println!("{label} Grad-CAM upsampled map vs gradcam_pgc {e:.2e}");
+    assert!(e <= CAM_TOL, "{label}: {e}");
+}
+
+/// One Grad-CAM (one forward and backward of MobileNetV2) on lavapipe: cheap enough to check
+/// the shipped pgc map on the GPU too.
+#[test]
+fn gradcam_pgc_map_matches_on_mobilenet_gpu() {
+    gradcam_pgc_parity("gpu", gpu());
 }
 
 #[test]
