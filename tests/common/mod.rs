@@ -2,6 +2,8 @@
 //! a tract reference runner, both backends, and comparison helpers.
 #![allow(dead_code)]
 
+pub mod fuzz;
+
 use std::sync::OnceLock;
 
 use netlens::cpu::CpuBackend;
