@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fuzz;
+pub mod onnx_mutate;
 
 use std::sync::OnceLock;
 
