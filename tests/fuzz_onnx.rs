@@ -112,10 +112,12 @@ impl Guard {
         // `get` only: reading the environment allocates, so the limit is set before fuzzing.
         if let Some(&limit) = ALLOC_LIMIT.get() {
             if size > limit {
-                if let Ok(cur) = CURRENT.try_lock() {
-                    if cur.started.is_some() {
-                        die(&format!("an allocation of {size} bytes"), &cur.data);
-                    }
+                let why = format!("an allocation of {size} bytes");
+                // Not `lock`: the caller may be the fuzz thread, copying the input under it.
+                match CURRENT.try_lock() {
+                    Ok(cur) if cur.started.is_some() => die(&why, &cur.data),
+                    Ok(_) => {}
+                    Err(_) => die(&why, b""),
                 }
             }
         }
