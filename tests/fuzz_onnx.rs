@@ -26,6 +26,7 @@ mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -187,6 +188,10 @@ fn onnx_target(bytes: &[u8], variant: usize) -> bool {
     accepted
 }
 
+/// How deep mutants get: how many reached the backward pass, and how many came out of it `Ok`.
+static RAN: AtomicU64 = AtomicU64::new(0);
+static GRADIENTS: AtomicU64 = AtomicU64::new(0);
+
 fn import_and_run(bytes: &[u8], variant: usize) -> bool {
     let Ok(model) = import_bytes(bytes, "fuzz") else {
         return false;
@@ -240,8 +245,10 @@ fn import_and_run(bytes: &[u8], variant: usize) -> bool {
         Seed::Grad { at: g.output, grad }
     };
     let rule = [GradRule::Standard, GradRule::Guided, GradRule::Deconvnet][variant % 3];
+    RAN.fetch_add(1, Ordering::Relaxed);
     if let Ok(gr) = cpu.gradients(&model, &x, &seed, rule, &[], &[]) {
         assert_eq!(gr.input_grad.shape, x.shape);
+        GRADIENTS.fetch_add(1, Ordering::Relaxed);
     }
     true
 }
@@ -380,6 +387,9 @@ fn pending(p: &Panic) -> bool {
 #[test]
 fn onnx_import_forward_backward_never_panic() {
     start_guards();
+    // Informational only: a test running beside this one adds its own executions.
+    RAN.store(0, Ordering::Relaxed);
+    GRADIENTS.store(0, Ordering::Relaxed);
     let park_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fuzz-onnx-pending");
     fuzz(Target {
         name: "onnx",
@@ -391,6 +401,11 @@ fn onnx_import_forward_backward_never_panic() {
         park: &pending,
         park_dir: Some(park_dir),
     });
+    println!(
+        "fuzz onnx: {} mutants reached the backward pass, {} gave gradients",
+        RAN.load(Ordering::Relaxed),
+        GRADIENTS.load(Ordering::Relaxed)
+    );
 }
 
 #[test]
