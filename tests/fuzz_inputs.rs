@@ -13,115 +13,16 @@
 //! `NETLENS_FUZZ_SECS=60` (per target) or `NETLENS_FUZZ_EXECS=N`; `NETLENS_FUZZ_SEED` varies the
 //! stream. A panicking input is written to target/fuzz-crashes/ and the test fails naming it.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+
+use common::fuzz::{byte_mutation, crc32, fuzz, mutate, Rng, Target, EDGES};
 
 use netlens::input::Preprocess;
 use netlens::input::{check_finite, check_input_shape, image_tensor_from_bytes, parse_npy};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fuzz");
-
-/// splitmix64: tiny, seedable, and good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, e) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 == 1 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            *e = c;
-        }
-        t
-    });
-    !bytes.iter().fold(!0u32, |c, &b| {
-        table[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)
-    })
-}
-
-/// Values at and around the edges the parsers check.
-const EDGES: &[u64] = &[
-    0,
-    1,
-    2,
-    3,
-    16,
-    255,
-    256,
-    16383,
-    16384,
-    16385,
-    65535,
-    65536,
-    1 << 24,
-    (1 << 31) - 1,
-    1 << 31,
-    u32::MAX as u64,
-    1 << 32,
-    1 << 62,
-    u64::MAX,
-];
-
-fn byte_mutation(rng: &mut Rng, data: &mut Vec<u8>) {
-    match rng.below(6) {
-        0 if !data.is_empty() => {
-            let i = rng.below(data.len());
-            data[i] ^= 1 << rng.below(8);
-        }
-        1 if !data.is_empty() => {
-            let i = rng.below(data.len());
-            data[i] = *rng.pick(&[0, 1, 0x7F, 0x80, 0xFF]);
-        }
-        2 => data.truncate(rng.below(data.len() + 1)),
-        3 => {
-            let at = rng.below(data.len() + 1);
-            let n = 1 + rng.below(16);
-            let fill: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
-            data.splice(at..at, fill);
-        }
-        4 if !data.is_empty() => {
-            let at = rng.below(data.len());
-            let n = 1 + rng.below(16.min(data.len() - at));
-            data.drain(at..at + n);
-        }
-        _ if data.len() >= 4 => {
-            // A 32-bit field anywhere, big- or little-endian, set to an edge value.
-            let at = rng.below(data.len() - 3);
-            let v = *rng.pick(EDGES) as u32;
-            let b = if rng.below(2) == 0 {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            };
-            data[at..at + 4].copy_from_slice(&b);
-        }
-        _ => data.push(rng.next() as u8),
-    }
-}
 
 /// PNG chunks as (type, data); `None` when the bytes are not a well-formed chunk sequence.
 fn png_chunks(data: &[u8]) -> Option<Vec<([u8; 4], Vec<u8>)>> {
@@ -330,81 +231,32 @@ fn npy_target(bytes: &[u8], _variant: usize) -> bool {
     true
 }
 
-/// How long to fuzz: `NETLENS_FUZZ_SECS` / `NETLENS_FUZZ_EXECS`, else a quick test-sized run.
-fn budget() -> (Option<Duration>, u64) {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    match (env("NETLENS_FUZZ_SECS"), env("NETLENS_FUZZ_EXECS")) {
-        (None, None) => (None, 4000),
-        (secs, execs) => (secs.map(Duration::from_secs), execs.unwrap_or(u64::MAX)),
-    }
-}
-
-fn fuzz(name: &str, seeds: Vec<Vec<u8>>, target: fn(&[u8], usize) -> bool, structured: bool) {
-    // Saved crash inputs first: each is a regression test.
-    let crashes = Path::new(DIR).join("crashes");
-    if let Ok(dir) = std::fs::read_dir(&crashes) {
-        for entry in dir {
-            let path = entry.unwrap().path();
-            let bytes = std::fs::read(&path).unwrap();
-            for variant in 0..4 {
-                target(&bytes, variant);
-            }
-        }
-    }
-    let seed = std::env::var("NETLENS_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x006E_6574_6C65_6E73);
-    let mut rng = Rng(seed ^ name.len() as u64);
-    let (time, max_execs) = budget();
-    let start = Instant::now();
-    let mut execs = 0u64;
-    let mut accepted = 0u64;
-    while execs < max_execs && time.is_none_or(|t| start.elapsed() < t) {
-        // Check the clock every 256 executions only.
-        for _ in 0..256 {
-            let base = rng.pick(&seeds);
-            let mut data = base.clone();
-            for _ in 0..1 + rng.below(4) {
-                let structural = structured && rng.below(2) == 0;
-                if structural {
-                    data = if name == "png" {
-                        png_mutation(&mut rng, &data).unwrap_or(data)
-                    } else {
-                        npy_mutation(&mut rng, &data)
-                    };
-                } else {
-                    byte_mutation(&mut rng, &mut data);
-                }
-            }
+fn fuzz_parser(
+    name: &str,
+    seeds: Vec<Vec<u8>>,
+    structural: fn(&mut Rng, &[u8]) -> Vec<u8>,
+    run: fn(&[u8], usize) -> bool,
+) {
+    let png = name == "png";
+    fuzz(Target {
+        name,
+        seeds,
+        replay: vec![Path::new(DIR).join("crashes")],
+        default_execs: 4000,
+        mutate: &mut |rng, base| {
+            let mut data = mutate(rng, base, structural);
             // Half the PNG mutants get valid CRCs again, so byte-level damage reaches the decoder.
-            if name == "png" && rng.below(2) == 0 {
+            if png && rng.below(2) == 0 {
                 if let Some(chunks) = png_chunks(&data) {
                     data = png_bytes(&chunks);
                 }
             }
-            let variant = rng.below(4);
-            let outcome = catch_unwind(AssertUnwindSafe(|| target(&data, variant)));
-            accepted += u64::from(matches!(outcome, Ok(true)));
-            if outcome.is_err() {
-                let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fuzz-crashes");
-                std::fs::create_dir_all(&dir).unwrap();
-                let path = dir.join(format!("{name}-{:08x}.bin", crc32(&data)));
-                std::fs::write(&path, &data).unwrap();
-                panic!(
-                    "{name} target panicked (variant {variant}) on {} (save it under \
-                     assets/fuzz/crashes/ once fixed)",
-                    path.display()
-                );
-            }
-            execs += 1;
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "fuzz {name}: {execs} executions in {secs:.1} s ({:.0}/s), {accepted} accepted, seed {seed}",
-        execs as f64 / secs
-    );
+            data
+        },
+        run: &run,
+        park: &|_| false,
+        park_dir: None,
+    });
 }
 
 #[test]
@@ -418,14 +270,19 @@ fn png_and_jpeg_decoder_never_panics() {
         .unwrap(),
     );
     seeds.push(jpeg_seed());
-    fuzz("png", seeds, image_target, true);
+    fuzz_parser(
+        "png",
+        seeds,
+        |rng, d| png_mutation(rng, d).unwrap_or_else(|| d.to_vec()),
+        image_target,
+    );
 }
 
 #[test]
 fn npy_reader_never_panics() {
     let mut seeds = seeds(&["npy"]);
     seeds.push(std::fs::read(Path::new(DIR).join("x_digits.npy")).unwrap());
-    fuzz("npy", seeds, npy_target, true);
+    fuzz_parser("npy", seeds, npy_mutation, npy_target);
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //! a tract reference runner, both backends, and comparison helpers.
 #![allow(dead_code)]
 
+pub mod fuzz;
+pub mod onnx_mutate;
+
 use std::sync::OnceLock;
 
 use netlens::cpu::CpuBackend;
