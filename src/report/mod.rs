@@ -111,6 +111,9 @@ pub fn model_input(
 ) -> Result<(HostTensor, Preprocess, Option<Vec<String>>)> {
     let (pre, labels) = preprocessing(model_path, model, preset)?;
     let x = input::image_tensor(image, &pre, model.input_shape())?;
+    // A sidecar's tiny `std` can make finite pixels non-finite inputs.
+    input::check_finite(&x)
+        .map_err(|e| e.context(format!("{} after preprocessing", image.display())))?;
     Ok((x, pre, labels))
 }
 
