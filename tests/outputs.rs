@@ -64,7 +64,8 @@ fn ones() -> HostTensor {
 /// The overflow model and an input of ones as files, for the command line.
 fn overflow_files() -> (String, String) {
     let model = scratch_in("outputs", "overflow.onnx");
-    std::fs::write(&model, overflow_bytes()).unwrap();
+    // Atomically: the tests beside this one run netlens on the same file.
+    netlens::atomic::write_bytes(&model, &overflow_bytes()).unwrap();
     let x = scratch_in("outputs", "ones.npy");
     netlens::input::write_npy(&x, &[1, 3, 8, 8], &[1.0; 192]).unwrap();
     (
@@ -218,6 +219,53 @@ fn an_overflow_inside_the_model_is_reported_and_the_maps_are_written() {
             assert!(!whats(&s, 3).contains(&"map".to_string()), "{s}");
         }
     }
+}
+
+/// `explain` draws every panel as computed, notes the overflow in the caption and lists each
+/// panel's findings in summary.json.
+#[test]
+fn explain_reports_each_panels_overflow() {
+    let model = scratch_in("outputs_explain", "overflow.onnx");
+    std::fs::write(&model, overflow_bytes()).unwrap();
+    std::fs::write(model.with_extension("json"), r#"{"preprocess": "unit"}"#).unwrap();
+    let dir = scratch_in("outputs_explain", "report");
+    let out = netlens(&[
+        "explain",
+        model.to_str().unwrap(),
+        &asset("digits/digit_3_idx0649.png"),
+        "--class",
+        "0",
+        "--steps",
+        "4",
+        "--samples",
+        "4",
+        "-o",
+        dir.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: Grad-CAM: map (class 0)"),
+        "{stderr}"
+    );
+    let s = summary(&dir.join("summary.json"));
+    let whats: Vec<&str> = s["non_finite"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["what"].as_str().unwrap())
+        .collect();
+    for w in [
+        "logits",
+        "Grad-CAM: map",
+        "Integrated Gradients: convergence_delta",
+    ] {
+        assert!(whats.contains(&w), "{w} not in {whats:?}");
+    }
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("map (class 0): 192 of 192 values are NaN or infinite"));
 }
 
 /// `run` writes the Inf logits and lists them; the first index is the batch sample's.

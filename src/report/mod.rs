@@ -35,6 +35,9 @@ pub struct Panel {
     pub png: Option<Vec<u8>>,
     /// Why the method does not apply, or a remark on the result (IG's convergence delta).
     pub note: Option<String>,
+    /// Where the panel's result holds NaN or ±Inf (an overflow inside the model); empty when
+    /// all is finite.
+    pub non_finite: Vec<crate::methods::finite::NonFinite>,
 }
 
 /// One of the top predictions.

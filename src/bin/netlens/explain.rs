@@ -132,8 +132,18 @@ fn build<B: Backend>(
     netlens::atomic::write_bytes(&path, report::html(&report).as_bytes())?;
     let shown = std::fs::canonicalize(&path).unwrap_or(path);
     let mut summary = summary(&report, l, &shown);
-    let found = netlens::methods::finite::scan_tensor("logits", &logits);
-    summary["non_finite"] = crate::warn_non_finite(&found.into_iter().collect::<Vec<_>>());
+    // The logits, then each panel's findings named by the panel.
+    let mut found: Vec<_> = netlens::methods::finite::scan_tensor("logits", &logits)
+        .into_iter()
+        .collect();
+    for p in &report.panels {
+        found.extend(p.non_finite.iter().filter(|n| n.what != "logits").map(|n| {
+            let mut n = n.clone();
+            n.what = format!("{}: {}", p.title, n.what);
+            n
+        }));
+    }
+    summary["non_finite"] = crate::warn_non_finite(&found);
     crate::finish(&args.output, &summary, args.common.json, || {
         let top = &report.predictions[0];
         let headline = format!(
