@@ -498,11 +498,15 @@ fn six_concurrent_runs_into_one_folder_keep_six_summaries() {
         let watcher = s.spawn(|| {
             let mut polls = 0usize;
             let mut seen = 0usize;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            // Polls until the runs are done, and once more after.
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::Relaxed);
                 seen = seen.max(check_whole(&dir));
                 polls += 1;
+                if finished {
+                    break (polls, seen);
+                }
             }
-            (polls, seen)
         });
         let children: Vec<_> = runs
             .iter()
