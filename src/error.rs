@@ -13,6 +13,9 @@ pub enum ErrorKind {
     Device,
     /// A bug or an unexpected condition inside netlens. The CLI exits with code 1.
     Internal,
+    /// Writing a result failed: a full disk, a folder that cannot be created or written, a
+    /// closed output. The input was fine, so this is not exit 2; the CLI exits with code 1.
+    Output,
 }
 
 /// A netlens error: a kind plus a human-readable message that already carries its context.
@@ -46,6 +49,14 @@ impl Error {
     pub fn internal(message: impl Into<String>) -> Self {
         Error {
             kind: ErrorKind::Internal,
+            message: message.into(),
+        }
+    }
+    /// An [`ErrorKind::Output`] error: a result could not be written (the message names the
+    /// path and the reason).
+    pub fn output(message: impl Into<String>) -> Self {
+        Error {
+            kind: ErrorKind::Output,
             message: message.into(),
         }
     }

@@ -2,6 +2,7 @@
 //! netlens: explains what ONNX image classifiers look at, on any GPU wgpu reaches, with a CPU
 //! backend beside it as the numerical oracle.
 
+pub mod atomic;
 pub mod backend;
 pub mod bench;
 pub mod cpu;

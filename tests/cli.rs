@@ -273,7 +273,8 @@ fn gradcam_cli_peak_is_on_the_cats_face() {
             "{backend}: peak at ({x}, {y}) is off the face"
         );
         let summary: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(dir.join("summary_gradcam_285.json")).unwrap())
+                .unwrap();
         assert_eq!(summary["results"][0]["class"], 285);
     }
 }

@@ -529,7 +529,8 @@ fn cli_lime_and_scorecam_write_their_maps() {
         String::from_utf8_lossy(&out.stderr)
     );
     let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary_lime_3.json")).unwrap())
+            .unwrap();
     let r = &summary["results"][0];
     assert_eq!(r["segments"], 16);
     assert_eq!(r["top_segments"].as_array().unwrap().len(), 3);

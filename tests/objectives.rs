@@ -157,6 +157,7 @@ fn cli_explains_channels_of_a_layer_and_rejects_bad_objectives() {
         "saliency_ch3.png",
         "saliency_ch3.npy",
         "saliency_ch7.npy",
+        "summary_saliency_ch3-ch7.json",
         "summary.json",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");

@@ -63,6 +63,11 @@ fn every_subcommand_speaks_json_quietly() {
     ]);
     assert_eq!(g["method"], "gradcam");
     assert_eq!(g["results"][0]["class"], 3);
+    assert!(g["non_finite"].as_array().unwrap().is_empty());
+    let own: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary_gradcam_3.json")).unwrap())
+            .unwrap();
+    assert_eq!(own, g, "stdout is not the run's summary_gradcam_3.json");
 
     let dir = scratch_in("scripting", "explain");
     let e = json_quiet(&[
@@ -79,7 +84,8 @@ fn every_subcommand_speaks_json_quietly() {
 }
 
 /// The perturbation and global subcommands too: with --json, stdout is exactly their
-/// summary.json, and nothing else (deep dream's per-level lines included).
+/// summary.json (for lime and scorecam also their own `summary_<method>_<class>.json`), and
+/// nothing else (deep dream's per-level lines included).
 #[test]
 fn perturbation_and_global_subcommands_speak_json() {
     const LAYER: &str = "/features/features.2/Relu_output_0";
@@ -126,6 +132,15 @@ fn perturbation_and_global_subcommands_speak_json() {
         let saved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
         assert_eq!(printed, saved, "{name}: stdout is not its summary.json");
+        if matches!(name, "lime" | "scorecam") {
+            let own = dir.join(format!(
+                "summary_{name}_{}.json",
+                printed["results"][0]["class"]
+            ));
+            let own: serde_json::Value = serde_json::from_slice(&std::fs::read(&own).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", own.display()));
+            assert_eq!(printed, own, "{name}: stdout is not its own summary");
+        }
     }
 }
 

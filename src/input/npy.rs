@@ -1,6 +1,6 @@
 //! `.npy` tensors: preprocessed inputs made elsewhere, and outputs for Python to read.
 
-use std::io::{BufWriter, Cursor};
+use std::io::Cursor;
 use std::path::Path;
 
 use npyz::{DType, Endianness, Order, TypeChar, WriterBuilder};
@@ -113,7 +113,8 @@ pub fn parse_npy(bytes: &[u8], shown: &dyn std::fmt::Display) -> Result<HostTens
     HostTensor::new(shape, values).map_err(|e| e.context(shown))
 }
 
-/// Writes a little-endian float32 C-order `.npy`.
+/// Writes a little-endian float32 C-order `.npy`, atomically ([`crate::atomic`]); a failed
+/// write is an output error naming the path.
 pub fn write_npy(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<()> {
     let path = path.as_ref();
     let shown = path.display();
@@ -124,17 +125,16 @@ pub fn write_npy(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Resul
             data.len()
         )));
     }
-    let io_err = |e: std::io::Error| Error::bad_input(format!("cannot write {shown}: {e}"));
-    let file = std::fs::File::create(path).map_err(io_err)?;
     let shape64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut writer = npyz::WriteOptions::<f32>::new()
-        .default_dtype()
-        .shape(&shape64)
-        .writer(BufWriter::new(file))
-        .begin_nd()
-        .map_err(io_err)?;
-    writer.extend(data.iter().copied()).map_err(io_err)?;
-    writer.finish().map_err(io_err)
+    crate::atomic::write_with(path, |file| {
+        let mut writer = npyz::WriteOptions::<f32>::new()
+            .default_dtype()
+            .shape(&shape64)
+            .writer(file)
+            .begin_nd()?;
+        writer.extend(data.iter().copied())?;
+        writer.finish()
+    })
 }
 
 /// Checks a tensor against the model's per-sample input shape `[C, H, W]`. A single sample

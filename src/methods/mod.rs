@@ -65,6 +65,7 @@ pub fn registered<B: Backend>() -> Vec<registry::MethodEntry<B>> {
 pub mod activations;
 pub mod dataset_features;
 pub mod extremes;
+pub mod finite;
 
 use crate::backend::{Backend, HostTensor, Seed};
 use crate::error::{Error, Result};

@@ -187,6 +187,14 @@ pub fn html(r: &Report) -> String {
         if let Some(note) = &p.note {
             let _ = write!(s, "<br><span class=\"note\">{}</span>", escape(note));
         }
+        // An overflow inside the model: the map is drawn as computed, the caption says so.
+        for n in &p.non_finite {
+            let _ = write!(
+                s,
+                "<br><span class=\"note\">{}</span>",
+                escape(&n.to_string())
+            );
+        }
         s.push_str("</figcaption></figure>\n");
     }
     s.push_str("</div>\n");

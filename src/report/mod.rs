@@ -35,6 +35,9 @@ pub struct Panel {
     pub png: Option<Vec<u8>>,
     /// Why the method does not apply, or a remark on the result (IG's convergence delta).
     pub note: Option<String>,
+    /// Where the panel's result holds NaN or ±Inf (an overflow inside the model); empty when
+    /// all is finite.
+    pub non_finite: Vec<crate::methods::finite::NonFinite>,
 }
 
 /// One of the top predictions.
@@ -111,6 +114,9 @@ pub fn model_input(
 ) -> Result<(HostTensor, Preprocess, Option<Vec<String>>)> {
     let (pre, labels) = preprocessing(model_path, model, preset)?;
     let x = input::image_tensor(image, &pre, model.input_shape())?;
+    // A sidecar's tiny `std` can make finite pixels non-finite inputs.
+    input::check_finite(&x)
+        .map_err(|e| e.context(format!("{} after preprocessing", image.display())))?;
     Ok((x, pre, labels))
 }
 

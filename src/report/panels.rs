@@ -6,6 +6,7 @@ use super::{png_bytes, Panel};
 use crate::backend::{Backend, HostTensor};
 use crate::error::{Error, ErrorKind, Result};
 use crate::methods::attribution::Target;
+use crate::methods::finite::{scan_tensor, NonFinite};
 use crate::methods::integrated_gradients::IntegratedGradients;
 use crate::methods::lime::Lime;
 use crate::methods::occlusion::Occlusion;
@@ -168,6 +169,7 @@ struct Shown {
     map: HostTensor,
     params: String,
     note: Option<String>,
+    non_finite: Vec<NonFinite>,
 }
 
 type Step<'a> = (String, Box<dyn Fn() -> Result<Shown> + 'a>);
@@ -204,6 +206,7 @@ fn method_panel<B: Backend>(
         map: a.display(0),
         params: options.describe(&a),
         note,
+        non_finite: a.non_finite(),
     })
 }
 
@@ -232,6 +235,7 @@ pub fn panels<B: Backend>(
         "Strongest activation channel".to_string(),
         Box::new(|| {
             let s = strongest_channel(b, model, x)?;
+            let non_finite = scan_tensor("map", &s.upsampled).into_iter().collect();
             Ok(Shown {
                 map: s.upsampled,
                 params: format!(
@@ -239,6 +243,7 @@ pub fn panels<B: Backend>(
                     s.layer, s.channel, s.channels, s.mean
                 ),
                 note: None,
+                non_finite,
             })
         }),
     )];
@@ -268,6 +273,7 @@ pub fn panels<B: Backend>(
                 backend: backend.clone(),
                 png: Some(png_bytes(w, h, crate::viz::overlay(image_rgb, &s.map))?),
                 note: s.note,
+                non_finite: s.non_finite,
             },
             Err(e) if e.kind == ErrorKind::BadInput => Panel {
                 title: title.clone(),
@@ -276,6 +282,7 @@ pub fn panels<B: Backend>(
                 backend: backend.clone(),
                 png: None,
                 note: Some(format!("not available for this model: {e}")),
+                non_finite: Vec::new(),
             },
             Err(e) => {
                 progress.finish();

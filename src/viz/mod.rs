@@ -80,13 +80,23 @@ pub fn heatmap(map: &HostTensor) -> Vec<u8> {
         .collect()
 }
 
-/// Writes interleaved 8-bit RGB (`width · height · 3` bytes) as a PNG file; a failed write is bad
-/// input (usually the output path).
+/// Writes interleaved 8-bit RGB (`width · height · 3` bytes) as a PNG file, atomically
+/// ([`crate::atomic`]); a failed write is an output error naming the path.
 pub fn save_rgb_png(path: &Path, width: usize, height: usize, rgb: Vec<u8>) -> Result<()> {
-    let img = image::RgbImage::from_raw(width as u32, height as u32, rgb)
-        .ok_or_else(|| Error::internal("image buffer does not match its size"))?;
-    img.save(path)
-        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))
+    if rgb.len() != width * height * 3 {
+        return Err(Error::internal("image buffer does not match its size"));
+    }
+    use image::ImageEncoder;
+    crate::atomic::write_with(path, |w| {
+        image::codecs::png::PngEncoder::new(w)
+            .write_image(
+                &rgb,
+                width as u32,
+                height as u32,
+                image::ExtendedColorType::Rgb8,
+            )
+            .map_err(std::io::Error::other)
+    })
 }
 
 #[cfg(test)]

@@ -50,8 +50,7 @@ pub struct BenchArgs {
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text)
-        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))
+    netlens::atomic::write_bytes(path, text.as_bytes())
 }
 
 pub fn bench(args: &BenchArgs) -> Result<()> {

@@ -99,7 +99,11 @@ pub fn run(args: &DreamArgs, engine: &Engine) -> Result<()> {
     let start = match args.start.as_str() {
         "gray" | "grey" => Start::Gray,
         "random" => Start::Random,
-        path => Start::Image(input::image_tensor(path, &pre, model.input_shape())?),
+        path => Start::Image(crate::image_input(
+            Path::new(path),
+            &pre,
+            model.input_shape(),
+        )?),
     };
     let defaults = DeepDream::default();
     let dream = DeepDream {
@@ -168,8 +172,7 @@ fn write(
     seconds: f64,
 ) -> Result<()> {
     let dir = &args.output;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", dir.display())))?;
+    crate::create_out_dir(dir)?;
     let npy = dir.join("dream.npy");
     input::write_npy(&npy, &r.images.shape, &r.images.data)?;
     let mut tiles = Vec::new();
@@ -228,6 +231,7 @@ fn write(
         "npy": npy,
         "montage": montage_path,
         "results": results,
+        "non_finite": crate::warn_non_finite(&netlens::methods::finite::scan_samples("image", &r.images)),
     });
     lines.push(format!(
         "deepdream on {backend} in {seconds:.2} s; wrote {}",

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use clap::Args;
 use netlens::engine::{softmax_rows, top_k, Engine};
-use netlens::error::{Error, Result};
+use netlens::error::Result;
 use netlens::model::import::load_model;
 use netlens::progress::Progress;
 use netlens::report::{self, Panel, Prediction, Report, Settings};
@@ -81,8 +81,7 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
         occlusion_stride: args.stride,
         ..Settings::default()
     };
-    std::fs::create_dir_all(&args.output)
-        .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", args.output.display())))?;
+    crate::create_out_dir(&args.output)?;
     let engine = crate::engine(&args.common)?;
     let progress = args.common.progress();
     match &engine {
@@ -130,10 +129,21 @@ fn build<B: Backend>(
         seconds: started.elapsed().as_secs_f64(),
     };
     let path = args.output.join("report.html");
-    std::fs::write(&path, report::html(&report))
-        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
+    netlens::atomic::write_bytes(&path, report::html(&report).as_bytes())?;
     let shown = std::fs::canonicalize(&path).unwrap_or(path);
-    let summary = summary(&report, l, &shown);
+    let mut summary = summary(&report, l, &shown);
+    // The logits, then each panel's findings named by the panel.
+    let mut found: Vec<_> = netlens::methods::finite::scan_tensor("logits", &logits)
+        .into_iter()
+        .collect();
+    for p in &report.panels {
+        found.extend(p.non_finite.iter().filter(|n| n.what != "logits").map(|n| {
+            let mut n = n.clone();
+            n.what = format!("{}: {}", p.title, n.what);
+            n
+        }));
+    }
+    summary["non_finite"] = crate::warn_non_finite(&found);
     crate::finish(&args.output, &summary, args.common.json, || {
         let top = &report.predictions[0];
         let headline = format!(

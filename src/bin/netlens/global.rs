@@ -84,7 +84,7 @@ pub fn run_activations(args: &ActivationsArgs) -> Result<()> {
             ))
         }
         (None, None) => return Err(Error::bad_input("give an image or --input-npy FILE")),
-        (Some(img), None) => input::image_tensor(img, &pre, model.input_shape())?,
+        (Some(img), None) => crate::image_input(img, &pre, model.input_shape())?,
         (None, Some(npy)) => input::load_input_npy(npy, model.input_shape())?,
     };
     let engine = crate::engine(&args.common)?;
@@ -94,7 +94,7 @@ pub fn run_activations(args: &ActivationsArgs) -> Result<()> {
         Engine::Cpu(c) => activations(c, &model, &x, &args.layer)?,
     };
     let seconds = started.elapsed().as_secs_f64();
-    create_dir(&args.output)?;
+    crate::create_out_dir(&args.output)?;
 
     let montage = a.montage(colormap, args.tile);
     let montage_png = args.output.join("montage.png");
@@ -122,6 +122,11 @@ pub fn run_activations(args: &ActivationsArgs) -> Result<()> {
         "npy": npy,
         "stats": a.stats,
         "seconds": seconds,
+        "non_finite": crate::warn_non_finite(
+            &netlens::methods::finite::scan("activations", &a.raw_shape, &a.tensor.data)
+                .into_iter()
+                .collect::<Vec<_>>()
+        ),
     });
     crate::finish(&args.output, &summary, args.common.json, || {
         format!(
@@ -178,7 +183,7 @@ pub fn run_extremes(args: &ExtremesArgs) -> Result<()> {
             ds.root.display()
         );
     }
-    create_dir(&args.output)?;
+    crate::create_out_dir(&args.output)?;
     let logits_npy = args.output.join("logits.npy");
     input::write_npy(&logits_npy, &r.logits.shape, &r.logits.data)?;
     let mut files = json!({"logits_npy": logits_npy});
@@ -212,6 +217,8 @@ pub fn run_extremes(args: &ExtremesArgs) -> Result<()> {
         "groups": groups,
         "files": files,
         "seconds": seconds,
+        // Sample i is image i of the data set, in `misclassified`'s order.
+        "non_finite": crate::warn_non_finite(&netlens::methods::finite::scan_samples("logits", &r.logits)),
     });
     crate::finish(&args.output, &summary, args.common.json, || {
         format!(
@@ -276,9 +283,4 @@ fn write_groups(
 
 fn save(path: &Path, m: Montage) -> Result<()> {
     netlens::viz::save_rgb_png(path, m.width, m.height, m.rgb)
-}
-
-fn create_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", dir.display())))
 }

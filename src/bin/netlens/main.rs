@@ -32,6 +32,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use netlens::engine::{softmax_rows, top_k, BackendChoice, Engine};
 use netlens::error::{Error, ErrorKind, Result};
 use netlens::input::{self, Preprocess, Sidecar};
+use netlens::methods::finite::{self, NonFinite};
 use netlens::model::import::load_model;
 use netlens::{HostTensor, Model};
 
@@ -196,8 +197,8 @@ fn main() -> ExitCode {
     exit_code(result)
 }
 
-/// The process's exit status for a command's result: 2 for bad input, 1 for device and internal
-/// errors, reported on stderr.
+/// The process's exit status for a command's result: 2 for bad input, 1 for device, output
+/// (a full disk, an unwritable folder) and internal errors, reported on stderr.
 fn exit_code(result: Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -205,7 +206,7 @@ fn exit_code(result: Result<()>) -> ExitCode {
             eprintln!("netlens: error: {e}");
             ExitCode::from(match e.kind {
                 ErrorKind::BadInput => 2,
-                ErrorKind::Device | ErrorKind::Internal => 1,
+                ErrorKind::Device | ErrorKind::Output | ErrorKind::Internal => 1,
             })
         }
     }
@@ -227,6 +228,13 @@ pub(crate) fn emit(args: std::fmt::Arguments) {
     }
 }
 
+/// Creates the output folder `dir` (and its parents); a failure is an output error (exit 1)
+/// naming the folder and the reason.
+pub(crate) fn create_out_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::output(format!("cannot create {}: {e}", dir.display())))
+}
+
 /// Ends a command that writes to `dir`: saves `summary` as `dir/summary.json`, then prints it as
 /// the command's one JSON document with --json, or else the human-readable `text`.
 pub(crate) fn finish(
@@ -235,13 +243,38 @@ pub(crate) fn finish(
     json: bool,
     text: impl FnOnce() -> String,
 ) -> Result<()> {
-    let path = dir.join("summary.json");
+    finish_named(dir, None, summary, json, text)
+}
+
+/// [`finish`] for a run that also keeps its own summary under `dir/<own>`
+/// (`summary_<method>_<classes>.json`), so that runs of other methods or classes into the same
+/// folder, concurrent ones included, do not overwrite it; `summary.json` is then the latest
+/// run's. Both are written atomically: a reader never sees half of one.
+pub(crate) fn finish_named(
+    dir: &Path,
+    own: Option<&str>,
+    summary: &serde_json::Value,
+    json: bool,
+    text: impl FnOnce() -> String,
+) -> Result<()> {
     let pretty =
         serde_json::to_string_pretty(summary).map_err(|e| Error::internal(e.to_string()))?;
-    std::fs::write(&path, &pretty)
-        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
+    if let Some(own) = own {
+        netlens::atomic::write_bytes(dir.join(own), pretty.as_bytes())?;
+    }
+    netlens::atomic::write_bytes(dir.join("summary.json"), pretty.as_bytes())?;
     outln!("{}", if json { pretty } else { text() });
     Ok(())
+}
+
+/// Warns on stderr about each non-finite value the model produced (an overflow inside it: the
+/// input was checked), and returns them as the summary's `non_finite` list. The results are
+/// still written as computed; the warning says they hold NaN or ±Inf.
+pub(crate) fn warn_non_finite(found: &[NonFinite]) -> serde_json::Value {
+    for n in found {
+        eprintln!("netlens: warning: {n} (an overflow inside the model; written as computed)");
+    }
+    serde_json::json!(found)
 }
 
 pub(crate) fn engine(common: &Common) -> Result<Engine> {
@@ -292,9 +325,19 @@ fn load_images(
     let (pre, labels) = preprocessing(model_path, model, preset)?;
     let tensors = images
         .iter()
-        .map(|p| input::image_tensor(p, &pre, model.input_shape()))
+        .map(|p| image_input(p, &pre, model.input_shape()))
         .collect::<Result<Vec<_>>>()?;
     Ok((input::batch(tensors)?, labels))
+}
+
+/// An image as model input, refused (exit 2, naming the first position) when preprocessing made
+/// a value non-finite: an 8-bit pixel is always finite, but a sidecar's tiny `std` can divide it
+/// past f32's range.
+pub(crate) fn image_input(path: &Path, pre: &Preprocess, shape: &[usize]) -> Result<HostTensor> {
+    let x = input::image_tensor(path, pre, shape)?;
+    input::check_finite(&x)
+        .map_err(|e| e.context(format!("{} after preprocessing", path.display())))?;
+    Ok(x)
 }
 
 fn label(labels: &Option<Vec<String>>, k: usize) -> String {
@@ -318,6 +361,8 @@ fn classify(
     let (batch, labels) = load_images(&model_path, &model, &images, common.preprocess.as_deref())?;
     let engine = engine(common)?;
     let (logits, _) = engine.forward_host(&model, &batch, &[])?;
+    // Sample i is image i.
+    let non_finite = warn_non_finite(&finite::scan_samples("logits", &logits));
     let probs = softmax_rows(&logits);
     let top = top.clamp(1, model.num_classes());
     let mut results = Vec::new();
@@ -329,8 +374,8 @@ fn classify(
         results.push(serde_json::json!({"image": img.display().to_string(), "top": best}));
     }
     if common.json {
-        let out =
-            serde_json::json!({"model": model.name, "backend": engine.name(), "results": results});
+        let out = serde_json::json!({"model": model.name, "backend": engine.name(),
+            "results": results, "non_finite": non_finite});
         outln!(
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| Error::internal(e.to_string()))?
@@ -381,14 +426,17 @@ fn run(
     let (logits, tapped) = engine.forward_host(&model, &batch, &tap_ids)?;
     input::write_npy(output, &logits.shape, &logits.data)?;
     let mut written = vec![serde_json::json!({"path": output, "shape": logits.shape})];
+    let mut found: Vec<NonFinite> = finite::scan_tensor("logits", &logits).into_iter().collect();
     for (name, t) in taps.iter().zip(&tapped) {
         let path = tap_path(output, name);
         input::write_npy(&path, &t.shape, &t.data)?;
         written.push(serde_json::json!({"layer": name, "path": path, "shape": t.shape}));
+        found.extend(finite::scan_tensor(name, t));
     }
+    let non_finite = warn_non_finite(&found);
     if common.json {
-        let out =
-            serde_json::json!({"model": model.name, "backend": engine.name(), "written": written});
+        let out = serde_json::json!({"model": model.name, "backend": engine.name(),
+            "written": written, "non_finite": non_finite});
         outln!(
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| Error::internal(e.to_string()))?

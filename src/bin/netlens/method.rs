@@ -1,6 +1,8 @@
 //! The method subcommands, one per entry of the method registry (saliency, gradcam, occlusion,
 //! lime, ...): each takes the shared input/output options and its own, and writes PNG overlays,
-//! raw .npy maps and summary.json to -o DIR.
+//! raw .npy maps and its summary to -o DIR: `summary_<method>_<classes>.json`, which runs of other
+//! methods or classes into the same folder leave alone, and a copy as `summary.json` (the latest
+//! run's).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,6 +13,7 @@ use netlens::engine::{top_k, Engine};
 use netlens::error::{Error, Result};
 use netlens::input::{self, Preprocess};
 use netlens::methods::attribution::{HostAttribution, Target};
+use netlens::methods::finite::NonFinite;
 use netlens::methods::lime::highlight_segments;
 use netlens::methods::objective::{layer_gradients, LayerObjective, Region};
 use netlens::methods::registry::{self, Configured, Context, ObjectiveRequest};
@@ -52,7 +55,7 @@ impl InputArgs {
                 ))
             }
             (None, None) => return Err(Error::bad_input("give an image or --input-npy FILE")),
-            (Some(img), None) => input::image_tensor(img, &pre, model.input_shape())?,
+            (Some(img), None) => crate::image_input(img, &pre, model.input_shape())?,
             (None, Some(npy)) => input::load_input_npy(npy, model.input_shape())?,
         };
         if x.batch() != 1 {
@@ -158,8 +161,7 @@ impl Call<'_> {
             None => self.input.classes(b, self.model, self.x)?,
         };
         let dir = &self.input.output;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", dir.display())))?;
+        crate::create_out_dir(dir)?;
         let out = Output {
             dir,
             method: self.name,
@@ -168,7 +170,7 @@ impl Call<'_> {
             w: self.x.shape[3],
         };
         let started = Instant::now();
-        let (results, params) = match (&objective, method) {
+        let ran = match (&objective, method) {
             (Some(request), _) => layer_objectives(request, b, self.model, self.x, &out)?,
             (None, Some(method)) => {
                 let progress = self.common.progress();
@@ -183,7 +185,12 @@ impl Call<'_> {
                     .read(b)?;
                 let mut params = options.parameters();
                 params["score"] = json!(self.input.score);
-                (out.results(&a, options.as_ref())?, params)
+                Ran {
+                    results: out.results(&a, options.as_ref())?,
+                    params,
+                    non_finite: a.non_finite(),
+                    tags: a.targets.iter().map(|c| c.to_string()).collect(),
+                }
             }
             (None, None) => return Err(Error::internal("no method object")),
         };
@@ -192,11 +199,13 @@ impl Call<'_> {
             "method": self.name,
             "model": self.model.name,
             "backend": self.backend,
-            "parameters": params,
+            "parameters": ran.params,
             "seconds": seconds,
-            "results": results,
+            "results": ran.results,
+            "non_finite": crate::warn_non_finite(&ran.non_finite),
         });
-        crate::finish(dir, &summary, self.common.json, || {
+        let own = summary_name(self.name, &ran.tags);
+        crate::finish_named(dir, Some(&own), &summary, self.common.json, || {
             format!(
                 "{} on {} in {seconds:.2} s; wrote {}",
                 self.name,
@@ -214,15 +223,27 @@ fn repeat(x: &HostTensor, n: usize) -> Result<HostTensor> {
     HostTensor::new(shape, x.data.repeat(n))
 }
 
+/// What a method run wrote and found, for its summary.
+struct Ran {
+    /// One entry per class (or objective): its files, score and extras.
+    results: Vec<serde_json::Value>,
+    /// The method's options as the summary's `parameters`.
+    params: serde_json::Value,
+    /// Where the model or the method produced NaN or ±Inf.
+    non_finite: Vec<NonFinite>,
+    /// The tags the files carry (classes, or an objective's channels), for the summary's name.
+    tags: Vec<String>,
+}
+
 /// Saliency or guided backprop of layer objectives (channel means, optionally in a region) rather
-/// than class scores; returns the results and the summary's parameters.
+/// than class scores.
 fn layer_objectives<B: Backend>(
     request: &ObjectiveRequest,
     b: &B,
     model: &Model,
     x: &HostTensor,
     out: &Output,
-) -> Result<(Vec<serde_json::Value>, serde_json::Value)> {
+) -> Result<Ran> {
     let layer_id = model.layer(&request.layer)?;
     let region = request.region.as_deref().map(Region::parse).transpose()?;
     let channels: Vec<Option<usize>> = if request.channels.is_empty() {
@@ -241,16 +262,53 @@ fn layer_objectives<B: Backend>(
     let attributions =
         layer_gradients(b, model, x, &objectives, request.rule, request.times_input)?;
     let mut results = Vec::new();
+    let mut non_finite = Vec::new();
+    let mut tags = Vec::new();
     for (a, channel) in attributions.iter().zip(&channels) {
         let tag = channel.map_or("all".to_string(), |c| format!("ch{c}"));
         let mut entry = out.pixel_tagged(a, tag.as_str())?;
         entry["channel"] = json!(channel);
         entry["objective"] = json!(a.score);
         results.push(entry);
+        non_finite.extend(a.non_finite().into_iter().map(|mut n| {
+            // A layer objective has no class: name the objective's tag instead.
+            n.class = None;
+            n.what = format!("{} ({tag})", n.what);
+            n
+        }));
+        tags.push(tag);
     }
     let params = json!({"objective_layer": request.layer, "channels": request.channels,
         "region": request.region, "times_input": request.times_input});
-    Ok((results, params))
+    Ok(Ran {
+        results,
+        params,
+        non_finite,
+        tags,
+    })
+}
+
+/// The file name of a run's own summary: `summary_<method>_<tags>.json`, the tags (classes, or
+/// a layer objective's channels) joined by `-`, as in `summary_gradcam_281-282.json`. Runs of
+/// other methods or classes into the same folder keep theirs. Past 8 tags the name lists the
+/// first 8 and a hash of the whole list, to stay within file-name limits and still differ.
+fn summary_name(method: &str, tags: &[String]) -> String {
+    const SHOWN: usize = 8;
+    if tags.len() <= SHOWN {
+        return format!("summary_{method}_{}.json", tags.join("-"));
+    }
+    // FNV-1a: stable across runs and platforms, unlike std's hasher.
+    let hash = tags
+        .join("-")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+    format!(
+        "summary_{method}_{}-and-{}-more-{hash:016x}.json",
+        tags[..SHOWN].join("-"),
+        tags.len() - SHOWN
+    )
 }
 
 struct Output<'a> {

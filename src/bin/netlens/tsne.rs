@@ -195,8 +195,7 @@ pub(crate) fn run_tsne(
             }
         }
     }
-    std::fs::create_dir_all(out)
-        .map_err(|e| Error::bad_input(format!("cannot create {}: {e}", out.display())))?;
+    crate::create_out_dir(out)?;
     let runner = match (opts.algorithm, engine) {
         (Algorithm::BarnesHut, _) => "Barnes-Hut on the CPU".to_string(),
         (Algorithm::Exact, Engine::Cpu(_)) => "exact on the CPU".to_string(),
