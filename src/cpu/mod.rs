@@ -12,6 +12,7 @@ mod gemm;
 mod geom;
 mod grad;
 mod image;
+pub(crate) mod layernorm;
 pub(crate) mod layout;
 pub(crate) mod linear;
 pub(crate) mod lrn;

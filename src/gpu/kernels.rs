@@ -102,6 +102,7 @@ kernels! {
     Softmax,
     Gather,
     Lrn,
+    LayerNorm,
     Perturb,
     MaskRange,
     PathBatch,
@@ -120,6 +121,7 @@ kernels! {
     SoftmaxProbSeed,
     SliceBwd,
     LrnBwd,
+    LayerNormBwd,
     // t-SNE (src/gpu/tsne.rs).
     TsneDist,
     TsnePcond,
@@ -158,6 +160,7 @@ const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const LAYOUT: &str = include_str!("../../shaders/layout.wgsl");
 const NORM: &str = include_str!("../../shaders/norm.wgsl");
+const LAYERNORM: &str = include_str!("../../shaders/layernorm.wgsl");
 const PERTURB: &str = include_str!("../../shaders/perturb.wgsl");
 const TSNE: &str = include_str!("../../shaders/tsne.wgsl");
 const COLORMAP: &str = include_str!("../../shaders/colormap.wgsl");
@@ -191,6 +194,7 @@ impl Kernel {
             Kernel::Softmax => t("softmax", SOFTMAX, "softmax", &[1, 2]),
             Kernel::Gather => t("layout", LAYOUT, "gather", &[1, 2]),
             Kernel::Lrn => t("norm", NORM, "lrn", &[1, 2]),
+            Kernel::LayerNorm => t("layernorm", LAYERNORM, "layer_norm", &[1, 3, 4, 2]),
             Kernel::Perturb => s("perturb", PERTURB, "perturb", &[1, 2, 4, 3]),
             Kernel::MaskRange => s("perturb", PERTURB, "mask_range", &[4, 3]),
             Kernel::PathBatch => s("perturb", PERTURB, "path_batch", &[1, 4, 2, 3]),
@@ -210,6 +214,7 @@ impl Kernel {
             Kernel::SoftmaxProbSeed => t("softmax", SOFTMAX, "softmax_prob_seed", &[1, 3, 2]),
             Kernel::SliceBwd => t("layout", LAYOUT, "slice_bwd", &[1, 2]),
             Kernel::LrnBwd => t("norm", NORM, "lrn_bwd", &[1, 3, 2]),
+            Kernel::LayerNormBwd => t("layernorm", LAYERNORM, "layer_norm_bwd", &[1, 5, 3, 2]),
             Kernel::TsneDist => t("tsne", TSNE, "tsne_dist", &[1, 2]),
             Kernel::TsnePcond => t("tsne", TSNE, "tsne_pcond", &[2]),
             Kernel::TsneSym => t("tsne", TSNE, "tsne_sym", &[2]),

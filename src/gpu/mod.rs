@@ -27,6 +27,8 @@ mod tests;
 #[cfg(test)]
 mod tests_grad;
 #[cfg(test)]
+mod tests_layernorm;
+#[cfg(test)]
 mod tests_reference;
 mod tsne;
 

@@ -112,7 +112,7 @@ pub(super) fn assert_close(got: &HostTensor, want: &HostTensor, tol: f32, what: 
 }
 
 /// Runs the model on the GPU with every value tapped and checks all of them.
-fn check_all(gpu: &GpuBackend, model: &Model, batch: usize, seed: u64) {
+pub(super) fn check_all(gpu: &GpuBackend, model: &Model, batch: usize, seed: u64) {
     let g = &model.graph;
     let shape = g.values[g.input].full_shape(batch);
     let input = HostTensor::new(shape.clone(), rand_vec(shape.iter().product(), seed)).unwrap();

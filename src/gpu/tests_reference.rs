@@ -267,6 +267,22 @@ pub(super) fn reference(g: &Graph, input: &HostTensor) -> Vec<Option<HostTensor>
                     *o = x.data[i] / (bias + alpha / *size as f32 * sq).powf(*beta);
                 }
             }
+            Op::LayerNorm {
+                axis,
+                epsilon,
+                scale,
+                bias,
+            } => {
+                let len: usize = xs[*axis..].iter().product();
+                for (r, row) in x.data.chunks(len).enumerate() {
+                    let mean = row.iter().sum::<f32>() / len as f32;
+                    let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / len as f32;
+                    for (j, v) in row.iter().enumerate() {
+                        let b = bias.as_ref().map_or(0.0, |b| b.data[j]);
+                        out[r * len + j] = (v - mean) / (var + epsilon).sqrt() * scale.data[j] + b;
+                    }
+                }
+            }
         }
         vals[node.output] = Some(HostTensor {
             shape: os,

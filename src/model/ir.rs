@@ -422,6 +422,18 @@ pub enum Op {
         /// Constant added before the power (ONNX default 1.0).
         bias: f32,
     },
+    /// Layer normalisation (ONNX LayerNormalization): each row of the trailing full axes from
+    /// `axis` on becomes `(x - mean) / sqrt(var + epsilon) * scale + bias`.
+    LayerNorm {
+        /// First normalised full axis (>= 1); every later axis is normalised with it.
+        axis: usize,
+        /// Added to the variance before the square root (ONNX default 1e-5).
+        epsilon: f32,
+        /// Per-element scale over a row, broadcast at import to the row's length.
+        scale: Const,
+        /// Per-element offset like `scale`, if the node has one.
+        bias: Option<Const>,
+    },
 }
 
 impl Op {
@@ -470,6 +482,7 @@ impl Op {
             Op::Pad { .. } => "Pad",
             Op::Softmax { .. } => "Softmax",
             Op::Lrn { .. } => "LRN",
+            Op::LayerNorm { .. } => "LayerNormalization",
         }
     }
 
@@ -480,6 +493,7 @@ impl Op {
             Op::Linear(l) => l.weight.len() + l.bias.as_ref().map_or(0, Const::len),
             Op::ChannelAffine { scale, shift } => scale.len() + shift.len(),
             Op::Binary(b) => b.konst.as_ref().map_or(0, Const::len),
+            Op::LayerNorm { scale, bias, .. } => scale.len() + bias.as_ref().map_or(0, Const::len),
             _ => 0,
         }
     }

@@ -20,6 +20,7 @@
 pub(crate) mod affine;
 pub(crate) mod binary;
 pub(crate) mod conv;
+pub(crate) mod layernorm;
 pub(crate) mod layout;
 pub(crate) mod linear;
 pub(crate) mod lrn;
@@ -102,6 +103,7 @@ pub(crate) fn kernel(op: &Op) -> &'static dyn OpKernel {
         }
         Op::Softmax { .. } => &softmax::SoftmaxOp,
         Op::Lrn { .. } => &lrn::LrnOp,
+        Op::LayerNorm { .. } => &layernorm::LayerNormOp,
     }
 }
 
@@ -118,6 +120,7 @@ const LOWERINGS: &[&[(&str, Lower)]] = &[
     layout::ONNX,
     softmax::ONNX,
     lrn::ONNX,
+    layernorm::ONNX,
 ];
 
 /// The lowering of an ONNX op type onto the IR, if some op module has one.

@@ -2,6 +2,7 @@
 //! `Backend::forward` (here): fusion, in-place reuse, taps, batch splitting, errors.
 
 mod grad;
+mod layernorm;
 mod naive;
 mod ops;
 mod vjp;

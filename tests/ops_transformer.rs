@@ -1,0 +1,141 @@
+//! Op coverage for the transformer ops (issue 13), beside `tests/ops.rs` (which is near its size
+//! limit) and in the same way: each ONNX op goes through the importer, then the CPU backend is
+//! compared with tract's output on the same model (or, where tract lacks the op, with a float64
+//! evaluation written out here), and the GPU backend with the CPU backend.
+//! Tolerance: max |Δ| / max |reference| ≤ 1e-4 for both comparisons.
+
+mod common;
+use common::*;
+use netlens::HostTensor;
+
+const TOL: f32 = 1e-4;
+
+/// Imports `bytes`, runs a batch of 2 random samples of `shape` (scaled by `spread`) on the CPU
+/// and GPU backends, compares the CPU with `reference(x)` and the GPU with the CPU. Returns the
+/// two errors.
+fn check_with(
+    name: &str,
+    bytes: &[u8],
+    shape: &[usize],
+    spread: f32,
+    reference: impl Fn(&HostTensor) -> HostTensor,
+) -> (f32, f32) {
+    let model = netlens::model::import::import_bytes(bytes, name)
+        .unwrap_or_else(|e| panic!("{name}: import failed: {e}"));
+    let mut full = vec![2];
+    full.extend_from_slice(shape);
+    let mut x = random(&full, name.len() as u64);
+    x.data.iter_mut().for_each(|v| *v *= spread);
+    let want = reference(&x);
+    let cpu_out = run_backend(&cpu(), &model, &x);
+    assert_eq!(
+        cpu_out.data.len(),
+        want.data.len(),
+        "{name}: CPU output size vs reference {:?}",
+        want.shape
+    );
+    let e_cpu = rel_err(&cpu_out.data, &want.data, 1e-3);
+    assert!(e_cpu <= TOL, "{name}: CPU vs reference rel err {e_cpu}");
+    let gpu_out = run_backend(gpu(), &model, &x);
+    let e_gpu = rel_err(&gpu_out.data, &cpu_out.data, 1e-3);
+    assert!(e_gpu <= TOL, "{name}: GPU vs CPU rel err {e_gpu}");
+    eprintln!("{name}: CPU vs reference {e_cpu:e}, GPU vs CPU {e_gpu:e}");
+    (e_cpu, e_gpu)
+}
+
+/// [`check_with`] against tract.
+fn check(name: &str, bytes: &[u8], shape: &[usize]) {
+    check_with(name, bytes, shape, 1.0, |x| run_tract(bytes, x));
+}
+
+fn kinds(bytes: &[u8]) -> Vec<&'static str> {
+    let model = netlens::model::import::import_bytes(bytes, "kinds").unwrap();
+    model.graph.nodes.iter().map(|n| n.op.kind_name()).collect()
+}
+
+/// LayerNormalization (opset 17) over the last axis with bias, as ViT/Swin/ConvNeXt export it,
+/// after a Conv so the rows have a mean and spread of their own.
+#[test]
+fn layer_norm_last_axis() {
+    let mut b = OnnxBuilder::new(&[3, 5, 6]).opset(17);
+    let w = b.weight("w", &[4, 3, 1, 1]);
+    let scale = b.weight("scale", &[6]);
+    let bias = b.weight("bias", &[6]);
+    b.node("Conv", &["input", &w], &["c"], vec![]);
+    b.node(
+        "LayerNormalization",
+        &["c", &scale, &bias],
+        &["y"],
+        vec![a_int("axis", -1), a_float("epsilon", 1e-5)],
+    );
+    let bytes = b.build("y");
+    assert_eq!(kinds(&bytes), ["Conv", "LayerNormalization"]);
+    assert!(netlens::model::import::supported_ops().contains(&"LayerNormalization"));
+    check("layer_norm_last_axis", &bytes, &[3, 5, 6]);
+}
+
+/// Over the two trailing axes from axis 2, no bias, a scale of shape [1, 6] broadcast over the
+/// normalised [5, 6], and a large epsilon.
+#[test]
+fn layer_norm_two_axes_broadcast_scale_no_bias() {
+    let mut b = OnnxBuilder::new(&[3, 5, 6]).opset(17);
+    let scale = b.weight("scale", &[1, 6]);
+    b.node(
+        "LayerNormalization",
+        &["input", &scale],
+        &["y"],
+        vec![a_int("axis", 2), a_float("epsilon", 0.1)],
+    );
+    check("layer_norm_two_axes", &b.build("y"), &[3, 5, 6]);
+}
+
+fn import_err(bytes: &[u8]) -> netlens::Error {
+    netlens::model::import::import_bytes(bytes, "bad").unwrap_err()
+}
+
+/// Normalising over the batch axis, a Mean output the graph reads, and a scale that does not
+/// fit are bad input naming the node, not a panic.
+#[test]
+fn layer_norm_refusals_name_the_node() {
+    let mut b = OnnxBuilder::new(&[3, 5, 6]).opset(17);
+    let scale = b.weight("scale", &[2, 3, 5, 6]);
+    b.node(
+        "LayerNormalization",
+        &["input", &scale],
+        &["y"],
+        vec![a_int("axis", 0)],
+    );
+    let e = import_err(&b.build("y"));
+    assert_eq!(e.kind, netlens::ErrorKind::BadInput);
+    assert!(
+        e.message.contains("LayerNormalization_0") && e.message.contains("batch axis"),
+        "{}",
+        e.message
+    );
+
+    let mut b = OnnxBuilder::new(&[3, 5, 6]).opset(17);
+    let scale = b.weight("scale", &[6]);
+    b.node(
+        "LayerNormalization",
+        &["input", &scale],
+        &["n", "mean"],
+        vec![],
+    );
+    b.node("Add", &["n", "mean"], &["y"], vec![]);
+    let e = import_err(&b.build("y"));
+    assert!(
+        e.message.contains("LayerNormalization_0") && e.message.contains("Mean output"),
+        "{}",
+        e.message
+    );
+
+    let mut b = OnnxBuilder::new(&[3, 5, 6]).opset(17);
+    let scale = b.weight("scale", &[5]);
+    b.node("LayerNormalization", &["input", &scale], &["y"], vec![]);
+    let e = import_err(&b.build("y"));
+    assert!(
+        e.message.contains("LayerNormalization_0") && e.message.contains("does not broadcast"),
+        "{}",
+        e.message
+    );
+}
