@@ -46,6 +46,8 @@ const UNARY_CODE_EXP: u32 = 8u;
 const UNARY_CODE_NEG: u32 = 9u;
 const UNARY_CODE_SQRT: u32 = 10u;
 const UNARY_CODE_RECIPROCAL: u32 = 11u;
+const UNARY_CODE_GELU_ERF: u32 = 12u;
+const UNARY_CODE_GELU_TANH: u32 = 13u;
 // Rust `ReluRule` (ops/unary.rs).
 const RELU_RULE_STANDARD: u32 = 0u;
 const RELU_RULE_GUIDED: u32 = 1u;
@@ -69,6 +71,12 @@ fn erf_approx(v: f32) -> f32 {
     return sign(v) * (1.0 - p * exp(-a * a));
 }
 
+// GELU's tanh form: tanh(√(2/π) (v + 0.044715 v³)). The argument is clamped to ±10, where
+// tanh is ±1 in f32 anyway, so a tanh built from exp cannot overflow to inf/inf.
+fn gelu_t(v: f32) -> f32 {
+    return tanh(clamp(0.7978846 * (v + 0.044715 * v * v * v), -10.0, 10.0));
+}
+
 // Formulas match `Unary::apply`.
 fn unary_op(op: u32, v: f32, a: f32, b: f32) -> f32 {
     switch op {
@@ -84,6 +92,8 @@ fn unary_op(op: u32, v: f32, a: f32, b: f32) -> f32 {
         case UNARY_CODE_NEG: { return -v; }
         case UNARY_CODE_SQRT: { return sqrt(v); }
         case UNARY_CODE_RECIPROCAL: { return 1.0 / v; }
+        case UNARY_CODE_GELU_ERF: { return 0.5 * v * (1.0 + erf_approx(v * 0.70710678)); }
+        case UNARY_CODE_GELU_TANH: { return 0.5 * v * (1.0 + gelu_t(v)); }
         default: { return v; }
     }
 }
@@ -175,6 +185,14 @@ fn unary_grad(op: u32, rule: u32, v: f32, g: f32, a: f32, b: f32) -> f32 {
         case UNARY_CODE_NEG: { d = -1.0; }
         case UNARY_CODE_SQRT: { d = 0.5 / sqrt(v); }
         case UNARY_CODE_RECIPROCAL: { d = -1.0 / (v * v); }
+        // Φ(v) + v φ(v).
+        case UNARY_CODE_GELU_ERF: {
+            d = 0.5 * (1.0 + erf_approx(v * 0.70710678)) + v * 0.39894228 * exp(-0.5 * v * v);
+        }
+        case UNARY_CODE_GELU_TANH: {
+            let t = gelu_t(v);
+            d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * 0.7978846 * (1.0 + 0.134145 * v * v);
+        }
         default: { d = 1.0; }
     }
     if (rule == RELU_RULE_GUIDED && relu_like && g <= 0.0) { return 0.0; }

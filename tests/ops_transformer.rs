@@ -139,3 +139,44 @@ fn layer_norm_refusals_name_the_node() {
         e.message
     );
 }
+
+fn gelu_model(approximate: Option<&str>) -> Vec<u8> {
+    let mut b = OnnxBuilder::new(&[3, 5, 6]).opset(20);
+    let attrs = approximate
+        .map(|a| a_str("approximate", a))
+        .into_iter()
+        .collect();
+    b.node("Gelu", &["input"], &["y"], attrs);
+    b.build("y")
+}
+
+/// Gelu (opset 20), exact and tanh forms, against tract, on inputs spread over [-4, 4).
+#[test]
+fn gelu_exact_and_tanh() {
+    for (name, approximate) in [
+        ("gelu_default", None),
+        ("gelu_none", Some("none")),
+        ("gelu_tanh", Some("tanh")),
+    ] {
+        let bytes = gelu_model(approximate);
+        assert_eq!(kinds(&bytes), ["Gelu"]);
+        let (e_cpu, _) = check_with(name, &bytes, &[3, 5, 6], 4.0, |x| run_tract(&bytes, x));
+        // The two forms differ by about TOL (1.2e-4, `apart` below): a tighter bound tells
+        // them apart.
+        assert!(e_cpu < 1e-6, "{name}: CPU vs tract {e_cpu}");
+    }
+    let mut x = random(&[2, 3, 5, 6], 3);
+    x.data.iter_mut().for_each(|v| *v *= 4.0);
+    let exact = run_tract(&gelu_model(None), &x);
+    let tanh = run_tract(&gelu_model(Some("tanh")), &x);
+    let apart = rel_err(&exact.data, &tanh.data, 1e-3);
+    eprintln!("gelu: exact vs tanh form {apart:e}");
+    assert!(apart > 1e-5, "the two forms differ by only {apart}");
+    assert!(netlens::model::import::supported_ops().contains(&"Gelu"));
+    let e = import_err(&gelu_model(Some("fast")));
+    assert!(
+        e.message.contains("Gelu_0") && e.message.contains("\"fast\""),
+        "{}",
+        e.message
+    );
+}

@@ -340,6 +340,8 @@ fn unary_ops() {
         Unary::Erf,
         Unary::Exp,
         Unary::Neg,
+        Unary::Gelu { tanh: false },
+        Unary::Gelu { tanh: true },
     ];
     let mut b = Builder::new(&[3, 5, 7]);
     let scale = b.add(

@@ -226,6 +226,8 @@ fn unary_vjps_and_rules() {
         Unary::Neg,
         Unary::Sqrt,
         Unary::Reciprocal,
+        Unary::Gelu { tanh: false },
+        Unary::Gelu { tanh: true },
     ];
     for u in ops {
         let mut b = Builder::new(&[3, 5, 7]);

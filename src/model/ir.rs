@@ -152,6 +152,13 @@ pub enum Unary {
     Sqrt,
     /// `1 / x`
     Reciprocal,
+    /// GELU, `x · Φ(x)` (ONNX Gelu, opset 20): with `tanh` false the exact
+    /// `x/2 · (1 + erf(x/√2))`, with `tanh` true the approximation
+    /// `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))` (`approximate = "tanh"`).
+    Gelu {
+        /// ONNX `approximate = "tanh"`.
+        tanh: bool,
+    },
 }
 
 impl Unary {
@@ -176,6 +183,7 @@ impl Unary {
             Unary::Neg => -x,
             Unary::Sqrt => x.sqrt(),
             Unary::Reciprocal => 1.0 / x,
+            Unary::Gelu { tanh } => gelu(x, tanh),
         }
     }
     /// The op code and two parameters of the GPU's `unary_op` / `unary_grad` (`eltwise.wgsl`).
@@ -193,6 +201,8 @@ impl Unary {
             Unary::Neg => (UnaryCode::Neg, 0.0, 0.0),
             Unary::Sqrt => (UnaryCode::Sqrt, 0.0, 0.0),
             Unary::Reciprocal => (UnaryCode::Reciprocal, 0.0, 0.0),
+            Unary::Gelu { tanh: false } => (UnaryCode::GeluErf, 0.0, 0.0),
+            Unary::Gelu { tanh: true } => (UnaryCode::GeluTanh, 0.0, 0.0),
         }
     }
     /// True for the ReLU-like ops that guided backprop and deconvnet rules apply to.
@@ -222,12 +232,14 @@ pub(crate) enum UnaryCode {
     Neg = 9,
     Sqrt = 10,
     Reciprocal = 11,
+    GeluErf = 12,
+    GeluTanh = 13,
 }
 
 impl UnaryCode {
     /// Every variant, for the contract test.
     #[cfg(test)]
-    pub(crate) const ALL: [UnaryCode; 12] = [
+    pub(crate) const ALL: [UnaryCode; 14] = [
         UnaryCode::Relu,
         UnaryCode::LeakyRelu,
         UnaryCode::Clip,
@@ -240,6 +252,8 @@ impl UnaryCode {
         UnaryCode::Neg,
         UnaryCode::Sqrt,
         UnaryCode::Reciprocal,
+        UnaryCode::GeluErf,
+        UnaryCode::GeluTanh,
     ];
 }
 
@@ -266,6 +280,25 @@ pub fn erf(x: f32) -> f32 {
     }
     let v = std::f64::consts::FRAC_2_SQRT_PI * (-x2).exp() * sum;
     (v as f32).copysign(x)
+}
+
+/// `√(2/π)`, the slope of GELU's tanh form at 0.
+pub(crate) const GELU_TANH_K: f32 = 0.797_884_6;
+/// The cubic coefficient of GELU's tanh form.
+pub(crate) const GELU_TANH_C: f32 = 0.044_715;
+
+/// GELU at f32 precision, evaluated in f64 (the CPU oracle of the GPU's form); see
+/// [`Unary::Gelu`].
+fn gelu(x: f32, tanh: bool) -> f32 {
+    let v = f64::from(x);
+    let phi2 = if tanh {
+        let (k, c) = (f64::from(GELU_TANH_K), f64::from(GELU_TANH_C));
+        1.0 + (k * (v + c * v * v * v)).tanh()
+    } else {
+        // erf's argument rounded to f32 moves the result by under one f32 ulp.
+        1.0 + f64::from(erf((v * std::f64::consts::FRAC_1_SQRT_2) as f32))
+    };
+    (0.5 * v * phi2) as f32
 }
 
 /// The arithmetic of a [`Binary`] op.
@@ -456,6 +489,7 @@ impl Op {
                 Unary::Neg => "Neg",
                 Unary::Sqrt => "Sqrt",
                 Unary::Reciprocal => "Reciprocal",
+                Unary::Gelu { .. } => "Gelu",
             },
             Op::Binary(b) => match b.kind {
                 BinaryKind::Add => "Add",

@@ -79,12 +79,27 @@ pub(crate) const ONNX: &[(&str, Lower)] = &[
     ("Neg", |imp, ctx| lower(imp, ctx, Unary::Neg)),
     ("Sqrt", |imp, ctx| lower(imp, ctx, Unary::Sqrt)),
     ("Reciprocal", |imp, ctx| lower(imp, ctx, Unary::Reciprocal)),
+    ("Gelu", gelu),
 ];
 
 fn lower(imp: &mut Importer, ctx: &NodeCtx, u: Unary) -> Result<()> {
     let x = act(imp, ctx, 0)?;
     emit_same_shape(imp, ctx, Op::Unary(u), x);
     Ok(())
+}
+
+/// ONNX Gelu (opset 20): `approximate` is "none" (the default, erf) or "tanh".
+fn gelu(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
+    let tanh = match ctx.string("approximate").as_deref() {
+        None | Some("none") => false,
+        Some("tanh") => true,
+        Some(other) => {
+            return Err(ctx.err(format!(
+                "approximate = \"{other}\" is not one of \"none\", \"tanh\""
+            )))
+        }
+    };
+    lower(imp, ctx, Unary::Gelu { tanh })
 }
 
 fn clip(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
@@ -122,7 +137,10 @@ fn unary_of(op: &Op) -> Result<Unary> {
 /// cheapest from the input. Exp, Sqrt and Reciprocal read their output (`y`, `1/2y`, `-y²`); Neg
 /// needs no saved value but is given the output like them.
 pub(crate) fn vjp_reads_input(u: Unary) -> bool {
-    matches!(u, Unary::LeakyRelu { .. } | Unary::HardSwish | Unary::Erf)
+    matches!(
+        u,
+        Unary::LeakyRelu { .. } | Unary::HardSwish | Unary::Erf | Unary::Gelu { .. }
+    )
 }
 
 avx2_dispatch! {
@@ -181,8 +199,24 @@ avx2_dispatch! {
             Unary::Neg => it.for_each(|(v, _)| *v = -*v),
             Unary::Sqrt => it.for_each(|(v, &y)| *v *= 0.5 / y),
             Unary::Reciprocal => it.for_each(|(v, &y)| *v *= -(y * y)),
+            Unary::Gelu { tanh } => it.for_each(|(v, &x)| *v *= gelu_grad(x, tanh)),
         }
         Ok(())
+    }
+}
+
+/// `d GELU / dx` at `x`: exact `Φ(x) + x φ(x)`; tanh form, with `t = tanh(k (x + c x³))`,
+/// `(1 + t)/2 + x/2 · (1 - t²) · k (1 + 3c x²)`.
+fn gelu_grad(x: f32, tanh: bool) -> f32 {
+    if tanh {
+        let (k, c) = (crate::model::GELU_TANH_K, crate::model::GELU_TANH_C);
+        let t = (k * (x + c * x * x * x)).tanh();
+        0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * c * x * x)
+    } else {
+        let cdf = 0.5 * (1.0 + crate::model::erf(x * std::f32::consts::FRAC_1_SQRT_2));
+        // 1/√(2π)
+        let pdf = 0.398_942_3 * (-0.5 * x * x).exp();
+        cdf + x * pdf
     }
 }
 

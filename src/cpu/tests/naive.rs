@@ -68,6 +68,11 @@ pub fn unary64(u: Unary, x: f64) -> f64 {
         Unary::Neg => -x,
         Unary::Sqrt => x.sqrt(),
         Unary::Reciprocal => 1.0 / x,
+        Unary::Gelu { tanh: false } => 0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2)),
+        Unary::Gelu { tanh: true } => {
+            let k = (2.0 / std::f64::consts::PI).sqrt();
+            0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
+        }
     }
 }
 

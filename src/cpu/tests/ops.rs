@@ -271,6 +271,8 @@ fn unary_and_affine() {
         Unary::Neg,
         Unary::Sqrt,
         Unary::Reciprocal,
+        Unary::Gelu { tanh: false },
+        Unary::Gelu { tanh: true },
     ] {
         // Sqrt and Reciprocal on their domain: NaN never equals NaN.
         let x: Vec<f32> = match u {

@@ -155,7 +155,7 @@ fn linear_vjp() {
     }
 }
 
-const UNARIES: [Unary; 13] = [
+const UNARIES: [Unary; 15] = [
     Unary::Relu,
     Unary::LeakyRelu { alpha: 0.3 },
     Unary::LeakyRelu { alpha: -0.5 },
@@ -175,6 +175,8 @@ const UNARIES: [Unary; 13] = [
     Unary::Neg,
     Unary::Sqrt,
     Unary::Reciprocal,
+    Unary::Gelu { tanh: false },
+    Unary::Gelu { tanh: true },
 ];
 
 fn breakpoints(u: Unary) -> Vec<f32> {
@@ -184,6 +186,7 @@ fn breakpoints(u: Unary) -> Vec<f32> {
         Unary::HardSigmoid { alpha, beta } => vec![-beta / alpha, (1.0 - beta) / alpha],
         Unary::HardSwish => vec![-3.0, 3.0],
         Unary::Sigmoid | Unary::Tanh | Unary::Erf | Unary::Exp | Unary::Neg => vec![],
+        Unary::Gelu { .. } => vec![],
         // Differentiable on their domain, x > 0 (see `domain`).
         Unary::Sqrt | Unary::Reciprocal => vec![],
     }
