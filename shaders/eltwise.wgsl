@@ -48,6 +48,7 @@ const UNARY_CODE_SQRT: u32 = 10u;
 const UNARY_CODE_RECIPROCAL: u32 = 11u;
 const UNARY_CODE_GELU_ERF: u32 = 12u;
 const UNARY_CODE_GELU_TANH: u32 = 13u;
+const UNARY_CODE_POW: u32 = 14u;
 // Rust `ReluRule` (ops/unary.rs).
 const RELU_RULE_STANDARD: u32 = 0u;
 const RELU_RULE_GUIDED: u32 = 1u;
@@ -77,6 +78,22 @@ fn gelu_t(v: f32) -> f32 {
     return tanh(clamp(0.7978846 * (v + 0.044715 * v * v * v), -10.0, 10.0));
 }
 
+// v^p as IEEE pow (Rust `powf`) does it. WGSL's pow is exp2(p log2 v): undefined for v < 0 and
+// for v = 0 with p <= 0, and not exact for p = 2. So: the exponents LayerNorm uses (2, 0.5) and
+// the trivial ones directly; otherwise |v|^p with the sign of an odd integer power, NaN for a
+// negative base with a non-integer exponent, and 0^p as 0 or inf.
+fn pow_op(v: f32, p: f32) -> f32 {
+    if (p == 2.0) { return v * v; }
+    if (p == 1.0) { return v; }
+    if (p == 0.0) { return 1.0; }
+    if (p == 0.5) { return sqrt(v); }
+    if (v == 0.0) { return select(bitcast<f32>(0x7f800000u), 0.0, p > 0.0); }
+    let m = pow(abs(v), p);
+    if (v > 0.0) { return m; }
+    if (fract(p) != 0.0) { return bitcast<f32>(0x7fc00000u); }
+    return select(m, -m, fract(p * 0.5) != 0.0);
+}
+
 // Formulas match `Unary::apply`.
 fn unary_op(op: u32, v: f32, a: f32, b: f32) -> f32 {
     switch op {
@@ -94,6 +111,7 @@ fn unary_op(op: u32, v: f32, a: f32, b: f32) -> f32 {
         case UNARY_CODE_RECIPROCAL: { return 1.0 / v; }
         case UNARY_CODE_GELU_ERF: { return 0.5 * v * (1.0 + erf_approx(v * 0.70710678)); }
         case UNARY_CODE_GELU_TANH: { return 0.5 * v * (1.0 + gelu_t(v)); }
+        case UNARY_CODE_POW: { return pow_op(v, a); }
         default: { return v; }
     }
 }
@@ -193,6 +211,8 @@ fn unary_grad(op: u32, rule: u32, v: f32, g: f32, a: f32, b: f32) -> f32 {
             let t = gelu_t(v);
             d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * 0.7978846 * (1.0 + 0.134145 * v * v);
         }
+        // p v^(p-1); 0 for p = 0, as on the CPU.
+        case UNARY_CODE_POW: { d = select(a * pow_op(v, a - 1.0), 0.0, a == 0.0); }
         default: { d = 1.0; }
     }
     if (rule == RELU_RULE_GUIDED && relu_like && g <= 0.0) { return 0.0; }

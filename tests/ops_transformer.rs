@@ -180,3 +180,78 @@ fn gelu_exact_and_tanh() {
         e.message
     );
 }
+
+/// Pow with a constant exponent: the squares and roots of LayerNorm's unfolded form, odd and
+/// negative integer powers of negative bases, fractional powers of negative bases (NaN) and of
+/// zero (0 or inf), against tract on the CPU and the CPU on the GPU, element by element with
+/// NaN equal to NaN and infinities equal to themselves.
+#[test]
+fn pow_constant_exponent() {
+    let mut x = random(&[2, 3, 5, 6], 11);
+    x.data.iter_mut().for_each(|v| *v *= 3.0);
+    x.data[0] = 0.0;
+    x.data[1] = 1.0;
+    x.data[2] = -2.0;
+    for p in [2.0f32, 0.5, 3.0, -1.0, -2.0, 1.5, -0.5, 0.0, 1.0] {
+        let mut b = OnnxBuilder::new(&[3, 5, 6]).opset(13);
+        // A rank-0 exponent, as torch exports `x ** 2`.
+        let e = b.init("e", &[], vec![p]);
+        b.node("Pow", &["input", &e], &["y"], vec![]);
+        let bytes = b.build("y");
+        assert_eq!(kinds(&bytes), ["Pow"]);
+        let model = netlens::model::import::import_bytes(&bytes, "pow").unwrap();
+        let want = run_tract(&bytes, &x);
+        let got_cpu = run_backend(&cpu(), &model, &x);
+        let got_gpu = run_backend(gpu(), &model, &x);
+        let finite_peak = want
+            .data
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0f32, |m, v| m.max(v.abs()));
+        let mut worst = (0f32, 0f32);
+        for (i, &w) in want.data.iter().enumerate() {
+            let (c, g) = (got_cpu.data[i], got_gpu.data[i]);
+            if !w.is_finite() {
+                let same = |v: f32| (w.is_nan() && v.is_nan()) || v == w;
+                assert!(
+                    same(c) && same(g),
+                    "x^{p} at x = {}: tract {w}, CPU {c}, GPU {g}",
+                    x.data[i]
+                );
+                continue;
+            }
+            worst.0 = worst.0.max((c - w).abs() / finite_peak);
+            worst.1 = worst.1.max((g - c).abs() / finite_peak);
+        }
+        assert!(
+            worst.0 <= TOL && worst.1 <= TOL,
+            "x^{p}: CPU vs tract, GPU vs CPU {worst:?}"
+        );
+        eprintln!(
+            "pow {p}: CPU vs tract {:e}, GPU vs CPU {:e}",
+            worst.0, worst.1
+        );
+    }
+    // The exponent [1] works too; a computed or non-scalar exponent is refused naming the node.
+    let mut b = OnnxBuilder::new(&[3, 5, 6]).opset(13);
+    let e = b.init("e", &[1], vec![2.0]);
+    b.node("Pow", &["input", &e], &["y"], vec![]);
+    assert_eq!(kinds(&b.build("y")), ["Pow"]);
+    let mut b = OnnxBuilder::new(&[3, 5, 6]).opset(13);
+    let e = b.init("e", &[2], vec![2.0, 3.0]);
+    b.node("Pow", &["input", &e], &["y"], vec![]);
+    let err = import_err(&b.build("y"));
+    assert!(
+        err.message.contains("Pow_0") && err.message.contains("scalar exponent"),
+        "{}",
+        err.message
+    );
+    let mut b = OnnxBuilder::new(&[3, 5, 6]).opset(13);
+    b.node("Pow", &["input", "input"], &["y"], vec![]);
+    let err = import_err(&b.build("y"));
+    assert!(
+        err.message.contains("Pow_0") && err.message.contains("constant"),
+        "{}",
+        err.message
+    );
+}

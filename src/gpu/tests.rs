@@ -342,6 +342,8 @@ fn unary_ops() {
         Unary::Neg,
         Unary::Gelu { tanh: false },
         Unary::Gelu { tanh: true },
+        Unary::Pow { p: 2.0 },
+        Unary::Pow { p: 3.0 },
     ];
     let mut b = Builder::new(&[3, 5, 7]);
     let scale = b.add(
@@ -358,9 +360,14 @@ fn unary_ops() {
         // Each op reads the scaled input so every branch of every formula is exercised.
         last = b.add(Op::Unary(u), &[scale], &[3, 5, 7]);
     }
-    // Sqrt and Reciprocal on their domain, exp(8x) > 0.
+    // Sqrt, Reciprocal and fractional powers on their domain, exp(8x) > 0.
     let positive = b.add(Op::Unary(Unary::Exp), &[scale], &[3, 5, 7]);
-    for u in [Unary::Sqrt, Unary::Reciprocal] {
+    for u in [
+        Unary::Sqrt,
+        Unary::Reciprocal,
+        Unary::Pow { p: 0.5 },
+        Unary::Pow { p: -1.5 },
+    ] {
         last = b.add(Op::Unary(u), &[positive], &[3, 5, 7]);
     }
     check_all(&gpu, &b.model(last), 2, 2);

@@ -228,6 +228,10 @@ fn unary_vjps_and_rules() {
         Unary::Reciprocal,
         Unary::Gelu { tanh: false },
         Unary::Gelu { tanh: true },
+        Unary::Pow { p: 2.0 },
+        Unary::Pow { p: 3.0 },
+        Unary::Pow { p: 0.5 },
+        Unary::Pow { p: -1.5 },
     ];
     for u in ops {
         let mut b = Builder::new(&[3, 5, 7]);
@@ -241,9 +245,11 @@ fn unary_vjps_and_rules() {
             &[0],
             &[3, 5, 7],
         );
-        // Sqrt and Reciprocal read exp(4x) > 0, their domain.
+        // Sqrt, Reciprocal and fractional powers read exp(4x) > 0, their domain.
         let s = match u {
-            Unary::Sqrt | Unary::Reciprocal => b.add(Op::Unary(Unary::Exp), &[s], &[3, 5, 7]),
+            Unary::Sqrt | Unary::Reciprocal | Unary::Pow { p: 0.5 | -1.5 } => {
+                b.add(Op::Unary(Unary::Exp), &[s], &[3, 5, 7])
+            }
             _ => s,
         };
         let y = b.add(Op::Unary(u), &[s], &[3, 5, 7]);

@@ -159,6 +159,12 @@ pub enum Unary {
         /// ONNX `approximate = "tanh"`.
         tanh: bool,
     },
+    /// `x^p` for a constant exponent (ONNX Pow with a constant scalar exponent): IEEE `pow`, so
+    /// a negative base gives NaN unless `p` is an integer.
+    Pow {
+        /// The exponent.
+        p: f32,
+    },
 }
 
 impl Unary {
@@ -184,6 +190,7 @@ impl Unary {
             Unary::Sqrt => x.sqrt(),
             Unary::Reciprocal => 1.0 / x,
             Unary::Gelu { tanh } => gelu(x, tanh),
+            Unary::Pow { p } => x.powf(p),
         }
     }
     /// The op code and two parameters of the GPU's `unary_op` / `unary_grad` (`eltwise.wgsl`).
@@ -203,6 +210,7 @@ impl Unary {
             Unary::Reciprocal => (UnaryCode::Reciprocal, 0.0, 0.0),
             Unary::Gelu { tanh: false } => (UnaryCode::GeluErf, 0.0, 0.0),
             Unary::Gelu { tanh: true } => (UnaryCode::GeluTanh, 0.0, 0.0),
+            Unary::Pow { p } => (UnaryCode::Pow, p, 0.0),
         }
     }
     /// True for the ReLU-like ops that guided backprop and deconvnet rules apply to.
@@ -234,12 +242,13 @@ pub(crate) enum UnaryCode {
     Reciprocal = 11,
     GeluErf = 12,
     GeluTanh = 13,
+    Pow = 14,
 }
 
 impl UnaryCode {
     /// Every variant, for the contract test.
     #[cfg(test)]
-    pub(crate) const ALL: [UnaryCode; 14] = [
+    pub(crate) const ALL: [UnaryCode; 15] = [
         UnaryCode::Relu,
         UnaryCode::LeakyRelu,
         UnaryCode::Clip,
@@ -254,6 +263,7 @@ impl UnaryCode {
         UnaryCode::Reciprocal,
         UnaryCode::GeluErf,
         UnaryCode::GeluTanh,
+        UnaryCode::Pow,
     ];
 }
 
@@ -490,6 +500,7 @@ impl Op {
                 Unary::Sqrt => "Sqrt",
                 Unary::Reciprocal => "Reciprocal",
                 Unary::Gelu { .. } => "Gelu",
+                Unary::Pow { .. } => "Pow",
             },
             Op::Binary(b) => match b.kind {
                 BinaryKind::Add => "Add",

@@ -80,6 +80,7 @@ pub(crate) const ONNX: &[(&str, Lower)] = &[
     ("Sqrt", |imp, ctx| lower(imp, ctx, Unary::Sqrt)),
     ("Reciprocal", |imp, ctx| lower(imp, ctx, Unary::Reciprocal)),
     ("Gelu", gelu),
+    ("Pow", pow),
 ];
 
 fn lower(imp: &mut Importer, ctx: &NodeCtx, u: Unary) -> Result<()> {
@@ -100,6 +101,21 @@ fn gelu(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
         }
     };
     lower(imp, ctx, Unary::Gelu { tanh })
+}
+
+/// ONNX Pow with a constant one-element exponent (LayerNorm's unfolded `Pow(x - mean, 2)`); a
+/// computed exponent is refused.
+fn pow(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
+    let p = match const_f32(imp, ctx, 1)? {
+        Some((_, v)) if v.len() == 1 => v[0],
+        Some((s, _)) => {
+            return Err(ctx.err(format!(
+                "only a scalar exponent is supported, not one of shape {s:?}"
+            )))
+        }
+        None => return Err(ctx.err("input #1 (the exponent) is missing")),
+    };
+    lower(imp, ctx, Unary::Pow { p })
 }
 
 fn clip(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
@@ -139,7 +155,11 @@ fn unary_of(op: &Op) -> Result<Unary> {
 pub(crate) fn vjp_reads_input(u: Unary) -> bool {
     matches!(
         u,
-        Unary::LeakyRelu { .. } | Unary::HardSwish | Unary::Erf | Unary::Gelu { .. }
+        Unary::LeakyRelu { .. }
+            | Unary::HardSwish
+            | Unary::Erf
+            | Unary::Gelu { .. }
+            | Unary::Pow { .. }
     )
 }
 
@@ -200,6 +220,9 @@ avx2_dispatch! {
             Unary::Sqrt => it.for_each(|(v, &y)| *v *= 0.5 / y),
             Unary::Reciprocal => it.for_each(|(v, &y)| *v *= -(y * y)),
             Unary::Gelu { tanh } => it.for_each(|(v, &x)| *v *= gelu_grad(x, tanh)),
+            // `p x^(p-1)`; a zero exponent is a constant, whose derivative is 0 even at x = 0.
+            Unary::Pow { p } if p == 0.0 => it.for_each(|(v, _)| *v = 0.0),
+            Unary::Pow { p } => it.for_each(|(v, &x)| *v *= p * x.powf(p - 1.0)),
         }
         Ok(())
     }

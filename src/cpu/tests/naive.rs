@@ -73,6 +73,7 @@ pub fn unary64(u: Unary, x: f64) -> f64 {
             let k = (2.0 / std::f64::consts::PI).sqrt();
             0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
         }
+        Unary::Pow { p } => x.powf(p as f64),
     }
 }
 

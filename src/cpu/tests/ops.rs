@@ -273,10 +273,17 @@ fn unary_and_affine() {
         Unary::Reciprocal,
         Unary::Gelu { tanh: false },
         Unary::Gelu { tanh: true },
+        Unary::Pow { p: 2.0 },
+        Unary::Pow { p: 3.0 },
+        Unary::Pow { p: 0.5 },
+        Unary::Pow { p: -1.5 },
     ] {
         // Sqrt and Reciprocal on their domain: NaN never equals NaN.
         let x: Vec<f32> = match u {
             Unary::Sqrt | Unary::Reciprocal => x.iter().map(|v| v.abs() + 0.5).collect(),
+            Unary::Pow { p } if p < 0.0 || p.fract() != 0.0 => {
+                x.iter().map(|v| v.abs() + 0.5).collect()
+            }
             _ => x.clone(),
         };
         let mut y = vec![0.0; x.len()];

@@ -155,7 +155,7 @@ fn linear_vjp() {
     }
 }
 
-const UNARIES: [Unary; 15] = [
+const UNARIES: [Unary; 19] = [
     Unary::Relu,
     Unary::LeakyRelu { alpha: 0.3 },
     Unary::LeakyRelu { alpha: -0.5 },
@@ -177,6 +177,10 @@ const UNARIES: [Unary; 15] = [
     Unary::Reciprocal,
     Unary::Gelu { tanh: false },
     Unary::Gelu { tanh: true },
+    Unary::Pow { p: 2.0 },
+    Unary::Pow { p: 3.0 },
+    Unary::Pow { p: 0.5 },
+    Unary::Pow { p: -1.5 },
 ];
 
 fn breakpoints(u: Unary) -> Vec<f32> {
@@ -186,16 +190,18 @@ fn breakpoints(u: Unary) -> Vec<f32> {
         Unary::HardSigmoid { alpha, beta } => vec![-beta / alpha, (1.0 - beta) / alpha],
         Unary::HardSwish => vec![-3.0, 3.0],
         Unary::Sigmoid | Unary::Tanh | Unary::Erf | Unary::Exp | Unary::Neg => vec![],
-        Unary::Gelu { .. } => vec![],
+        Unary::Gelu { .. } | Unary::Pow { .. } => vec![],
         // Differentiable on their domain, x > 0 (see `domain`).
         Unary::Sqrt | Unary::Reciprocal => vec![],
     }
 }
 
-/// Moves `x` into the op's differentiable domain: Sqrt and Reciprocal get `|x| + 0.5`.
+/// Moves `x` into the op's differentiable domain: Sqrt, Reciprocal and Pow with a negative or
+/// fractional exponent get `|x| + 0.5`.
 fn domain(u: Unary, x: f32) -> f32 {
     match u {
         Unary::Sqrt | Unary::Reciprocal => x.abs() + 0.5,
+        Unary::Pow { p } if p < 0.0 || p.fract() != 0.0 => x.abs() + 0.5,
         _ => x,
     }
 }
