@@ -255,3 +255,54 @@ fn pow_constant_exponent() {
         err.message
     );
 }
+
+/// LogSoftmax over the last axis and a middle one (opset 13), and at opset 11 from axis 2 of
+/// [3, 5, 6], which flattens [5, 6] into one axis (a Reshape pair around the op), against tract.
+#[test]
+fn log_softmax_axes_and_old_opset_flattening() {
+    for (name, opset, axis) in [
+        ("lsm_last", 13, -1),
+        ("lsm_mid", 13, 2),
+        ("lsm_old_flat", 11, 2),
+    ] {
+        let mut b = OnnxBuilder::new(&[3, 5, 6]).opset(opset);
+        b.node("LogSoftmax", &["input"], &["y"], vec![a_int("axis", axis)]);
+        let bytes = b.build("y");
+        let k = kinds(&bytes);
+        assert!(k.contains(&"LogSoftmax"), "{name}: {k:?}");
+        check_with(name, &bytes, &[3, 5, 6], 20.0, |x| run_tract(&bytes, x));
+    }
+    let mut b = OnnxBuilder::new(&[3, 5, 6]).opset(13);
+    b.node("LogSoftmax", &["input"], &["y"], vec![a_int("axis", 0)]);
+    let e = import_err(&b.build("y"));
+    assert!(
+        e.message.contains("LogSoftmax_0") && e.message.contains("batch axis"),
+        "{}",
+        e.message
+    );
+}
+
+/// LayerNorm's unfolded form, as older exporters write it: ReduceMean, Sub, Pow 2, ReduceMean,
+/// Add ε, Sqrt, Div, Mul, Add, over the last axis, against tract.
+#[test]
+fn layer_norm_unfolded_form() {
+    let mut b = OnnxBuilder::new(&[3, 5, 6]).opset(13);
+    let two = b.init("two", &[], vec![2.0]);
+    let eps = b.init("eps", &[], vec![1e-5]);
+    let scale = b.weight("scale", &[6]);
+    let bias = b.weight("bias", &[6]);
+    let mean = || vec![a_ints("axes", &[-1]), a_int("keepdims", 1)];
+    b.node("ReduceMean", &["input"], &["mu"], mean());
+    b.node("Sub", &["input", "mu"], &["d"], vec![]);
+    b.node("Pow", &["d", &two], &["d2"], vec![]);
+    b.node("ReduceMean", &["d2"], &["var"], mean());
+    b.node("Add", &["var", &eps], &["ve"], vec![]);
+    b.node("Sqrt", &["ve"], &["sd"], vec![]);
+    b.node("Div", &["d", "sd"], &["xh"], vec![]);
+    b.node("Mul", &["xh", &scale], &["xs"], vec![]);
+    b.node("Add", &["xs", &bias], &["y"], vec![]);
+    let bytes = b.build("y");
+    check_with("layer_norm_unfolded", &bytes, &[3, 5, 6], 3.0, |x| {
+        run_tract(&bytes, x)
+    });
+}

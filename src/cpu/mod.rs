@@ -15,6 +15,7 @@ mod image;
 pub(crate) mod layernorm;
 pub(crate) mod layout;
 pub(crate) mod linear;
+pub(crate) mod logsoftmax;
 pub(crate) mod lrn;
 pub(crate) mod node;
 mod perturb;

@@ -24,6 +24,7 @@ use crate::ops::conv::ConvParams;
 use crate::ops::layernorm::LayerNormParams;
 use crate::ops::layout::SliceBwdParams;
 use crate::ops::linear::{LinearBwdParams, LinearParams};
+use crate::ops::logsoftmax::LogSoftmaxParams;
 use crate::ops::lrn::LrnParams;
 use crate::ops::pool::{GlobalPoolCode, GlobalPoolParams, Pool2dParams, PoolCode};
 use crate::ops::softmax::SoftmaxParams;
@@ -79,6 +80,7 @@ fn rust_params() -> Vec<RustParams> {
         of::<GlobalPoolParams>(),
         of::<LrnParams>(),
         of::<LayerNormParams>(),
+        of::<LogSoftmaxParams>(),
         of::<GatherParams>(),
         of::<SliceBwdParams>(),
         of::<ConvParams>(),

@@ -103,6 +103,7 @@ kernels! {
     Gather,
     Lrn,
     LayerNorm,
+    LogSoftmax,
     Perturb,
     MaskRange,
     PathBatch,
@@ -122,6 +123,7 @@ kernels! {
     SliceBwd,
     LrnBwd,
     LayerNormBwd,
+    LogSoftmaxBwd,
     // t-SNE (src/gpu/tsne.rs).
     TsneDist,
     TsnePcond,
@@ -161,6 +163,7 @@ const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const LAYOUT: &str = include_str!("../../shaders/layout.wgsl");
 const NORM: &str = include_str!("../../shaders/norm.wgsl");
 const LAYERNORM: &str = include_str!("../../shaders/layernorm.wgsl");
+const LOGSOFTMAX: &str = include_str!("../../shaders/logsoftmax.wgsl");
 const PERTURB: &str = include_str!("../../shaders/perturb.wgsl");
 const TSNE: &str = include_str!("../../shaders/tsne.wgsl");
 const COLORMAP: &str = include_str!("../../shaders/colormap.wgsl");
@@ -195,6 +198,7 @@ impl Kernel {
             Kernel::Gather => t("layout", LAYOUT, "gather", &[1, 2]),
             Kernel::Lrn => t("norm", NORM, "lrn", &[1, 2]),
             Kernel::LayerNorm => t("layernorm", LAYERNORM, "layer_norm", &[1, 3, 4, 2]),
+            Kernel::LogSoftmax => t("logsoftmax", LOGSOFTMAX, "log_softmax", &[1, 2]),
             Kernel::Perturb => s("perturb", PERTURB, "perturb", &[1, 2, 4, 3]),
             Kernel::MaskRange => s("perturb", PERTURB, "mask_range", &[4, 3]),
             Kernel::PathBatch => s("perturb", PERTURB, "path_batch", &[1, 4, 2, 3]),
@@ -215,6 +219,7 @@ impl Kernel {
             Kernel::SliceBwd => t("layout", LAYOUT, "slice_bwd", &[1, 2]),
             Kernel::LrnBwd => t("norm", NORM, "lrn_bwd", &[1, 3, 2]),
             Kernel::LayerNormBwd => t("layernorm", LAYERNORM, "layer_norm_bwd", &[1, 5, 3, 2]),
+            Kernel::LogSoftmaxBwd => t("logsoftmax", LOGSOFTMAX, "log_softmax_bwd", &[1, 3, 2]),
             Kernel::TsneDist => t("tsne", TSNE, "tsne_dist", &[1, 2]),
             Kernel::TsnePcond => t("tsne", TSNE, "tsne_pcond", &[2]),
             Kernel::TsneSym => t("tsne", TSNE, "tsne_sym", &[2]),

@@ -27,9 +27,9 @@ mod tests;
 #[cfg(test)]
 mod tests_grad;
 #[cfg(test)]
-mod tests_layernorm;
-#[cfg(test)]
 mod tests_reference;
+#[cfg(test)]
+mod tests_transformer;
 mod tsne;
 
 use crate::backend::{

@@ -267,6 +267,19 @@ pub(super) fn reference(g: &Graph, input: &HostTensor) -> Vec<Option<HostTensor>
                     *o = x.data[i] / (bias + alpha / *size as f32 * sq).powf(*beta);
                 }
             }
+            Op::LogSoftmax { axis } => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    let idx = unravel(i, &os);
+                    let at = |j: usize| {
+                        let mut k = idx.clone();
+                        k[*axis] = j;
+                        x.data[ravel(&k, xs)]
+                    };
+                    let mx = (0..xs[*axis]).map(at).fold(f32::NEG_INFINITY, f32::max);
+                    let sum: f32 = (0..xs[*axis]).map(|j| (at(j) - mx).exp()).sum();
+                    *o = x.data[i] - mx - sum.ln();
+                }
+            }
             Op::LayerNorm {
                 axis,
                 epsilon,

@@ -465,6 +465,11 @@ pub enum Op {
         /// Constant added before the power (ONNX default 1.0).
         bias: f32,
     },
+    /// Log-softmax over full `axis`: `x - max - log Σ exp(x - max)` (ONNX LogSoftmax).
+    LogSoftmax {
+        /// Full-shape axis the log-probabilities are normalised along (>= 1).
+        axis: usize,
+    },
     /// Layer normalisation (ONNX LayerNormalization): each row of the trailing full axes from
     /// `axis` on becomes `(x - mean) / sqrt(var + epsilon) * scale + bias`.
     LayerNorm {
@@ -528,6 +533,7 @@ impl Op {
             Op::Softmax { .. } => "Softmax",
             Op::Lrn { .. } => "LRN",
             Op::LayerNorm { .. } => "LayerNormalization",
+            Op::LogSoftmax { .. } => "LogSoftmax",
         }
     }
 

@@ -23,6 +23,7 @@ pub(crate) mod conv;
 pub(crate) mod layernorm;
 pub(crate) mod layout;
 pub(crate) mod linear;
+pub(crate) mod logsoftmax;
 pub(crate) mod lrn;
 pub(crate) mod pool;
 mod reduce;
@@ -104,6 +105,7 @@ pub(crate) fn kernel(op: &Op) -> &'static dyn OpKernel {
         Op::Softmax { .. } => &softmax::SoftmaxOp,
         Op::Lrn { .. } => &lrn::LrnOp,
         Op::LayerNorm { .. } => &layernorm::LayerNormOp,
+        Op::LogSoftmax { .. } => &logsoftmax::LogSoftmaxOp,
     }
 }
 
@@ -121,6 +123,7 @@ const LOWERINGS: &[&[(&str, Lower)]] = &[
     softmax::ONNX,
     lrn::ONNX,
     layernorm::ONNX,
+    logsoftmax::ONNX,
 ];
 
 /// The lowering of an ONNX op type onto the IR, if some op module has one.

@@ -3,6 +3,7 @@
 
 mod grad;
 mod layernorm;
+mod logsoftmax;
 mod naive;
 mod ops;
 mod vjp;
