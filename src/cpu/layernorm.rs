@@ -23,7 +23,11 @@ fn row_stats(x: &[f32], eps: f32) -> (f64, f64) {
 }
 
 fn check(what: &str, n: usize, len: usize, scale: &[f32], bias: Option<&[f32]>) -> Result<()> {
-    if len == 0 || n % len != 0 || scale.len() != len || bias.is_some_and(|b| b.len() != len) {
+    if len == 0
+        || !n.is_multiple_of(len)
+        || scale.len() != len
+        || bias.is_some_and(|b| b.len() != len)
+    {
         return Err(Error::internal(format!(
             "{what} over rows of {len}: {n} elements, scale {}, bias {:?}",
             scale.len(),

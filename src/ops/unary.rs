@@ -221,7 +221,7 @@ avx2_dispatch! {
             Unary::Reciprocal => it.for_each(|(v, &y)| *v *= -(y * y)),
             Unary::Gelu { tanh } => it.for_each(|(v, &x)| *v *= gelu_grad(x, tanh)),
             // `p x^(p-1)`; a zero exponent is a constant, whose derivative is 0 even at x = 0.
-            Unary::Pow { p } if p == 0.0 => it.for_each(|(v, _)| *v = 0.0),
+            Unary::Pow { p: 0.0 } => it.for_each(|(v, _)| *v = 0.0),
             Unary::Pow { p } => it.for_each(|(v, &x)| *v *= p * x.powf(p - 1.0)),
         }
         Ok(())
