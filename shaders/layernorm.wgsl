@@ -2,7 +2,8 @@
 // trailing axes): y = (x - mean) / sqrt(var + eps) * scale + bias. One workgroup per row (grid-
 // striding over rows when there are more rows than workgroups); the 256 threads stride along the
 // row and combine their partial sums by a tree in workgroup memory. The variance takes a second
-// pass over (x - mean)², as the CPU oracle (src/cpu/layernorm.rs) does, instead of E[x²] - mean².
+// pass over (x - mean)² (see `row_stats`), as the CPU oracle (src/cpu/layernorm.rs) does, instead
+// of E[x²] - mean².
 
 // The mirror of Rust `LayerNormParams` (src/ops/layernorm.rs), read by both entry points.
 struct LayerNormParams { rows: u32, len: u32, eps: f32, has_bias: u32 }
@@ -37,19 +38,26 @@ fn sum2(li: u32, a: f32, b: f32) -> vec2<f32> {
     return r;
 }
 
-// (mean, 1 / sqrt(var + eps)) of the row starting at `base`.
-fn row_stats(li: u32, base: u32) -> vec2<f32> {
+// (m, c, r) of the row starting at `base`: its mean is m + c, where m is the f32 mean and c the
+// mean of (x - m), which puts back the rounding of m (the "corrected two-pass" algorithm), and
+// r = 1 / sqrt(var + eps). Each element's deviation is then ((x - m) - c). This matters to the
+// VJP: on a row of small spread its terms of size r·g cancel down to far smaller results, and
+// m's rounding alone (up to half an ulp of the mean) was seen to move those by 1e-3 relative.
+fn row_stats(li: u32, base: u32) -> vec3<f32> {
     let len = ln_p.len;
     var s = 0.0;
     for (var j = li; j < len; j += 256u) { s += src[base + j]; }
-    let mean = sum2(li, s, 0.0).x / f32(len);
+    let m = sum2(li, s, 0.0).x / f32(len);
+    var a = 0.0;
     var q = 0.0;
     for (var j = li; j < len; j += 256u) {
-        let d = src[base + j] - mean;
+        let d = src[base + j] - m;
+        a += d;
         q += d * d;
     }
-    let var_ = sum2(li, q, 0.0).x / f32(len);
-    return vec2<f32>(mean, 1.0 / sqrt(var_ + ln_p.eps));
+    let t = sum2(li, a, q) / f32(len);
+    let var_ = max(t.y - t.x * t.x, 0.0);
+    return vec3<f32>(m, t.x, 1.0 / sqrt(var_ + ln_p.eps));
 }
 
 @compute @workgroup_size(256)
@@ -63,7 +71,7 @@ fn layer_norm(@builtin(local_invocation_index) li: u32,
         for (var j = li; j < len; j += 256u) {
             var b = 0.0;
             if (ln_p.has_bias != 0u) { b = bias[j]; }
-            dst[base + j] = (src[base + j] - st.x) * st.y * scale[j] + b;
+            dst[base + j] = ((src[base + j] - st.x) - st.y) * st.z * scale[j] + b;
         }
     }
 }
@@ -83,13 +91,13 @@ fn layer_norm_bwd(@builtin(local_invocation_index) li: u32,
         for (var j = li; j < len; j += 256u) {
             let g = gy[base + j] * scale[j];
             a += g;
-            b += g * (src[base + j] - st.x) * st.y;
+            b += g * ((src[base + j] - st.x) - st.y) * st.z;
         }
         let m = sum2(li, a, b) / f32(len);
         for (var j = li; j < len; j += 256u) {
             let g = gy[base + j] * scale[j];
-            let xh = (src[base + j] - st.x) * st.y;
-            dst[base + j] = st.y * (g - m.x - xh * m.y);
+            let xh = ((src[base + j] - st.x) - st.y) * st.z;
+            dst[base + j] = st.z * (g - m.x - xh * m.y);
         }
     }
 }

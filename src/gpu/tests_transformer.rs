@@ -166,3 +166,23 @@ fn log_softmax_forward_and_vjp_match_cpu() {
     }
     eprintln!("log_softmax GPU vs CPU: forward {worst_f:e}, input gradient {worst_b:e}");
 }
+
+/// More rows than one dispatch dimension holds (2 · 35000 = 70000 > 65535 workgroups): the
+/// kernels' grid-stride over rows reaches the rows past the clamp, forward and backward. Rows of
+/// 3 random values include some of small spread, where the VJP's terms cancel by a factor ~200:
+/// with the plain f32 mean the GPU was 1e-3 relative off there (row 1314), which the corrected
+/// two-pass mean of `layernorm.wgsl` removes.
+#[test]
+fn layer_norm_rows_beyond_the_workgroup_limit() {
+    let _serial = serial();
+    let gpu = gpu();
+    let s = [35000, 3];
+    let mut b = Builder::new(&s);
+    let y = b.add(ln(2, 3, true, 3), &[0], &s);
+    let m = b.model(y);
+    check_all(&gpu, &m, 2, 4);
+    let (got, want) = input_grads(&gpu, &m, y);
+    assert_close(&got, &want, 1e-4, "layer norm VJP over 70000 rows");
+    let e = rel(&got.data, &want.data);
+    eprintln!("layer_norm GPU vs CPU input gradient, 70000 rows of 3: max|Δ|/max|ref| {e:e}");
+}
