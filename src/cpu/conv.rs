@@ -65,7 +65,7 @@ pub(crate) fn conv2d(
     let [sh, sw] = conv.strides;
     let pads = conv.pads;
     if g.groups == g.ic && conv.weight.shape[1] == 1 && g.groups > 1 {
-        depthwise(x, &g, conv, act, par, y);
+        depthwise(x, &g, conv, act, par, y)?;
     } else if g.kh == 1
         && g.kw == 1
         && sh == 1
@@ -243,7 +243,7 @@ pub(crate) fn conv2d_vjp(
     }
     let [sh, sw] = conv.strides;
     if g.groups == g.ic && conv.weight.shape[1] == 1 && g.groups > 1 {
-        depthwise_vjp(dy, &g, conv, par, dx);
+        depthwise_vjp(dy, &g, conv, par, dx)?;
     } else if g.kh == 1
         && g.kw == 1
         && sh == 1

@@ -182,7 +182,7 @@ impl OpKernel for ConvOp {
 
     fn cpu_forward(&self, cx: &mut CpuFwd) -> Result<Vec<f32>> {
         let c = conv_of(cx.op())?;
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         cpu_conv::conv2d(cx.x(0)?, cx.xs(0), c, &cx.out_shape, cx.act, cx.par, &mut y)?;
         Ok(y)
     }

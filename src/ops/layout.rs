@@ -309,7 +309,7 @@ impl OpKernel for LayoutOp {
 
     fn cpu_forward(&self, cx: &mut CpuFwd) -> Result<Vec<f32>> {
         let op = cx.op();
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         let ys = &cx.out_shape;
         if let Op::Concat { axis } = op {
             let inputs = (0..cx.node.inputs.len())
@@ -349,7 +349,7 @@ impl OpKernel for LayoutOp {
                 for (k, &v) in node.inputs.iter().enumerate() {
                     let s = cx.xs(k).to_vec();
                     if cx.wanted[k] {
-                        let mut dx = cx.buf(numel(&s));
+                        let mut dx = cx.buf(numel(&s))?;
                         cpu_layout::concat_vjp(
                             cx.gy()?,
                             &cx.out_shape,

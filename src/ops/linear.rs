@@ -155,7 +155,7 @@ impl OpKernel for LinearOp {
         if ys.split_last() != Some((&o, &xs[..xs.len().saturating_sub(1)])) {
             return Err(Error::internal(format!("Linear {xs:?} -> {ys:?}")));
         }
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         cpu_linear::linear(cx.x(0)?, cx.xs(0), l, cx.act, cx.par, &mut y)?;
         Ok(y)
     }

@@ -74,7 +74,7 @@ impl OpKernel for LrnOp {
 
     fn cpu_forward(&self, cx: &mut CpuFwd) -> Result<Vec<f32>> {
         let (size, alpha, beta, bias) = lrn_of(cx.op())?;
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         cpu_lrn::lrn(cx.x(0)?, cx.xs(0), size, alpha, beta, bias, &mut y)?;
         Ok(y)
     }

@@ -208,7 +208,7 @@ impl OpKernel for PoolOp {
     }
 
     fn cpu_forward(&self, cx: &mut CpuFwd) -> Result<Vec<f32>> {
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         let (x, xs) = (cx.x(0)?, cx.xs(0));
         match cx.op() {
             Op::Pool(p) => cpu_pool::pool2d(x, xs, p, &cx.out_shape, cx.par, &mut y)?,

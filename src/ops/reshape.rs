@@ -144,7 +144,7 @@ impl OpKernel for ReshapeOp {
         if let Some(y) = cx.owned(0)? {
             return Ok(y);
         }
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         let x = cx.x(0)?;
         if x.len() != y.len() {
             let (xs, ys) = (cx.xs(0), &cx.out_shape);
