@@ -118,7 +118,7 @@ pub(crate) fn load_initializer(t: &pb::TensorProto) -> Result<Sym> {
 /// The most elements a constant computed at import may hold (folding can grow a constant past
 /// its operands: broadcasting, repeated Gather indices). Weights come from the file and are
 /// bounded by its size; a computed one gets the limit of any value.
-pub(crate) const MAX_CONST_ELEMS: usize = crate::model::ir::MAX_SAMPLE_ELEMS;
+pub(crate) const MAX_CONST_ELEMS: usize = crate::model::MAX_SAMPLE_ELEMS;
 
 /// Element-wise op on two broadcastable constants.
 pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use super::attrs::NodeCtx;
 use super::consts::Sym;
 use crate::error::Result;
-use crate::model::ir::{Node, Op, Value, ValueId, MAX_SAMPLE_ELEMS};
+use crate::model::ir::{Node, Op, Value, ValueId};
+use crate::model::MAX_SAMPLE_ELEMS;
 
 /// Lowers one ONNX node onto the IR (emitting nodes or binding folded constants).
 pub(crate) type Lower = fn(&mut Importer, &NodeCtx) -> Result<()>;
