@@ -25,6 +25,8 @@ pub(crate) mod shape;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_edges;
+#[cfg(test)]
 mod tests_grad;
 #[cfg(test)]
 mod tests_reference;

@@ -150,7 +150,7 @@ impl OpKernel for BinaryOp {
                     return Ok(y);
                 }
             }
-            let mut y = cx.out();
+            let mut y = cx.out()?;
             let x = cx.x(0)?;
             if b.konst_is_lhs {
                 eltwise::binary(b.kind, &k.data, &k.shape, x, &xs, &mut y, &ys)?;
@@ -171,7 +171,7 @@ impl OpKernel for BinaryOp {
                 }
             }
         }
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         let (x, z) = (cx.x(0)?, cx.x(1)?);
         eltwise::binary(b.kind, x, &xs, z, &cs, &mut y, &ys)?;
         Ok(y)
@@ -245,7 +245,7 @@ impl OpKernel for BinaryOp {
             let g = gy
                 .as_deref()
                 .ok_or_else(|| Error::internal("binary VJP: gradient moved"))?;
-            let mut dx = cx.pool.take(numel(own));
+            let mut dx = cx.pool.take(numel(own))?;
             eltwise::binary_vjp(
                 b.kind, lhs, lhs_data, &lhs_shape, rhs_data, &rhs_shape, g, &ys, &mut dx,
             )?;
