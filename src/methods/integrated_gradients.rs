@@ -262,6 +262,7 @@ impl IntegratedGradients {
             sum: true,
             sum_sq: false,
             rows: &[steps, steps + 1],
+            progress,
         };
         let sums = run.run(
             b,
@@ -273,7 +274,6 @@ impl IntegratedGradients {
                 let alphas: Vec<f32> = (first..first + count).map(|i| node(i).0).collect();
                 b.path_chunk(image, &base, &alphas, &vec![0.0; count], 0, first as u32)
             },
-            progress,
         )?;
         let missing = || Error::internal("IG summed nothing");
         let mean_grad = sums.sum.ok_or_else(missing)?;

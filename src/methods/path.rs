@@ -27,6 +27,8 @@ pub(crate) struct PathRun<'a> {
     pub sum_sq: bool,
     /// Samples whose logits are kept, `[images, K]` each (the clean image, IG's baseline).
     pub rows: &'a [usize],
+    /// Told of each chunk.
+    pub progress: &'a dyn Progress,
 }
 
 /// What a path run leaves on the backend.
@@ -64,7 +66,6 @@ impl PathRun<'_> {
         targets: &[usize],
         weight: impl Fn(usize) -> f32,
         batch: impl Fn(usize, &B::Tensor, usize, usize) -> Result<B::Tensor>,
-        progress: &dyn Progress,
     ) -> Result<PathSums<B::Tensor>> {
         if self.per > u32::MAX as usize {
             return Err(Error::bad_input(format!(
@@ -89,6 +90,7 @@ impl PathRun<'_> {
             None => Ok(Some(t)),
             Some(a) => b.elementwise(&a, &t, BinaryKind::Add).map(Some),
         };
+        let progress = self.progress;
         progress.start(self.method, self.per.div_ceil(chunk) as u64);
         for first in (0..self.per).step_by(chunk) {
             let count = chunk.min(self.per - first);

@@ -135,6 +135,7 @@ impl SmoothGrad {
             sum,
             sum_sq,
             rows: &[n],
+            progress,
         };
         let sums = run.run(
             b,
@@ -155,7 +156,6 @@ impl SmoothGrad {
                     first as u32,
                 )
             },
-            progress,
         )?;
         let missing = || Error::internal("SmoothGrad summed nothing");
         let maps = match self.variant {
