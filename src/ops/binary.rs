@@ -86,7 +86,9 @@ fn lower(imp: &mut Importer, ctx: &NodeCtx, kind: BinaryKind) -> Result<()> {
             let (v, konst, konst_is_lhs) = match (x, k) {
                 (Sym::Act(v), k) => (*v, k, false),
                 (k, Sym::Act(v)) => (*v, k, true),
-                _ => unreachable!("constants were folded before"),
+                // Two constants are folded before lowering, unless an input is missing (a
+                // node with one input reads the absent second as a placeholder).
+                _ => return Err(ctx.err("needs two inputs, at least one of them computed")),
             };
             let (cs, cd) = konst
                 .as_f32()

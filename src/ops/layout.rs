@@ -76,7 +76,10 @@ fn concat(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
                 .map_err(|_| ctx.err("Concat of an activation with a constant is not supported"))
         })
         .collect::<Result<_>>()?;
-    let first = imp.shape(inputs[0]).to_vec();
+    let first = match inputs.first() {
+        Some(&v) => imp.shape(v).to_vec(),
+        None => return Err(ctx.err("Concat needs at least one input")),
+    };
     let axis = feature_axis(ctx, ctx.int("axis", 1), first.len() + 1)?;
     let mut out = first.clone();
     out[axis - 1] = 0;

@@ -62,7 +62,13 @@ pub(crate) fn fold(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let cannot = || ctx.err(format!("cannot evaluate '{op}' on constants at import"));
-    let x = &inputs[0];
+    // A mutated or hand-written node may lack an input its op needs: an error, not an index panic.
+    let arg = |i: usize| {
+        inputs
+            .get(i)
+            .ok_or_else(|| ctx.err(format!("'{op}' needs at least {} inputs", i + 1)))
+    };
+    let x = arg(0)?;
     let xs = x.shape().unwrap_or(&[]).to_vec();
     let result = match op {
         "Cast" => match ctx.int("to", 1) {
@@ -71,8 +77,8 @@ pub(crate) fn fold(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
         },
         "Gather" => {
             let axis = axis_of(ctx, ctx.int("axis", 0), xs.len())?;
-            let idx = inputs[1].as_ints().ok_or_else(cannot)?;
-            let idx_shape = inputs[1].shape().unwrap_or(&[]).to_vec();
+            let idx = arg(1)?.as_ints().ok_or_else(cannot)?;
+            let idx_shape = arg(1)?.shape().unwrap_or(&[]).to_vec();
             match x {
                 Sym::F(s, d) => {
                     consts::gather(s, d, axis, &idx, &idx_shape).map(|(s, d)| Sym::F(s, d))
@@ -123,7 +129,7 @@ pub(crate) fn fold(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
                 _ => return Err(cannot()),
             }
         }
-        "Add" | "Sub" | "Mul" | "Div" => fold_binary(ctx, op, &inputs[0], &inputs[1])?,
+        "Add" | "Sub" | "Mul" | "Div" => fold_binary(ctx, op, x, arg(1)?)?,
         "Identity" | "Dropout" => x.clone(),
         _ => {
             return Err(if supported_ops().contains(&op) {
@@ -191,7 +197,9 @@ fn const_reshape(
             vec![lead, n / lead.max(1)]
         }
         _ => {
-            let t = inputs[1]
+            let t = inputs
+                .get(1)
+                .ok_or_else(|| ctx.err("Reshape needs its target shape input"))?
                 .as_ints()
                 .ok_or_else(|| ctx.err("target shape holds the batch size"))?;
             let mut out: Vec<i64> = t
