@@ -33,8 +33,9 @@ fn normal(seed_lo: u32, seed_hi: u32, sample: u32, element: u32) -> f32 {
     return sqrt(-2.0 * log(u1)) * cos(6.28318530717958647 * u2);
 }
 
-// params: 0 total (batch elements), 1 elements per sample, 2 samples, 3 seed low, 4 seed high.
-// Sample s = base + alpha[s] (img - base) + sigma[s] * N(0, 1).
+// params: 0 total (batch elements), 1 elements per sample, 2 samples, 3 seed low, 4 seed high,
+// 5 the path index of the batch's first sample (a chunk of a longer path draws that path's noise).
+// Sample s = base + alpha[s] (img - base) + sigma[s] * N(0, 1) of path sample first + s.
 @compute @workgroup_size(256)
 fn path_batch(@builtin(local_invocation_index) li: u32,
               @builtin(workgroup_id) wg: vec3<u32>,
@@ -49,7 +50,7 @@ fn path_batch(@builtin(local_invocation_index) li: u32,
         var v = b + bitcast<f32>(words[s]) * (img[r] - b);
         let sigma = bitcast<f32>(words[samples + s]);
         if (sigma != 0.0) {
-            v += sigma * normal(pu(3u), pu(4u), s, r);
+            v += sigma * normal(pu(3u), pu(4u), s + pu(5u), r);
         }
         dst[i] = v;
     }

@@ -3,11 +3,13 @@
 use crate::error::{Error, Result};
 use crate::model::{BinaryKind, Model, ReduceKind, Unary, ValueId};
 
+mod budget;
 pub(crate) mod combine;
 mod ops;
 mod perturb;
 pub mod tsne;
 
+pub use budget::{human, parse_size, sample_bytes, Budget, AVAILABLE_FRACTION, FALLBACK_BYTES};
 pub(crate) use ops::*;
 pub use ops::{top_k, AscentStep, MAX_BLUR_RADIUS};
 pub(crate) use perturb::{check_perturb, PerturbDims};
@@ -195,6 +197,10 @@ pub trait Backend {
         64 << 20
     }
 
+    /// The memory this backend may allocate: methods size their chunks by it and refuse, with a
+    /// bad-input error, work that cannot be chunked to fit it.
+    fn budget(&self) -> Budget;
+
     /// Full shape of a backend tensor.
     fn shape(&self, tensor: &Self::Tensor) -> Vec<usize>;
 
@@ -245,6 +251,21 @@ pub trait Backend {
         alphas: &[f32],
         sigmas: &[f32],
         seed: u64,
+    ) -> Result<Self::Tensor> {
+        self.path_chunk(image, baseline, alphas, sigmas, seed, 0)
+    }
+
+    /// [`Backend::path_batch`] for samples `first..first + alphas.len()` of a longer path: sample
+    /// `i` of the batch draws the noise of sample `first + i`, so a path run in chunks gets the
+    /// same noise as in one batch, whatever the chunk size.
+    fn path_chunk(
+        &self,
+        image: &Self::Tensor,
+        baseline: &Self::Tensor,
+        alphas: &[f32],
+        sigmas: &[f32],
+        seed: u64,
+        first: u32,
     ) -> Result<Self::Tensor>;
 
     // Image ops for deep dream (and Grad-CAM's upsampling), on `[N, C, H, W]` batches.

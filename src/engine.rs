@@ -1,7 +1,7 @@
 //! Backend selection for the CLI and for users who want "the best available" without caring
 //! which backend runs.
 
-use crate::backend::{Backend, HostTensor};
+use crate::backend::{Backend, Budget, HostTensor};
 // top_k lives with the backend's host formulas (methods use it); kept here for the CLI's paths.
 pub use crate::backend::top_k;
 use crate::cpu::CpuBackend;
@@ -112,6 +112,14 @@ impl Engine {
         match self {
             Engine::Gpu(g) => Some(g),
             Engine::Cpu(_) => None,
+        }
+    }
+
+    /// Sets the memory budget the backend and the methods on it size their work by.
+    pub fn set_budget(&mut self, budget: Budget) {
+        match self {
+            Engine::Gpu(g) => g.set_budget(budget),
+            Engine::Cpu(c) => c.set_budget(budget),
         }
     }
 

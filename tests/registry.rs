@@ -84,7 +84,7 @@ fn every_registry_method_is_a_subcommand_that_runs() {
         assert!(help(e.name).contains(e.about), "{}'s --help", e.name);
         // Small settings keep the sampling methods quick.
         let quick: &[&str] = match e.name {
-            "lime" => &["--num-samples", "64"],
+            "lime" => &["--num-samples", "128"],
             "smoothgrad" => &["--samples", "2"],
             "ig" => &["--steps", "4"],
             _ => &[],

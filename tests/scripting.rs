@@ -92,7 +92,7 @@ fn perturbation_and_global_subcommands_speak_json() {
     const FEATURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/ref/tsne_digits_X.npy");
     const DIGITS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/digits_all");
     let runs: [(&str, &[&str]); 6] = [
-        ("lime", &["lime", DIGITS, DIGIT_PNG, "--num-samples", "64"]),
+        ("lime", &["lime", DIGITS, DIGIT_PNG, "--num-samples", "128"]),
         ("scorecam", &["scorecam", DIGITS, DIGIT_PNG]),
         (
             "activations",

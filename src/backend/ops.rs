@@ -43,14 +43,14 @@ pub(crate) mod noise {
 }
 
 /// Writes `out` (`[alphas.len(), n]`): sample `i` is `base + alphas[i] (image - base)` plus
-/// `sigmas[i]` times the shared counter-based normal noise: the CPU backend's `path_batch`, and
-/// the GPU backend's for a batch over its binding limit.
+/// `sigmas[i]` times the shared counter-based normal noise of sample `first + i`: the CPU
+/// backend's `path_chunk`, and the GPU backend's for a batch over its binding limit.
 pub(crate) fn path_batch_host(
     image: &[f32],
     base: &[f32],
-    alphas: &[f32],
-    sigmas: &[f32],
+    (alphas, sigmas): (&[f32], &[f32]),
     seed: u64,
+    first: u32,
     out: &mut [f32],
 ) {
     let n = image.len();
@@ -63,7 +63,7 @@ pub(crate) fn path_batch_host(
         for (j, v) in sample.iter_mut().enumerate() {
             *v = base[j] + a * (image[j] - base[j]);
             if sigma != 0.0 {
-                *v += sigma * noise::normal(seed, s as u32, j as u32);
+                *v += sigma * noise::normal(seed, first.wrapping_add(s as u32), j as u32);
             }
         }
     });

@@ -65,7 +65,7 @@ pub(crate) fn conv2d(
     let [sh, sw] = conv.strides;
     let pads = conv.pads;
     if g.groups == g.ic && conv.weight.shape[1] == 1 && g.groups > 1 {
-        depthwise(x, &g, conv, act, par, y);
+        depthwise(x, &g, conv, act, par, y)?;
     } else if g.kh == 1
         && g.kw == 1
         && sh == 1
@@ -142,10 +142,31 @@ fn valid_range(out_len: usize, stride: usize, off: isize, len: usize) -> (usize,
     (lo, (hi as usize).clamp(lo, out_len))
 }
 
-/// Fills `col[(c * kh + ki) * kw + kj, oy * ow + ox]` with the input tap of channels
-/// `c0..c0 + cols.len() / rows_per_channel` (zero where the tap falls in the padding).
-fn im2col(x: &[f32], g: &Geom, conv: &Conv, c0: usize, col: &mut [f32], par: bool) {
-    let ohw = g.oh * g.ow;
+/// The most values an im2col buffer holds (16 MiB of f32): a layer whose full buffer
+/// (`in channels per group × kernel taps × output pixels`) is larger runs over blocks of output
+/// rows, so the scratch stays bounded however large the planes (a legal model can ask for GBs).
+/// Unit tests use a tiny block so that their small shapes run over several blocks too.
+const COL_MAX: usize = if cfg!(test) { 64 } else { 1 << 22 };
+
+/// Output rows per im2col block for `kdim` rows of `ow`-wide output rows.
+fn col_rows(g: &Geom, kdim: usize) -> usize {
+    (COL_MAX / (kdim * g.ow).max(1)).clamp(1, g.oh.max(1))
+}
+
+/// Fills `col[(c * kh + ki) * kw + kj, (oy - oy0) * ow + ox]` with the input tap of channels
+/// `c0..`, for the `block / ow` output rows from `oy0` (zero where the tap falls in the padding).
+#[allow(clippy::too_many_arguments)]
+fn im2col(
+    x: &[f32],
+    g: &Geom,
+    conv: &Conv,
+    c0: usize,
+    oy0: usize,
+    block: usize,
+    col: &mut [f32],
+    par: bool,
+) {
+    let ohw = block;
     let [sh, sw] = conv.strides;
     let [dh, dw] = conv.dilations;
     let [pt, pl, _, _] = conv.pads;
@@ -157,7 +178,7 @@ fn im2col(x: &[f32], g: &Geom, conv: &Conv, c0: usize, col: &mut [f32], par: boo
         let off = (kj * dw) as isize - pl as isize;
         let (lo, hi) = valid_range(g.ow, sw, off, g.w);
         for (oy, row) in dst.chunks_mut(g.ow).enumerate() {
-            let iy = (oy * sh + ki * dh) as isize - pt as isize;
+            let iy = ((oy0 + oy) * sh + ki * dh) as isize - pt as isize;
             if iy < 0 || iy >= g.h as isize || lo >= hi {
                 row.fill(0.0);
                 continue;
@@ -195,23 +216,29 @@ fn im2col_conv(x: &[f32], g: &Geom, conv: &Conv, act: Option<Unary>, par: bool, 
     let kdim = icg * g.kh * g.kw;
     let wt = &conv.weight.data[..];
     let bias = conv.bias.as_ref().map(|b| &b.data[..]);
+    let rows = col_rows(g, kdim);
     let one = |i: usize, ys: &mut [f32], inner_par: bool| {
         let xs = &x[i * g.ic * hw..(i + 1) * g.ic * hw];
-        let mut col = vec![0.0f32; kdim * ohw];
+        let mut col = vec![0.0f32; kdim * rows * g.ow];
         for (gi, yg) in ys.chunks_mut(ocg * ohw).enumerate() {
-            im2col(xs, g, conv, gi * icg, &mut col, inner_par);
-            let a = Mat::rows(wt, gi * ocg * kdim, kdim);
-            gemm(
-                ocg,
-                kdim,
-                ohw,
-                a,
-                Mat::rows(&col, 0, ohw),
-                yg,
-                ohw,
-                false,
-                inner_par,
-            );
+            for oy0 in (0..g.oh).step_by(rows) {
+                // Output rows oy0.. of every channel of the group: columns of C with stride ohw.
+                let block = rows.min(g.oh - oy0) * g.ow;
+                let col = &mut col[..kdim * block];
+                im2col(xs, g, conv, gi * icg, oy0, block, col, inner_par);
+                let a = Mat::rows(wt, gi * ocg * kdim, kdim);
+                gemm(
+                    ocg,
+                    kdim,
+                    block,
+                    a,
+                    Mat::rows(col, 0, block),
+                    &mut yg[oy0 * g.ow..],
+                    ohw,
+                    false,
+                    inner_par,
+                );
+            }
         }
         bias_act_rows(ys, ohw, bias, act);
     };
@@ -243,7 +270,7 @@ pub(crate) fn conv2d_vjp(
     }
     let [sh, sw] = conv.strides;
     if g.groups == g.ic && conv.weight.shape[1] == 1 && g.groups > 1 {
-        depthwise_vjp(dy, &g, conv, par, dx);
+        depthwise_vjp(dy, &g, conv, par, dx)?;
     } else if g.kh == 1
         && g.kw == 1
         && sh == 1
@@ -297,17 +324,18 @@ fn pointwise_vjp(dy: &[f32], g: &Geom, conv: &Conv, par: bool, dx: &mut [f32]) {
     });
 }
 
-/// Adjoint of `im2col`: adds `col[(c * kh + ki) * kw + kj, oy * ow + ox]` back into the input tap
-/// it was read from, for channels `c0..`; `dx` holds those channels' planes.
-fn col2im(col: &[f32], g: &Geom, conv: &Conv, dx: &mut [f32], par: bool) {
-    let ohw = g.oh * g.ow;
+/// Adjoint of `im2col`: adds `col[(c * kh + ki) * kw + kj, (oy - oy0) * ow + ox]` (the `block /
+/// ow` output rows from `oy0`) into the input tap it was read from, for channels `c0..`; `dx`
+/// holds those channels' planes.
+#[allow(clippy::too_many_arguments)]
+fn col2im(col: &[f32], g: &Geom, conv: &Conv, oy0: usize, block: usize, dx: &mut [f32], par: bool) {
+    let ohw = block;
     let [sh, sw] = conv.strides;
     let [dh, dw] = conv.dilations;
     let [pt, pl, _, _] = conv.pads;
     let (hw, kk) = (g.h * g.w, g.kh * g.kw);
     // One task per channel: the kernel rows of a channel all write the same plane.
     let chan = |c: usize, dst: &mut [f32]| {
-        dst.fill(0.0);
         for r in c * kk..(c + 1) * kk {
             let (ki, kj) = ((r / g.kw) % g.kh, r % g.kw);
             let src = &col[r * ohw..(r + 1) * ohw];
@@ -317,7 +345,7 @@ fn col2im(col: &[f32], g: &Geom, conv: &Conv, dx: &mut [f32], par: bool) {
                 continue;
             }
             for (oy, row) in src.chunks(g.ow).enumerate() {
-                let iy = (oy * sh + ki * dh) as isize - pt as isize;
+                let iy = ((oy0 + oy) * sh + ki * dh) as isize - pt as isize;
                 if iy < 0 || iy >= g.h as isize {
                     continue;
                 }
@@ -349,22 +377,29 @@ fn col2im_conv_vjp(dy: &[f32], g: &Geom, conv: &Conv, par: bool, dx: &mut [f32])
     let (icg, ocg) = (g.ic / g.groups, g.oc / g.groups);
     let kdim = icg * g.kh * g.kw;
     let wt = &conv.weight.data[..];
+    let rows = col_rows(g, kdim);
     per_sample(dx, g.ic * hw, g.n, par, |i, d, inner| {
-        let mut col = vec![0.0f32; kdim * ohw];
+        let mut col = vec![0.0f32; kdim * rows * g.ow];
+        d.fill(0.0);
         for (gi, dg) in d.chunks_mut(icg * hw).enumerate() {
-            // W_g is [ocg, kdim]; swapped strides read W_g^T [kdim, ocg] in place.
-            gemm(
-                kdim,
-                ocg,
-                ohw,
-                Mat::new(wt, gi * ocg * kdim, 1, kdim),
-                Mat::rows(dy, (i * g.oc + gi * ocg) * ohw, ohw),
-                &mut col,
-                ohw,
-                false,
-                inner,
-            );
-            col2im(&col, g, conv, dg, inner);
+            for oy0 in (0..g.oh).step_by(rows) {
+                let block = rows.min(g.oh - oy0) * g.ow;
+                let col = &mut col[..kdim * block];
+                // W_g is [ocg, kdim]; swapped strides read W_g^T [kdim, ocg] in place; dy's
+                // rows oy0.. of each channel are columns with stride ohw.
+                gemm(
+                    kdim,
+                    ocg,
+                    block,
+                    Mat::new(wt, gi * ocg * kdim, 1, kdim),
+                    Mat::new(dy, (i * g.oc + gi * ocg) * ohw + oy0 * g.ow, ohw, 1),
+                    col,
+                    block,
+                    false,
+                    inner,
+                );
+                col2im(col, g, conv, oy0, block, dg, inner);
+            }
         }
     });
 }

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use super::eltwise::unary_inplace;
 use super::geom::Geom;
 use super::simd::avx2_dispatch;
+use crate::error::{Error, Result};
 use crate::model::{Conv, Unary};
 
 /// The phase layout of one plane's padded input.
@@ -36,13 +37,44 @@ struct Phases {
 }
 
 impl Phases {
-    fn new(g: &Geom, conv: &Conv) -> Self {
-        let [sh, sw] = conv.strides;
+    /// The layout for `g` and `conv`, or an error when its scratch would not fit in memory
+    /// (checked arithmetic: the importer bounds the attributes, this is the second line).
+    fn new(g: &Geom, conv: &Conv) -> Result<Self> {
         let [dh, dw] = conv.dilations;
         let [pt, pl, _, _] = conv.pads;
-        let rows = g.oh + ((g.kh - 1) * dh) / sh;
-        let phase_w = g.ow + ((g.kw - 1) * dw) / sw;
-        let phase_len = (rows + 1) * phase_w;
+        // With a single output row (column) the stride never moves the window, so any stride
+        // gives the same result as 1. Using 1 keeps one phase instead of `stride` mostly empty
+        // ones: a stride past the input (legal, e.g. 9 on a 7-wide plane) would otherwise cost
+        // memory in proportion to the stride.
+        let sh = if g.oh == 1 { 1 } else { conv.strides[0] };
+        let sw = if g.ow == 1 { 1 } else { conv.strides[1] };
+        let too_big = || {
+            Error::bad_input(format!(
+                "depthwise conv {}x{} -> {}x{} with kernel {}x{}, strides {:?}, dilations {:?}: \
+                 its scratch size overflows",
+                g.h, g.w, g.oh, g.ow, g.kh, g.kw, conv.strides, conv.dilations
+            ))
+        };
+        let extra = |k: usize, d: usize, s: usize| {
+            k.checked_sub(1)
+                .and_then(|k| k.checked_mul(d))
+                .map(|e| e / s)
+        };
+        let rows = extra(g.kh, dh, sh)
+            .and_then(|e| e.checked_add(g.oh))
+            .ok_or_else(too_big)?;
+        let phase_w = extra(g.kw, dw, sw)
+            .and_then(|e| e.checked_add(g.ow))
+            .ok_or_else(too_big)?;
+        let phase_len = rows
+            .checked_add(1)
+            .and_then(|r| r.checked_mul(phase_w))
+            .ok_or_else(too_big)?;
+        // The whole scratch, `sh * sw * phase_len`, must be addressable.
+        sh.checked_mul(sw)
+            .and_then(|p| p.checked_mul(phase_len))
+            .filter(|&n| n <= isize::MAX as usize / std::mem::size_of::<f32>())
+            .ok_or_else(too_big)?;
         let fills = (0..sw)
             .map(|cp| {
                 let c0 = (cp + sw - pl % sw) % sw;
@@ -58,7 +90,7 @@ impl Phases {
                 phase * phase_len + (r / sh) * phase_w + c / sw
             })
             .collect();
-        Phases {
+        Ok(Phases {
             sh,
             sw,
             rows,
@@ -71,7 +103,7 @@ impl Phases {
             kw: g.kw,
             ow: g.ow,
             span: g.oh * phase_w,
-        }
+        })
     }
 }
 
@@ -110,10 +142,10 @@ pub(super) fn depthwise(
     act: Option<Unary>,
     par: bool,
     y: &mut [f32],
-) {
+) -> Result<()> {
     let mult = g.oc / g.ic;
     let (ohw, hw, kk) = (g.oh * g.ow, g.h * g.w, g.kh * g.kw);
-    let ph = Phases::new(g, conv);
+    let ph = Phases::new(g, conv)?;
     let wt = &conv.weight.data[..];
     let bias = conv.bias.as_ref().map(|b| &b.data[..]);
     let one = |p: usize, out: &mut [f32], scratch: &mut Scratch| {
@@ -124,6 +156,7 @@ pub(super) fn depthwise(
         plane(&ph, src, kernel, b, act, out, scratch);
     };
     each_plane(y, ohw, par, one);
+    Ok(())
 }
 
 avx2_dispatch! {
@@ -203,10 +236,16 @@ avx2_dispatch! {
 
 /// `dx = depthwise(x)ᵀ · dy`, overwriting all of `dx` (one input plane collects from the `mult`
 /// output planes of its channel).
-pub(super) fn depthwise_vjp(dy: &[f32], g: &Geom, conv: &Conv, par: bool, dx: &mut [f32]) {
+pub(super) fn depthwise_vjp(
+    dy: &[f32],
+    g: &Geom,
+    conv: &Conv,
+    par: bool,
+    dx: &mut [f32],
+) -> Result<()> {
     let mult = g.oc / g.ic;
     let (ohw, hw, kk) = (g.oh * g.ow, g.h * g.w, g.kh * g.kw);
-    let ph = Phases::new(g, conv);
+    let ph = Phases::new(g, conv)?;
     let wt = &conv.weight.data[..];
     let one = |p: usize, out: &mut [f32], scratch: &mut Scratch| {
         let (n, c) = (p / g.ic, p % g.ic);
@@ -221,6 +260,7 @@ pub(super) fn depthwise_vjp(dy: &[f32], g: &Geom, conv: &Conv, par: bool, dx: &m
         gather(&ph, padded, out);
     };
     each_plane(dx, hw, par, one);
+    Ok(())
 }
 
 avx2_dispatch! {
@@ -254,6 +294,15 @@ fn gather(ph: &Phases, padded: &[f32], out: &mut [f32]) {
             row.fill(0.0);
         }
         for (cp, &(c0, m0, n)) in ph.fills.iter().enumerate() {
+            // A phase column holding no input column (with a stride past the input width its
+            // first column `c0` lies beyond the row; with a left pad past every window, none
+            // is read) has nothing to give back; the row is zero where nothing else writes.
+            if n == 0 {
+                if sw == 1 {
+                    row.fill(0.0);
+                }
+                continue;
+            }
             let src = &padded[(rp * sw + cp) * ph.phase_len + q * ph.phase_w..][m0..m0 + n];
             if sw == 1 {
                 row[..c0].fill(0.0);

@@ -271,7 +271,7 @@ impl Run<'_> {
 
         let at = bw.at;
         let len = numel(&cx.shape(at));
-        let mut sd = pool.take(len);
+        let mut sd = pool.take(len)?;
         match seed {
             SeedPart::Grad(s) => copy(&mut sd, s)?,
             SeedPart::Prob(targets) => softmax_prob_seed(vals.get(at)?, targets, &mut sd)?,

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use crate::backend::{
     blur_weights, check_ascent, check_image_batch, check_path_batch, check_perturb, combine,
-    path_batch_host, AscentStep, Backend, Fill, Forward, GradRule, Gradients, HostTensor,
+    path_batch_host, AscentStep, Backend, Budget, Fill, Forward, GradRule, Gradients, HostTensor,
     MaskSource, Seed,
 };
 use crate::error::Result;
@@ -42,13 +42,18 @@ use crate::model::{BinaryKind, Model, ReduceKind, Unary, ValueId};
 /// threads at batch sizes below the thread count).
 #[derive(Clone, Debug, Default)]
 pub struct CpuBackend {
-    _private: (),
+    budget: Budget,
 }
 
 impl CpuBackend {
-    /// The CPU backend; it holds no state and runs on the current rayon thread pool.
+    /// The CPU backend on the current rayon thread pool, with the default memory budget.
     pub fn new() -> Self {
         CpuBackend::default()
+    }
+
+    /// Replaces the memory budget (the CLI's `--max-memory`).
+    pub fn set_budget(&mut self, budget: Budget) {
+        self.budget = budget;
     }
 }
 
@@ -62,6 +67,10 @@ impl Backend for CpuBackend {
     /// 2 MiB of input per thread: a few 224² images each, whose activations mostly stay in cache.
     fn auto_chunk_bytes(&self) -> usize {
         (2 << 20) * rayon::current_num_threads()
+    }
+
+    fn budget(&self) -> Budget {
+        self.budget.clone()
     }
 
     fn upload(&self, tensor: &HostTensor) -> Result<Self::Tensor> {
@@ -82,6 +91,7 @@ impl Backend for CpuBackend {
         input: &Self::Tensor,
         taps: &[ValueId],
     ) -> Result<Forward<Self::Tensor>> {
+        self.budget.check_pass(model, input.batch(), false)?;
         exec::forward(model, input, taps)
     }
 
@@ -94,6 +104,7 @@ impl Backend for CpuBackend {
         wrt: &[ValueId],
         taps: &[ValueId],
     ) -> Result<Gradients<Self::Tensor>> {
+        self.budget.check_pass(model, input.batch(), true)?;
         grad::gradients(model, input, seed, rule, wrt, taps)
     }
 
@@ -109,13 +120,14 @@ impl Backend for CpuBackend {
         Ok(Arc::new(out))
     }
 
-    fn path_batch(
+    fn path_chunk(
         &self,
         image: &Self::Tensor,
         baseline: &Self::Tensor,
         alphas: &[f32],
         sigmas: &[f32],
         seed: u64,
+        first: u32,
     ) -> Result<Self::Tensor> {
         check_path_batch(&image.shape, &baseline.shape, alphas, sigmas)?;
         let mut shape = image.shape.clone();
@@ -124,9 +136,9 @@ impl Backend for CpuBackend {
         path_batch_host(
             &image.data,
             &baseline.data,
-            alphas,
-            sigmas,
+            (alphas, sigmas),
             seed,
+            first,
             &mut out.data,
         );
         Ok(Arc::new(out))

@@ -12,6 +12,13 @@ pub(crate) fn numel(s: &[usize]) -> usize {
     s.iter().product()
 }
 
+/// [`numel`] with overflow as an error (shapes of buffers about to be allocated).
+pub(crate) fn checked_numel(s: &[usize]) -> Result<usize> {
+    s.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::bad_input(format!("a buffer of shape {s:?} overflows")))
+}
+
 /// Freed activation buffers, handed out again so steady-state passes do not allocate.
 #[derive(Default)]
 pub(crate) struct BufPool {
@@ -19,8 +26,10 @@ pub(crate) struct BufPool {
 }
 
 impl BufPool {
-    /// A buffer of length `n` with unspecified contents (every op overwrites its output).
-    pub(crate) fn take(&mut self, n: usize) -> Vec<f32> {
+    /// A buffer of length `n` with unspecified contents (every op overwrites its output). A
+    /// length the allocator cannot provide is an error, not an abort: the importer bounds every
+    /// value, and this is the second line behind it.
+    pub(crate) fn take(&mut self, n: usize) -> Result<Vec<f32>> {
         // Best fit among buffers already long enough: truncating costs nothing.
         let fit = (0..self.free.len())
             .filter(|&i| self.free[i].len() >= n)
@@ -28,7 +37,7 @@ impl BufPool {
         if let Some(i) = fit {
             let mut v = self.free.swap_remove(i);
             v.truncate(n);
-            return v;
+            return Ok(v);
         }
         let grow = (0..self.free.len())
             .filter(|&i| self.free[i].capacity() >= n)
@@ -36,9 +45,17 @@ impl BufPool {
         if let Some(i) = grow {
             let mut v = self.free.swap_remove(i);
             v.resize(n, 0.0);
-            return v;
+            return Ok(v);
         }
-        vec![0.0; n]
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|e| {
+            Error::bad_input(format!(
+                "cannot allocate a buffer of {n} f32 values ({} MiB): {e}",
+                n.saturating_mul(4) >> 20
+            ))
+        })?;
+        v.resize(n, 0.0);
+        Ok(v)
     }
 
     /// Returns a buffer for later reuse.
@@ -129,8 +146,8 @@ impl<'a> CpuFwd<'a, '_> {
     }
 
     /// A pooled buffer the size of the output (contents unspecified).
-    pub(crate) fn out(&mut self) -> Vec<f32> {
-        self.pool.take(numel(&self.out_shape))
+    pub(crate) fn out(&mut self) -> Result<Vec<f32>> {
+        self.pool.take(checked_numel(&self.out_shape)?)
     }
 }
 
@@ -196,13 +213,13 @@ impl<'a> CpuVjp<'a, '_> {
     }
 
     /// A pooled buffer of `n` elements (contents unspecified).
-    pub(crate) fn buf(&mut self, n: usize) -> Vec<f32> {
+    pub(crate) fn buf(&mut self, n: usize) -> Result<Vec<f32>> {
         self.pool.take(n)
     }
 
     /// A pooled buffer the size of input `k`.
-    pub(crate) fn dx(&mut self, k: usize) -> Vec<f32> {
-        let n = numel(self.xs(k));
+    pub(crate) fn dx(&mut self, k: usize) -> Result<Vec<f32>> {
+        let n = checked_numel(self.xs(k))?;
         self.pool.take(n)
     }
 }

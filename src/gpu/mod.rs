@@ -25,6 +25,8 @@ pub(crate) mod shape;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_edges;
+#[cfg(test)]
 mod tests_grad;
 #[cfg(test)]
 mod tests_reference;
@@ -157,6 +159,9 @@ pub struct GpuBackend {
     dummy: wgpu::Buffer,
     /// Single-kernel ops recorded but not yet submitted; see [`GpuBackend::defer`].
     pending: Mutex<Vec<Deferred>>,
+    /// The memory budget methods size their chunks by (wgpu does not say how much device memory
+    /// there is, so the host's budget stands for both; the storage binding limit chunks further).
+    budget: crate::backend::Budget,
 }
 
 /// A recorded command buffer waiting for the next submission, with every pooled buffer it
@@ -220,7 +225,13 @@ impl GpuBackend {
             exclusive: Mutex::new(()),
             dummy,
             pending: Mutex::new(Vec::new()),
+            budget: crate::backend::Budget::available(),
         })
+    }
+
+    /// Replaces the memory budget (the CLI's `--max-memory`).
+    pub fn set_budget(&mut self, budget: crate::backend::Budget) {
+        self.budget = budget;
     }
 
     /// The adapter the device was opened on (name, API, device type, driver).
@@ -370,6 +381,10 @@ impl Backend for GpuBackend {
         format!("{name} [{}]", backend_name(self.info.backend))
     }
 
+    fn budget(&self) -> crate::backend::Budget {
+        self.budget.clone()
+    }
+
     fn upload(&self, tensor: &HostTensor) -> Result<GpuTensor> {
         let _exclusive = self.exclusive()?;
         let n: usize = tensor.shape.iter().product();
@@ -410,6 +425,8 @@ impl Backend for GpuBackend {
         input: &GpuTensor,
         taps: &[ValueId],
     ) -> Result<Forward<GpuTensor>> {
+        // One sample must fit the budget; a batch is chunked by the device's binding limits.
+        self.budget.check_pass(model, 1, false)?;
         exec::forward(self, model, input, taps)
     }
 
@@ -422,6 +439,8 @@ impl Backend for GpuBackend {
         wrt: &[ValueId],
         taps: &[ValueId],
     ) -> Result<Gradients<GpuTensor>> {
+        // One sample must fit the budget; a batch is chunked by the device's binding limits.
+        self.budget.check_pass(model, 1, true)?;
         backward::gradients(self, model, input, seed, rule, wrt, taps)
     }
 
@@ -434,15 +453,16 @@ impl Backend for GpuBackend {
         perturb::perturb(self, image, source, fill)
     }
 
-    fn path_batch(
+    fn path_chunk(
         &self,
         image: &GpuTensor,
         baseline: &GpuTensor,
         alphas: &[f32],
         sigmas: &[f32],
         seed: u64,
+        first: u32,
     ) -> Result<GpuTensor> {
-        perturb::path_batch(self, image, baseline, alphas, sigmas, seed)
+        perturb::path_batch(self, image, baseline, (alphas, sigmas), seed, first)
     }
 
     fn resize_bilinear(&self, x: &GpuTensor, out_h: usize, out_w: usize) -> Result<GpuTensor> {

@@ -117,15 +117,16 @@ pub(crate) fn perturb(
     Ok(out)
 }
 
-/// Integrated Gradients' path points and SmoothGrad's noisy copies, generated on the device from
-/// the image and baseline already there: one deferred dispatch.
+/// Integrated Gradients' path points and SmoothGrad's noisy copies (samples `first..` of the
+/// path), generated on the device from the image and baseline already there: one deferred
+/// dispatch.
 pub(crate) fn path_batch(
     gpu: &GpuBackend,
     image: &GpuTensor,
     baseline: &GpuTensor,
-    alphas: &[f32],
-    sigmas: &[f32],
+    (alphas, sigmas): (&[f32], &[f32]),
     seed: u64,
+    first: u32,
 ) -> Result<GpuTensor> {
     let n = check_path_batch(image.shape(), baseline.shape(), alphas, sigmas)?;
     let mut shape = image.shape().to_vec();
@@ -142,9 +143,9 @@ pub(crate) fn path_batch(
         crate::backend::path_batch_host(
             &src[0].data,
             &src[1].data,
-            alphas,
-            sigmas,
+            (alphas, sigmas),
             seed,
+            first,
             &mut host.data,
         );
         return gpu.upload(&host);
@@ -169,6 +170,7 @@ pub(crate) fn path_batch(
         alphas.len(),
         seed as u32 as usize,
         (seed >> 32) as usize,
+        first as usize,
     ]);
     rec.dispatch_1d(Kernel::PathBatch, &binds, params, total)?;
     rec.keep([image, baseline, &coeff_buf, &out]);

@@ -109,7 +109,7 @@ fn check(
 }
 
 /// `input -> op -> output`, seeded with a random gradient at the output.
-fn single(gpu: &GpuBackend, input: &[usize], op: Op, out: &[usize], what: &str) {
+pub(super) fn single(gpu: &GpuBackend, input: &[usize], op: Op, out: &[usize], what: &str) {
     let mut b = Builder::new(input);
     let y = b.add(op, &[0], out);
     let m = b.model(y);

@@ -1,14 +1,15 @@
 //! Integrated Gradients (Sundararajan et al.) with Captum's quadrature rules. All steps, plus the
-//! image and the baseline themselves (for the convergence delta), run as one batch.
+//! image and the baseline themselves (for the convergence delta), run as one batch when they fit
+//! the backend's chunk, else in budget-sized chunks whose weighted gradients are summed where
+//! they are (memory is flat in the step count).
 
 use super::attribution::{Attribute, Attribution, MapKind, Named, Target};
-use super::{
-    check_class, check_single_image, grouped_batch, pick_rows, repeat_each, score_seed,
-    PixelAttribution, Score,
-};
-use crate::backend::{Backend, GradRule, HostTensor};
+use super::path::PathRun;
+use super::{check_class, check_single_image, PixelAttribution, Score};
+use crate::backend::{Backend, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::{BinaryKind, Model};
+use crate::progress::{Progress, Silent};
 
 /// Quadrature of the path integral, as Captum names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -42,33 +43,78 @@ impl Quadrature {
 
     /// Path positions `alpha_i` and weights `w_i`, exactly as Captum computes them.
     pub fn nodes(self, n: usize) -> (Vec<f64>, Vec<f64>) {
-        let nf = n as f64;
-        let linspace = |a: f64, b: f64| -> Vec<f64> {
-            if n == 1 {
-                return vec![a];
-            }
-            (0..n)
-                .map(|i| a + (b - a) * i as f64 / (nf - 1.0))
-                .collect()
-        };
-        let mut w = vec![1.0 / nf; n];
-        let alphas = match self {
-            Quadrature::RiemannLeft => linspace(0.0, 1.0 - 1.0 / nf),
-            Quadrature::RiemannRight => linspace(1.0 / nf, 1.0),
-            Quadrature::RiemannMiddle => linspace(0.5 / nf, 1.0 - 0.5 / nf),
-            Quadrature::RiemannTrapezoid => {
-                w[0] /= 2.0;
-                w[n - 1] /= 2.0;
-                linspace(0.0, 1.0)
-            }
-            Quadrature::GaussLegendre => {
-                let (x, gw) = gauss_legendre(n);
-                w = gw.iter().map(|v| 0.5 * v).collect();
-                x.iter().map(|v| 0.5 * (1.0 + v)).collect()
-            }
-        };
-        (alphas, w)
+        match self.node_table(n) {
+            Ok(table) => (0..n).map(|i| table.at(i)).unzip(),
+            // Only Gauss-Legendre past its limit fails; compute its table anyway, as asked.
+            Err(_) => gauss_legendre_nodes(n),
+        }
     }
+
+    /// The path's nodes, one at a time: the Riemann rules have closed forms (so `n` does not
+    /// matter for memory), Gauss-Legendre a table of at most [`MAX_GAUSS_LEGENDRE_STEPS`].
+    fn node_table(self, n: usize) -> Result<Nodes> {
+        if self == Quadrature::GaussLegendre {
+            if n > MAX_GAUSS_LEGENDRE_STEPS {
+                return Err(Error::bad_input(format!(
+                    "{n} Gauss-Legendre steps: at most {MAX_GAUSS_LEGENDRE_STEPS} (its nodes \
+                     cost n² to compute); use a Riemann rule (--method riemann_trapezoid) for \
+                     more steps"
+                )));
+            }
+            let (a, w) = gauss_legendre_nodes(n);
+            return Ok(Nodes::Table(a, w));
+        }
+        Ok(Nodes::Riemann(self, n))
+    }
+}
+
+/// Past this many steps Gauss-Legendre is refused: its Newton iteration costs `n` per node (n²
+/// in all, seconds at this size), and far fewer nodes already integrate a network's smooth
+/// path to f32 precision.
+pub const MAX_GAUSS_LEGENDRE_STEPS: usize = 1 << 14;
+
+/// The nodes of one rule: a Riemann rule's by formula, Gauss-Legendre's from a table.
+enum Nodes {
+    Riemann(Quadrature, usize),
+    Table(Vec<f64>, Vec<f64>),
+}
+
+impl Nodes {
+    /// `(alpha_i, w_i)`.
+    fn at(&self, i: usize) -> (f64, f64) {
+        match self {
+            Nodes::Table(a, w) => (a[i], w[i]),
+            &Nodes::Riemann(q, n) => {
+                let nf = n as f64;
+                let linspace = |a: f64, b: f64| -> f64 {
+                    if n == 1 {
+                        return a;
+                    }
+                    a + (b - a) * i as f64 / (nf - 1.0)
+                };
+                let w = 1.0 / nf;
+                match q {
+                    Quadrature::RiemannLeft => (linspace(0.0, 1.0 - 1.0 / nf), w),
+                    Quadrature::RiemannRight => (linspace(1.0 / nf, 1.0), w),
+                    Quadrature::RiemannMiddle => (linspace(0.5 / nf, 1.0 - 0.5 / nf), w),
+                    Quadrature::RiemannTrapezoid => {
+                        let end = i == 0 || i == n - 1;
+                        (linspace(0.0, 1.0), if end { w / 2.0 } else { w })
+                    }
+                    Quadrature::GaussLegendre => unreachable!("Gauss-Legendre nodes are a table"),
+                }
+            }
+        }
+    }
+}
+
+/// Captum's Gauss-Legendre nodes mapped to [0, 1] and their weights.
+fn gauss_legendre_nodes(n: usize) -> (Vec<f64>, Vec<f64>) {
+    let (x, gw) = gauss_legendre(n);
+    (
+        x.iter().map(|v| 0.5 * (1.0 + v)).collect(),
+        gw.iter().map(|v| 0.5 * v).collect(),
+    )
 }
 
 /// Nodes and weights of n-point Gauss-Legendre quadrature on [-1, 1], ascending (numpy's
@@ -147,8 +193,8 @@ pub struct IgAttribution {
 }
 
 impl IntegratedGradients {
-    /// Attributes `class` on the single image `x` `[1, C, H, W]` with one `gradients` call over
-    /// `steps + 2` samples: [`Attribute::attribute_batch`], read back once together with the
+    /// Attributes `class` on the single image `x` `[1, C, H, W]` with `gradients` calls over
+    /// `steps + 2` samples (one call when they fit a chunk): [`Attribute::attribute_batch`], read back once together with the
     /// baseline's score for the convergence delta.
     pub fn attribute<B: Backend>(
         &self,
@@ -159,7 +205,7 @@ impl IntegratedGradients {
     ) -> Result<IgAttribution> {
         check_single_image(model, x)?;
         check_class(model, class)?;
-        let a = self.explain(b, model, x, &[class])?.read(b)?;
+        let a = self.explain(b, model, x, &[class], &Silent)?.read(b)?;
         let missing = || Error::internal("IG returned no map");
         let extras = a.extras.first().cloned().ok_or_else(missing)?;
         let attribution = a.pixel_attributions().pop().ok_or_else(missing)?;
@@ -180,6 +226,7 @@ impl IntegratedGradients {
         model: &Model,
         inputs: &HostTensor,
         targets: &[usize],
+        progress: &dyn Progress,
     ) -> Result<Attribution<B::Tensor>> {
         if self.steps == 0 {
             return Err(Error::bad_input("steps must be at least 1"));
@@ -195,23 +242,43 @@ impl IntegratedGradients {
                 )))
             }
         };
-        let (alphas, weights) = self.quadrature.nodes(self.steps);
-        let per = self.steps + 2;
-        let path: Vec<f32> = alphas.iter().map(|&a| a as f32).chain([1.0, 0.0]).collect();
+        let nodes = self.quadrature.node_table(self.steps)?;
+        let steps = self.steps;
+        // Per image the path points, then the image itself (alpha 1) and the baseline (alpha 0)
+        // for the convergence delta, both weighing 0.
+        let node = |i: usize| match i {
+            i if i < steps => {
+                let (a, w) = nodes.at(i);
+                (a as f32, w as f32)
+            }
+            i if i == steps => (1.0, 0.0),
+            _ => (0.0, 0.0),
+        };
         let base = b.upload(&baseline)?;
-        let batch = grouped_batch(b, inputs, |_, image| {
-            b.path_batch(image, &base, &path, &vec![0.0; per], 0)
-        })?;
-        let seed = score_seed(b, model, self.score, &repeat_each(targets, per))?;
-        let g = b.gradients(model, &batch, &seed, GradRule::Standard, &[], &[])?;
-        // The image and the baseline weigh 0: they are there for the scores only.
-        let weights: Vec<f32> = weights
-            .iter()
-            .map(|&w| w as f32)
-            .chain([0.0, 0.0])
-            .collect::<Vec<_>>()
-            .repeat(targets.len());
-        let mean_grad = b.weighted_sum(&g.input_grad, &weights, &inputs.shape)?;
+        let run = PathRun {
+            method: "ig",
+            per: steps + 2,
+            score: self.score,
+            sum: true,
+            sum_sq: false,
+            rows: &[steps, steps + 1],
+            progress,
+        };
+        let sums = run.run(
+            b,
+            model,
+            inputs,
+            targets,
+            |i| node(i).1,
+            |_, image, first, count| {
+                let alphas: Vec<f32> = (first..first + count).map(|i| node(i).0).collect();
+                b.path_chunk(image, &base, &alphas, &vec![0.0; count], 0, first as u32)
+            },
+        )?;
+        let missing = || Error::internal("IG summed nothing");
+        let mean_grad = sums.sum.ok_or_else(missing)?;
+        let mut rows = sums.rows.into_iter();
+        let (logits, baseline_logits) = (rows.next(), rows.next());
         let span: Vec<f32> = (0..inputs.batch())
             .flat_map(|i| {
                 inputs
@@ -228,10 +295,10 @@ impl IntegratedGradients {
             maps: b.elementwise(&mean_grad, &span, BinaryKind::Mul)?,
             lowres: None,
             layer: None,
-            logits: pick_rows(b, &g.output, targets.len(), per, self.steps)?,
+            logits: logits.ok_or_else(missing)?,
             targets: targets.to_vec(),
             score: self.score,
-            baseline_logits: Some(pick_rows(b, &g.output, targets.len(), per, self.steps + 1)?),
+            baseline_logits: Some(baseline_logits.ok_or_else(missing)?),
             extras: Vec::new(),
         })
     }
@@ -253,8 +320,19 @@ impl<B: Backend> Attribute<B> for IntegratedGradients {
         inputs: &HostTensor,
         target: &Target,
     ) -> Result<Attribution<B::Tensor>> {
+        self.attribute_batch_with_progress(b, model, inputs, target, &Silent)
+    }
+
+    fn attribute_batch_with_progress(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+        progress: &dyn Progress,
+    ) -> Result<Attribution<B::Tensor>> {
         let targets = target.classes(b, model, inputs)?;
-        self.explain(b, model, inputs, &targets)
+        self.explain(b, model, inputs, &targets, progress)
     }
 }
 

@@ -22,6 +22,7 @@ pub mod lime;
 pub mod objective;
 pub mod occlusion;
 pub mod options;
+mod path;
 mod perturbation;
 pub mod registry;
 pub mod rise;
@@ -270,25 +271,6 @@ pub(crate) fn read2<B: Backend>(
             "read-back returned fewer tensors than asked",
         )),
     }
-}
-
-/// The batch of several images' sample groups (IG's path points, SmoothGrad's noisy copies):
-/// `group(i, image)` builds image `i`'s group from the image uploaded alone (`[1, C, H, W]`,
-/// as [`Backend::path_batch`] takes it), and the groups are stacked for one `gradients` call.
-pub(crate) fn grouped_batch<B: Backend>(
-    b: &B,
-    inputs: &HostTensor,
-    mut group: impl FnMut(usize, &B::Tensor) -> Result<B::Tensor>,
-) -> Result<B::Tensor> {
-    let mut shape = inputs.shape.clone();
-    shape[0] = 1;
-    let groups = (0..inputs.batch())
-        .map(|i| {
-            let image = b.upload(&HostTensor::new(shape.clone(), inputs.sample(i).to_vec())?)?;
-            group(i, &image)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    b.concat(&groups.iter().collect::<Vec<_>>())
 }
 
 /// Each target `per` times: the targets of a grouped batch.

@@ -6,7 +6,7 @@
 //! with whatever else the method asks for.
 
 use super::concat_rows;
-use crate::backend::{Backend, Fill, HostTensor, MaskSource};
+use crate::backend::{sample_bytes, Backend, Fill, HostTensor, MaskSource};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::progress::Progress;
@@ -40,11 +40,24 @@ impl<B: Backend> Perturbations<'_, B> {
     where
         B::Tensor: 's,
     {
-        let chunks = self.samples.div_ceil(self.mini_batch);
+        // The logits of every chunk stay on the backend until the one read-back, where they are
+        // copied and joined: three copies of `samples × K` floats, budgeted before the first
+        // forward. The chunk itself takes its input and at most every activation per sample; a
+        // mini-batch over the budget shrinks to fit it.
+        let budget = b.budget();
+        let logits_bytes = (self.samples as u128)
+            .saturating_mul(model.num_classes() as u128)
+            .saturating_mul(12);
+        budget.check(&format!("{}'s logits", self.method), logits_bytes)?;
+        let image_len: usize = b.shape(self.image).iter().product();
+        let per_sample = sample_bytes(model, false) + image_len as u128 * 4;
+        let what = format!("{}'s forward", self.method);
+        let mini_batch = budget.samples(&what, per_sample, logits_bytes, self.mini_batch)?;
+        let chunks = self.samples.div_ceil(mini_batch);
         let mut outputs = Vec::with_capacity(chunks);
         progress.start(self.method, chunks as u64);
-        for first in (0..self.samples).step_by(self.mini_batch) {
-            let count = self.mini_batch.min(self.samples - first);
+        for first in (0..self.samples).step_by(mini_batch) {
+            let count = mini_batch.min(self.samples - first);
             let batch = b.perturb(self.image, &source(first, count), &self.fill)?;
             outputs.push(b.forward(model, &batch, &[])?.output);
             progress.advance(1);

@@ -1,14 +1,13 @@
 //! SmoothGrad (Smilkov et al.), SmoothGrad² and VarGrad (Adebayo et al.): gradients of N noisy
-//! copies, run as one batch and averaged where they are.
+//! copies, run in budget-sized chunks and averaged where they are (memory is flat in N).
 
 use super::attribution::{Attribute, Attribution, MapKind, Named, Target};
-use super::{
-    check_class, check_single_image, grouped_batch, pick_rows, repeat_each, score_seed,
-    PixelAttribution, Score,
-};
-use crate::backend::{Backend, GradRule, HostTensor};
+use super::path::PathRun;
+use super::{check_class, check_single_image, PixelAttribution, Score};
+use crate::backend::{Backend, HostTensor};
 use crate::error::{Error, Result};
 use crate::model::{BinaryKind, Model};
+use crate::progress::{Progress, Silent};
 
 /// How the noisy gradients are combined (Captum `NoiseTunnel`'s `nt_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -67,8 +66,9 @@ impl Default for SmoothGrad {
 }
 
 impl SmoothGrad {
-    /// Attributes `class` on the single image `x` `[1, C, H, W]` with one `gradients` call over
-    /// `samples + 1` samples: [`Attribute::attribute_batch`] read back once.
+    /// Attributes `class` on the single image `x` `[1, C, H, W]` with `gradients` calls over
+    /// `samples + 1` samples in chunks (one when they fit): [`Attribute::attribute_batch`] read
+    /// back once.
     pub fn attribute<B: Backend>(
         &self,
         b: &B,
@@ -78,20 +78,22 @@ impl SmoothGrad {
     ) -> Result<PixelAttribution> {
         check_single_image(model, x)?;
         check_class(model, class)?;
-        let a = self.explain(b, model, x, &[class])?.read(b)?;
+        let a = self.explain(b, model, x, &[class], &Silent)?.read(b)?;
         a.pixel_attributions()
             .pop()
             .ok_or_else(|| Error::internal("SmoothGrad returned no map"))
     }
 
     /// Per image, `samples` noisy copies and the clean image last (for its score), generated where
-    /// the image lives; all images' copies in one `gradients` call, combined there too.
+    /// the image lives, chunk by chunk; each chunk's gradients (all images' copies in one
+    /// `gradients` call) are folded into running sums of `g/n` and `g²/n` there too.
     fn explain<B: Backend>(
         &self,
         b: &B,
         model: &Model,
         inputs: &HostTensor,
         targets: &[usize],
+        progress: &dyn Progress,
     ) -> Result<Attribution<B::Tensor>> {
         if self.samples == 0 {
             return Err(Error::bad_input("samples must be at least 1"));
@@ -109,42 +111,70 @@ impl SmoothGrad {
             )));
         }
         let n = self.samples;
-        let batch = grouped_batch(b, inputs, |i, image| {
-            let (lo, hi) = inputs
-                .sample(i)
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-                    (l.min(v), h.max(v))
-                });
-            let sigma = (self.noise * (hi - lo)) as f64;
-            let sigmas: Vec<f32> = std::iter::repeat_n(sigma as f32, n).chain([0.0]).collect();
-            b.path_batch(image, image, &vec![1.0; n + 1], &sigmas, self.seed)
-        })?;
-        let seed = score_seed(b, model, self.score, &repeat_each(targets, n + 1))?;
-        let g = b.gradients(model, &batch, &seed, GradRule::Standard, &[], &[])?;
-        // The clean image's weight is 0: it is there for the score only.
-        let weights: Vec<f32> = std::iter::repeat_n(1.0 / n as f32, n)
-            .chain([0.0])
-            .collect::<Vec<_>>()
-            .repeat(targets.len());
-        let mean = |t: &B::Tensor| b.weighted_sum(t, &weights, &inputs.shape);
-        let square = |t: &B::Tensor| b.elementwise(t, t, BinaryKind::Mul);
+        // The clean image runs as sample n, weighing 0: it is there for the score only.
+        let sigmas: Vec<f32> = (0..inputs.batch())
+            .map(|i| {
+                let (lo, hi) = inputs
+                    .sample(i)
+                    .iter()
+                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                        (l.min(v), h.max(v))
+                    });
+                self.noise * (hi - lo)
+            })
+            .collect();
+        let (sum, sum_sq) = match self.variant {
+            Variant::SmoothGrad => (true, false),
+            Variant::SmoothGradSq => (false, true),
+            Variant::VarGrad => (true, true),
+        };
+        let run = PathRun {
+            method: self.name(),
+            per: n + 1,
+            score: self.score,
+            sum,
+            sum_sq,
+            rows: &[n],
+            progress,
+        };
+        let sums = run.run(
+            b,
+            model,
+            inputs,
+            targets,
+            |s| if s < n { 1.0 / n as f32 } else { 0.0 },
+            |i, image, first, count| {
+                let sigma: Vec<f32> = (first..first + count)
+                    .map(|s| if s < n { sigmas[i] } else { 0.0 })
+                    .collect();
+                b.path_chunk(
+                    image,
+                    image,
+                    &vec![1.0; count],
+                    &sigma,
+                    self.seed,
+                    first as u32,
+                )
+            },
+        )?;
+        let missing = || Error::internal("SmoothGrad summed nothing");
         let maps = match self.variant {
-            Variant::SmoothGrad => mean(&g.input_grad)?,
-            Variant::SmoothGradSq => mean(&square(&g.input_grad)?)?,
+            Variant::SmoothGrad => sums.sum.ok_or_else(missing)?,
+            Variant::SmoothGradSq => sums.sum_sq.ok_or_else(missing)?,
             Variant::VarGrad => {
-                let mean_sq = mean(&square(&g.input_grad)?)?;
-                let sq_mean = square(&mean(&g.input_grad)?)?;
-                b.elementwise(&mean_sq, &sq_mean, BinaryKind::Sub)?
+                let mean = sums.sum.ok_or_else(missing)?;
+                let sq_mean = b.elementwise(&mean, &mean, BinaryKind::Mul)?;
+                b.elementwise(&sums.sum_sq.ok_or_else(missing)?, &sq_mean, BinaryKind::Sub)?
             }
         };
+        let logits = sums.rows.into_iter().next().ok_or_else(missing)?;
         Ok(Attribution {
             method: self.name(),
             kind: MapKind::PerElement,
             maps,
             lowres: None,
             layer: None,
-            logits: pick_rows(b, &g.output, targets.len(), n + 1, n)?,
+            logits,
             targets: targets.to_vec(),
             score: self.score,
             baseline_logits: None,
@@ -173,7 +203,18 @@ impl<B: Backend> Attribute<B> for SmoothGrad {
         inputs: &HostTensor,
         target: &Target,
     ) -> Result<Attribution<B::Tensor>> {
+        self.attribute_batch_with_progress(b, model, inputs, target, &Silent)
+    }
+
+    fn attribute_batch_with_progress(
+        &self,
+        b: &B,
+        model: &Model,
+        inputs: &HostTensor,
+        target: &Target,
+        progress: &dyn Progress,
+    ) -> Result<Attribution<B::Tensor>> {
         let targets = target.classes(b, model, inputs)?;
-        self.explain(b, model, inputs, &targets)
+        self.explain(b, model, inputs, &targets, progress)
     }
 }

@@ -631,34 +631,6 @@ pub fn broadcast_strides(out: &[usize], operand: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-/// Output size of a pooling/conv window along one axis: `ceil_mode` lets the last window start
-/// inside the input even if it runs past the end (never starting inside the right pad only).
-pub fn window_out_len(
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    dilation: usize,
-    pad_before: usize,
-    pad_after: usize,
-    ceil_mode: bool,
-) -> Option<usize> {
-    let eff = dilation * (kernel - 1) + 1;
-    let padded = input + pad_before + pad_after;
-    if padded < eff {
-        return None;
-    }
-    let span = padded - eff;
-    let mut out = if ceil_mode {
-        span.div_ceil(stride)
-    } else {
-        span / stride
-    } + 1;
-    if ceil_mode && (out - 1) * stride >= input + pad_before {
-        out -= 1;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,14 +646,5 @@ mod tests {
             vec![60, 20, 5, 1]
         );
         assert_eq!(broadcast_strides(&[2, 3], &[]), vec![0, 0]);
-    }
-
-    #[test]
-    fn ceil_mode_drops_window_starting_in_pad() {
-        // PyTorch: MaxPool2d(3, 2, ceil_mode=True) on 6 -> 3; on 5 -> 2.
-        assert_eq!(window_out_len(6, 3, 2, 1, 0, 0, true), Some(3));
-        assert_eq!(window_out_len(5, 3, 2, 1, 0, 0, true), Some(2));
-        assert_eq!(window_out_len(6, 3, 2, 1, 0, 0, false), Some(2));
-        assert_eq!(window_out_len(2, 3, 1, 1, 0, 0, false), None);
     }
 }

@@ -2,8 +2,10 @@
 
 pub mod import;
 pub mod ir;
+pub mod limits;
 
 pub use ir::*;
+pub use limits::*;
 
 use crate::error::{Error, Result};
 

@@ -128,7 +128,7 @@ impl OpKernel for AffineOp {
             eltwise::channel_affine_inplace(&mut y, &xs, &scale.data, &shift.data)?;
             return Ok(y);
         }
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         eltwise::channel_affine(cx.x(0)?, &xs, &scale.data, &shift.data, &mut y)?;
         Ok(y)
     }

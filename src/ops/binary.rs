@@ -86,7 +86,9 @@ fn lower(imp: &mut Importer, ctx: &NodeCtx, kind: BinaryKind) -> Result<()> {
             let (v, konst, konst_is_lhs) = match (x, k) {
                 (Sym::Act(v), k) => (*v, k, false),
                 (k, Sym::Act(v)) => (*v, k, true),
-                _ => unreachable!("constants were folded before"),
+                // Two constants are folded before lowering, unless an input is missing (a
+                // node with one input reads the absent second as a placeholder).
+                _ => return Err(ctx.err("needs two inputs, at least one of them computed")),
             };
             let (cs, cd) = konst
                 .as_f32()
@@ -150,7 +152,7 @@ impl OpKernel for BinaryOp {
                     return Ok(y);
                 }
             }
-            let mut y = cx.out();
+            let mut y = cx.out()?;
             let x = cx.x(0)?;
             if b.konst_is_lhs {
                 eltwise::binary(b.kind, &k.data, &k.shape, x, &xs, &mut y, &ys)?;
@@ -171,7 +173,7 @@ impl OpKernel for BinaryOp {
                 }
             }
         }
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         let (x, z) = (cx.x(0)?, cx.x(1)?);
         eltwise::binary(b.kind, x, &xs, z, &cs, &mut y, &ys)?;
         Ok(y)
@@ -245,7 +247,7 @@ impl OpKernel for BinaryOp {
             let g = gy
                 .as_deref()
                 .ok_or_else(|| Error::internal("binary VJP: gradient moved"))?;
-            let mut dx = cx.pool.take(numel(own));
+            let mut dx = cx.pool.take(numel(own))?;
             eltwise::binary_vjp(
                 b.kind, lhs, lhs_data, &lhs_shape, rhs_data, &rhs_shape, g, &ys, &mut dx,
             )?;

@@ -11,8 +11,8 @@ use crate::gpu::node::{GpuFwd, GpuTensor, GpuVjp};
 use crate::gpu::params::word;
 use crate::gpu::shape::expect_rank4;
 use crate::model::import::attrs::NodeCtx;
-use crate::model::import::lower::{act, const_f32, dims, pads_2d, pair, Importer, Lower};
-use crate::model::{window_out_len, Const, Conv, Op};
+use crate::model::import::lower::{act, const_f32, dims, window_2d, Importer, Lower};
+use crate::model::{Const, Conv, Op};
 
 /// The parameters of all four conv kernels (WGSL `ConvParams`): input `[n, c, h, w]`, output
 /// `[n, oc, oh, ow]`, kernel `kh × kw`, strides, dilations, the top/left pads, input and output
@@ -105,7 +105,11 @@ fn lower_conv(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
     let bias = const_f32(imp, ctx, 2)?;
     let xs = imp.shape(x).to_vec();
     let groups = ctx.int("group", 1);
-    if groups < 1 || ws[0] % groups as usize != 0 || ws[1] * groups as usize != xs[0] {
+    let fits = usize::try_from(groups)
+        .ok()
+        .filter(|&g| g >= 1)
+        .is_some_and(|g| ws[0].is_multiple_of(g) && ws[1].checked_mul(g) == Some(xs[0]));
+    if !fits || ws.contains(&0) {
         return Err(ctx.err(format!(
             "weight [{}] with group {groups} does not fit {} input channels",
             dims(&ws),
@@ -121,29 +125,8 @@ fn lower_conv(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
             )));
         }
     }
-    let strides = pair(ctx, "strides", 1)?;
-    let dilations = pair(ctx, "dilations", 1)?;
-    let pads = pads_2d(ctx, [xs[1], xs[2]], kernel, strides, dilations)?;
-    let mut out = vec![ws[0]];
-    for d in 0..2 {
-        let o = window_out_len(
-            xs[d + 1],
-            kernel[d],
-            strides[d],
-            dilations[d],
-            pads[d],
-            pads[d + 2],
-            false,
-        )
-        .ok_or_else(|| {
-            ctx.err(format!(
-                "kernel [{}] is larger than the padded input [N, {}]",
-                dims(&ws),
-                dims(&xs)
-            ))
-        })?;
-        out.push(o);
-    }
+    let win = window_2d(ctx, [xs[1], xs[2]], kernel, false)?;
+    let out = vec![ws[0], win.out[0], win.out[1]];
     if let Some((bs, b)) = &bias {
         if b.len() != ws[0] {
             return Err(ctx.err(format!(
@@ -157,9 +140,9 @@ fn lower_conv(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
         weight: Const::new(ws, w),
         bias: bias.map(|(_, b)| Const::new(vec![b.len()], b)),
         groups: groups as usize,
-        strides,
-        dilations,
-        pads,
+        strides: win.strides,
+        dilations: win.dilations,
+        pads: win.pads,
     });
     imp.emit(&ctx.node.name, op, vec![x], ctx.out_name(0), out);
     Ok(())
@@ -182,7 +165,7 @@ impl OpKernel for ConvOp {
 
     fn cpu_forward(&self, cx: &mut CpuFwd) -> Result<Vec<f32>> {
         let c = conv_of(cx.op())?;
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         cpu_conv::conv2d(cx.x(0)?, cx.xs(0), c, &cx.out_shape, cx.act, cx.par, &mut y)?;
         Ok(y)
     }

@@ -76,7 +76,10 @@ fn concat(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
                 .map_err(|_| ctx.err("Concat of an activation with a constant is not supported"))
         })
         .collect::<Result<_>>()?;
-    let first = imp.shape(inputs[0]).to_vec();
+    let first = match inputs.first() {
+        Some(&v) => imp.shape(v).to_vec(),
+        None => return Err(ctx.err("Concat needs at least one input")),
+    };
     let axis = feature_axis(ctx, ctx.int("axis", 1), first.len() + 1)?;
     let mut out = first.clone();
     out[axis - 1] = 0;
@@ -91,7 +94,10 @@ fn concat(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
                 dims(s)
             )));
         }
-        out[axis - 1] += s[axis - 1];
+        // Checked: many large inputs could overflow before the importer's size check.
+        out[axis - 1] = out[axis - 1]
+            .checked_add(s[axis - 1])
+            .ok_or_else(|| ctx.err("the concatenated axis overflows"))?;
     }
     imp.emit(
         &ctx.node.name,
@@ -114,7 +120,15 @@ fn split(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
         None => match const_ints(imp, ctx, 1)? {
             Some(s) => s.into_iter().map(|v| v.max(0) as usize).collect(),
             None => {
-                let n = ctx.int("num_outputs", outputs as i64).max(1) as usize;
+                // More parts than outputs cannot match; checking first keeps a hostile
+                // `num_outputs` from sizing the list below.
+                let n = ctx.int("num_outputs", outputs as i64);
+                if n != outputs as i64 || outputs == 0 {
+                    return Err(ctx.err(format!(
+                        "num_outputs {n} does not match the node's {outputs} outputs"
+                    )));
+                }
+                let n = outputs;
                 let chunk = dim.div_ceil(n);
                 (0..n)
                     .map(|i| chunk.min(dim.saturating_sub(i * chunk)))
@@ -122,7 +136,8 @@ fn split(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
             }
         },
     };
-    if sizes.len() != outputs || sizes.iter().sum::<usize>() != dim {
+    let total = sizes.iter().try_fold(0usize, |acc, &v| acc.checked_add(v));
+    if sizes.len() != outputs || total != Some(dim) {
         return Err(ctx.err(format!(
             "split sizes {sizes:?} do not divide axis {axis} of size {dim} into {outputs} outputs"
         )));
@@ -183,12 +198,10 @@ fn slice(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
                 norm(ends[i]).clamp(-1, d - 1),
             )
         };
-        let (span, stride) = if step > 0 {
-            (e - s, step)
-        } else {
-            (s - e, -step)
-        };
-        let len = (span.max(0) as usize).div_ceil(stride as usize);
+        // `s` and `e` are clamped into [-1, d], so only the step can be extreme (i64::MIN has
+        // no negation: unsigned_abs).
+        let span = if step > 0 { e - s } else { s - e };
+        let len = (span.max(0) as u64).div_ceil(step.unsigned_abs()) as usize;
         spans.push((axis, s, step, len));
     }
     let name = ctx.out_name(0).to_string();
@@ -242,8 +255,13 @@ fn pad(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
         return Err(ctx.err("padding the batch axis is not supported"));
     }
     let out = (1..rank)
-        .map(|d| xs[d - 1] + pads[d].0 + pads[d].1)
-        .collect();
+        .map(|d| {
+            xs[d - 1]
+                .checked_add(pads[d].0)
+                .and_then(|v| v.checked_add(pads[d].1))
+                .ok_or_else(|| ctx.err(format!("pads {raw:?} overflow the padded shape")))
+        })
+        .collect::<Result<Vec<usize>>>()?;
     imp.emit(
         &ctx.node.name,
         Op::Pad { pads, value },
@@ -309,7 +327,7 @@ impl OpKernel for LayoutOp {
 
     fn cpu_forward(&self, cx: &mut CpuFwd) -> Result<Vec<f32>> {
         let op = cx.op();
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         let ys = &cx.out_shape;
         if let Op::Concat { axis } = op {
             let inputs = (0..cx.node.inputs.len())
@@ -349,7 +367,7 @@ impl OpKernel for LayoutOp {
                 for (k, &v) in node.inputs.iter().enumerate() {
                     let s = cx.xs(k).to_vec();
                     if cx.wanted[k] {
-                        let mut dx = cx.buf(numel(&s));
+                        let mut dx = cx.buf(numel(&s))?;
                         cpu_layout::concat_vjp(
                             cx.gy()?,
                             &cx.out_shape,

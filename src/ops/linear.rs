@@ -91,7 +91,7 @@ fn gemm(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
     let (ws, w) = if ctx.int("transB", 0) != 0 {
         (bs, b)
     } else {
-        consts::transpose(&bs, &b, &[1, 0])
+        consts::transpose(&bs, &b, &[1, 0]).ok_or_else(|| ctx.err("Gemm's B must be 2-D"))?
     };
     let w: Vec<f32> = w.iter().map(|v| v * alpha).collect();
     let out_f = ws[0];
@@ -129,7 +129,8 @@ fn matmul(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
             dims(&bs)
         )));
     }
-    let (ws, w) = consts::transpose(&bs, &bd, &[1, 0]);
+    let (ws, w) = consts::transpose(&bs, &bd, &[1, 0])
+        .ok_or_else(|| ctx.err("MatMul's constant operand must be 2-D"))?;
     linear(imp, ctx, x, Const::new(ws, w), None)
 }
 
@@ -155,7 +156,7 @@ impl OpKernel for LinearOp {
         if ys.split_last() != Some((&o, &xs[..xs.len().saturating_sub(1)])) {
             return Err(Error::internal(format!("Linear {xs:?} -> {ys:?}")));
         }
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         cpu_linear::linear(cx.x(0)?, cx.xs(0), l, cx.act, cx.par, &mut y)?;
         Ok(y)
     }

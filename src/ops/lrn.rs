@@ -12,7 +12,7 @@ use crate::gpu::params::word;
 use crate::gpu::shape::prod;
 use crate::model::import::attrs::NodeCtx;
 use crate::model::import::lower::{act4, Importer, Lower};
-use crate::model::{Node, Op, ValueId};
+use crate::model::{Node, Op, ValueId, MAX_SAMPLE_ELEMS};
 
 /// The parameters of `lrn` and `lrn_bwd` (WGSL `LrnParams`): `total` elements of
 /// `[N, c, inner]`, the window `size` and ONNX's alpha, beta, bias.
@@ -36,8 +36,11 @@ pub(crate) const ONNX: &[(&str, Lower)] = &[("LRN", lower)];
 fn lower(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
     let x = act4(imp, ctx)?;
     let size = ctx.int("size", 0);
-    if size <= 0 {
-        return Err(ctx.err("LRN needs a positive 'size'"));
+    // The window's half-widths are added to channel indices: bounded like every extent.
+    if size <= 0 || size as u64 > MAX_SAMPLE_ELEMS as u64 {
+        return Err(ctx.err(format!(
+            "LRN needs a 'size' between 1 and {MAX_SAMPLE_ELEMS} (2^28), got {size}"
+        )));
     }
     let op = Op::Lrn {
         size: size as usize,
@@ -74,7 +77,7 @@ impl OpKernel for LrnOp {
 
     fn cpu_forward(&self, cx: &mut CpuFwd) -> Result<Vec<f32>> {
         let (size, alpha, beta, bias) = lrn_of(cx.op())?;
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         cpu_lrn::lrn(cx.x(0)?, cx.xs(0), size, alpha, beta, bias, &mut y)?;
         Ok(y)
     }

@@ -157,7 +157,7 @@ fn cpu_vjp_one(
     cx: &mut CpuVjp,
     f: impl FnOnce(&CpuVjp, &[f32], &mut [f32]) -> Result<()>,
 ) -> Result<CpuGrads> {
-    let mut dx = cx.dx(0);
+    let mut dx = cx.dx(0)?;
     f(cx, cx.gy()?, &mut dx)?;
     Ok(vec![(cx.node.inputs[0], dx)])
 }

@@ -12,8 +12,8 @@ use crate::gpu::node::{GpuFwd, GpuTensor, GpuVjp};
 use crate::gpu::params::word;
 use crate::gpu::shape::expect_rank4;
 use crate::model::import::attrs::NodeCtx;
-use crate::model::import::lower::{act4, dims, pads_2d, pair, Importer, Lower};
-use crate::model::{window_out_len, Node, Op, Pool, PoolKind, ValueId};
+use crate::model::import::lower::{act4, window_2d, Importer, Lower};
+use crate::model::{Node, Op, Pool, PoolKind, ValueId};
 
 pub(crate) const ONNX: &[(&str, Lower)] = &[
     ("MaxPool", |imp, ctx| lower(imp, ctx, true)),
@@ -32,29 +32,9 @@ fn lower(imp: &mut Importer, ctx: &NodeCtx, max: bool) -> Result<()> {
         Some(k) if k.len() == 2 && k.iter().all(|&v| v > 0) => [k[0], k[1]],
         _ => return Err(ctx.err("needs a 2-D 'kernel_shape'")),
     };
-    let strides = pair(ctx, "strides", 1)?;
-    let dilations = pair(ctx, "dilations", 1)?;
-    let pads = pads_2d(ctx, [xs[1], xs[2]], kernel, strides, dilations)?;
     let ceil = ctx.int("ceil_mode", 0) != 0;
-    let mut out = vec![xs[0]];
-    for d in 0..2 {
-        let o = window_out_len(
-            xs[d + 1],
-            kernel[d],
-            strides[d],
-            dilations[d],
-            pads[d],
-            pads[d + 2],
-            ceil,
-        )
-        .ok_or_else(|| {
-            ctx.err(format!(
-                "window {kernel:?} is larger than the padded input [N, {}]",
-                dims(&xs)
-            ))
-        })?;
-        out.push(o);
-    }
+    let win = window_2d(ctx, [xs[1], xs[2]], kernel, ceil)?;
+    let out = vec![xs[0], win.out[0], win.out[1]];
     let kind = if max {
         PoolKind::Max
     } else {
@@ -65,9 +45,9 @@ fn lower(imp: &mut Importer, ctx: &NodeCtx, max: bool) -> Result<()> {
     let op = Op::Pool(Pool {
         kind,
         kernel,
-        strides,
-        dilations,
-        pads,
+        strides: win.strides,
+        dilations: win.dilations,
+        pads: win.pads,
     });
     imp.emit(&ctx.node.name, op, vec![x], ctx.out_name(0), out);
     Ok(())
@@ -208,7 +188,7 @@ impl OpKernel for PoolOp {
     }
 
     fn cpu_forward(&self, cx: &mut CpuFwd) -> Result<Vec<f32>> {
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         let (x, xs) = (cx.x(0)?, cx.xs(0));
         match cx.op() {
             Op::Pool(p) => cpu_pool::pool2d(x, xs, p, &cx.out_shape, cx.par, &mut y)?,

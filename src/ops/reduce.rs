@@ -90,7 +90,7 @@ impl OpKernel for ReduceOp {
 
     fn cpu_forward(&self, cx: &mut CpuFwd) -> Result<Vec<f32>> {
         let (kind, axes) = reduce_of(cx.op())?;
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         cpu_reduce::reduce(cx.x(0)?, cx.xs(0), kind, axes, &mut y)?;
         Ok(y)
     }

@@ -60,7 +60,12 @@ fn reshape(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
             IDim::Lit(v) => *v,
         });
     }
-    let known: i64 = rest.iter().filter(|&&v| v != -1).product();
+    // Checked: a hostile target could wrap the product onto the input's element count.
+    let known = rest
+        .iter()
+        .filter(|&&v| v != -1)
+        .try_fold(1i64, |acc, &v| acc.checked_mul(v))
+        .ok_or_else(|| ctx.err(format!("target shape {target:?} overflows")))?;
     let infer = rest.iter().filter(|&&v| v == -1).count();
     // The leading dimension must be the batch: symbolic, copied (0), or a literal/-1 from a
     // fixed-batch export, which the element count check below confirms.
@@ -103,6 +108,9 @@ fn squeeze(imp: &mut Importer, ctx: &NodeCtx, unsqueeze: bool) -> Result<()> {
             .map(|&a| feature_axis(ctx, a, rank))
             .collect::<Result<_>>()?;
         norm.sort_unstable();
+        if norm.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ctx.err(format!("axes {axes:?} repeat an axis")));
+        }
         let mut out = full.clone();
         for a in norm {
             out.insert(a, 1);
@@ -144,7 +152,7 @@ impl OpKernel for ReshapeOp {
         if let Some(y) = cx.owned(0)? {
             return Ok(y);
         }
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         let x = cx.x(0)?;
         if x.len() != y.len() {
             let (xs, ys) = (cx.xs(0), &cx.out_shape);

@@ -66,7 +66,7 @@ impl OpKernel for SoftmaxOp {
 
     fn cpu_forward(&self, cx: &mut CpuFwd) -> Result<Vec<f32>> {
         let axis = axis_of_op(cx.op())?;
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         cpu_softmax::softmax(cx.x(0)?, cx.xs(0), axis, &mut y)?;
         Ok(y)
     }

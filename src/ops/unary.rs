@@ -250,7 +250,7 @@ impl OpKernel for UnaryOp {
             eltwise::unary_inplace(u, &mut y);
             return Ok(y);
         }
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         eltwise::unary(u, cx.x(0)?, &mut y)?;
         Ok(y)
     }

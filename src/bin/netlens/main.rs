@@ -134,6 +134,10 @@ pub(crate) struct Common {
     /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Memory the run may use, e.g. 4G or 512M (default: half of MemAvailable); larger work is
+    /// chunked to fit, and what cannot be chunked is refused with exit 2.
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) max_memory: Option<String>,
 }
 
 impl Common {
@@ -279,14 +283,17 @@ pub(crate) fn warn_non_finite(found: &[NonFinite]) -> serde_json::Value {
 
 pub(crate) fn engine(common: &Common) -> Result<Engine> {
     let quiet = common.quiet;
-    Engine::select(
+    let budget = netlens::backend::Budget::resolve(common.max_memory.as_deref())?;
+    let mut engine = Engine::select(
         BackendChoice::resolve(common.backend.as_deref())?,
         &mut |m| {
             if !quiet {
                 eprintln!("netlens: {m}");
             }
         },
-    )
+    )?;
+    engine.set_budget(budget);
+    Ok(engine)
 }
 
 /// The preprocessing for `model`: the `--preprocess` preset, else the sidecar's, else ImageNet's

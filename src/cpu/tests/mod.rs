@@ -1,6 +1,7 @@
 //! CPU backend tests: ops against naive references (`ops`), and whole graphs through
 //! `Backend::forward` (here): fusion, in-place reuse, taps, batch splitting, errors.
 
+mod edges;
 mod grad;
 mod layernorm;
 mod logsoftmax;

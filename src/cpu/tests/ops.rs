@@ -8,7 +8,7 @@ use crate::model::{
 };
 
 #[allow(clippy::too_many_arguments)]
-fn check_conv(
+pub(super) fn check_conv(
     xs: [usize; 4],
     oc: usize,
     k: [usize; 2],
@@ -346,7 +346,7 @@ fn binary_broadcasts_both_ways() {
     }
 }
 
-fn check_pool(
+pub(super) fn check_pool(
     xs: [usize; 4],
     kind: PoolKind,
     k: [usize; 2],

@@ -58,7 +58,7 @@ fn numel(s: &[usize]) -> usize {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check_conv(
+pub(super) fn check_conv(
     xs: [usize; 4],
     oc: usize,
     k: [usize; 2],
@@ -381,7 +381,7 @@ fn binary_vjp_broadcasts_both_ways() {
     }
 }
 
-fn check_pool(
+pub(super) fn check_pool(
     xs: [usize; 4],
     kind: PoolKind,
     k: [usize; 2],

@@ -148,6 +148,38 @@ impl Lime {
             .collect()
     }
 
+    /// Refuses a sample count the surrogate cannot use or the memory budget cannot hold.
+    ///
+    /// Fewer samples than segments + 1 leave the surrogate underdetermined: `k` coefficients
+    /// and an intercept from fewer equations. The ridge penalty would make the linear fit
+    /// well-posed, but its coefficients would then be set by the penalty rather than by the
+    /// model (with `--num-samples 1`, only the unperturbed image: an all-zero map), and the tree
+    /// cannot split on a feature it never saw off; so both are refused rather than warned about.
+    ///
+    /// The surrogate needs every sample at once (the tree splits the whole sample set), so its
+    /// memory cannot be chunked: the design matrix (`k` bytes per sample), the weights, each
+    /// class's scores, predictions and the tree's index lists (about 64 bytes per sample), and
+    /// the logits (checked with the forwards) are weighed against the budget before any forward.
+    fn check_samples<B: Backend>(&self, b: &B, model: &Model, segments: usize) -> Result<()> {
+        if self.num_samples < segments + 1 {
+            return Err(Error::bad_input(format!(
+                "LIME needs at least as many samples as segments + 1 to fit its surrogate: \
+                 {} samples for {segments} segments; raise --num-samples to {} or lower \
+                 --num-features",
+                self.num_samples,
+                segments + 1
+            )));
+        }
+        let per_sample = segments as u128 + 64 + 12 * model.num_classes() as u128;
+        b.budget().check(
+            &format!(
+                "LIME's surrogate over {} samples of {segments} segments",
+                self.num_samples
+            ),
+            per_sample.saturating_mul(self.num_samples as u128),
+        )
+    }
+
     /// LIME maps of `x` (`[1, C, H, W]`) for each class in `classes`; all classes share the same
     /// forwards.
     ///
@@ -204,6 +236,7 @@ impl Lime {
         }
         let value = self.mask_value.resolve(x, c)?;
         let segments = self.segments(x)?;
+        self.check_samples(b, model, segments.count)?;
         let mini_batch = mini_batch(b, self.mini_batch, c * h * w, AUTO_BATCH_MAX, "LIME")?;
         if classes.is_empty() {
             return Ok((Vec::new(), HostTensor::zeros(vec![0, model.num_classes()])));

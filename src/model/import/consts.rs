@@ -115,6 +115,11 @@ pub(crate) fn load_initializer(t: &pb::TensorProto) -> Result<Sym> {
     }
 }
 
+/// The most elements a constant computed at import may hold (folding can grow a constant past
+/// its operands: broadcasting, repeated Gather indices). Weights come from the file and are
+/// bounded by its size; a computed one gets the limit of any value.
+pub(crate) const MAX_CONST_ELEMS: usize = crate::model::MAX_SAMPLE_ELEMS;
+
 /// Element-wise op on two broadcastable constants.
 pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let rank = a.len().max(b.len());
@@ -170,7 +175,12 @@ pub(crate) fn gather<T: Copy>(
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
     let len = shape[axis] as i64;
-    let mut out = Vec::with_capacity(outer * idx.len() * inner);
+    // The result may be far larger than the operands (indices repeat): bound it first.
+    let total = outer.checked_mul(idx.len())?.checked_mul(inner)?;
+    if total > MAX_CONST_ELEMS || data.len() != outer * shape[axis] * inner {
+        return None;
+    }
+    let mut out = Vec::with_capacity(total);
     for o in 0..outer {
         for &i in idx {
             let i = if i < 0 { i + len } else { i };
@@ -187,12 +197,17 @@ pub(crate) fn gather<T: Copy>(
     Some((s, out))
 }
 
-/// Transposes a constant.
+/// Transposes a constant; `None` when `perm` is not a permutation of its axes.
 pub(crate) fn transpose<T: Copy>(
     shape: &[usize],
     data: &[T],
     perm: &[usize],
-) -> (Vec<usize>, Vec<T>) {
+) -> Option<(Vec<usize>, Vec<T>)> {
+    let mut sorted = perm.to_vec();
+    sorted.sort_unstable();
+    if !sorted.iter().copied().eq(0..shape.len()) {
+        return None;
+    }
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let in_strides = strides_of(shape);
     let out_strides = strides_of(&out_shape);
@@ -207,7 +222,7 @@ pub(crate) fn transpose<T: Copy>(
             data[src]
         })
         .collect();
-    (out_shape, out)
+    Some((out_shape, out))
 }
 
 /// Concatenates constants along `axis`.
@@ -216,9 +231,22 @@ pub(crate) fn concat<T: Copy>(
     axis: usize,
 ) -> Option<(Vec<usize>, Vec<T>)> {
     let first = &parts.first()?.0;
+    // Every part must agree off the axis and hold the data its shape says, or the copies
+    // below would read out of range.
+    let agree = |(s, d): &(Vec<usize>, Vec<T>)| {
+        s.len() == first.len()
+            && axis < s.len()
+            && (0..s.len()).all(|i| i == axis || s[i] == first[i])
+            && s.iter().try_fold(1usize, |a, &v| a.checked_mul(v)) == Some(d.len())
+    };
+    if !parts.iter().all(agree) {
+        return None;
+    }
     let outer: usize = first[..axis].iter().product();
     let mut shape = first.clone();
-    shape[axis] = parts.iter().map(|(s, _)| s[axis]).sum();
+    shape[axis] = parts
+        .iter()
+        .try_fold(0usize, |a, (s, _)| a.checked_add(s[axis]))?;
     let mut out = Vec::new();
     for o in 0..outer {
         for (s, d) in parts {

@@ -62,7 +62,13 @@ pub(crate) fn fold(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let cannot = || ctx.err(format!("cannot evaluate '{op}' on constants at import"));
-    let x = &inputs[0];
+    // A mutated or hand-written node may lack an input its op needs: an error, not an index panic.
+    let arg = |i: usize| {
+        inputs
+            .get(i)
+            .ok_or_else(|| ctx.err(format!("'{op}' needs at least {} inputs", i + 1)))
+    };
+    let x = arg(0)?;
     let xs = x.shape().unwrap_or(&[]).to_vec();
     let result = match op {
         "Cast" => match ctx.int("to", 1) {
@@ -71,8 +77,8 @@ pub(crate) fn fold(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
         },
         "Gather" => {
             let axis = axis_of(ctx, ctx.int("axis", 0), xs.len())?;
-            let idx = inputs[1].as_ints().ok_or_else(cannot)?;
-            let idx_shape = inputs[1].shape().unwrap_or(&[]).to_vec();
+            let idx = arg(1)?.as_ints().ok_or_else(cannot)?;
+            let idx_shape = arg(1)?.shape().unwrap_or(&[]).to_vec();
             match x {
                 Sym::F(s, d) => {
                     consts::gather(s, d, axis, &idx, &idx_shape).map(|(s, d)| Sym::F(s, d))
@@ -116,13 +122,14 @@ pub(crate) fn fold(imp: &mut Importer, ctx: &NodeCtx) -> Result<()> {
                 .unwrap_or_else(|| (0..xs.len()).rev().collect());
             match x {
                 Sym::F(s, d) => {
-                    let (s, d) = consts::transpose(s, d, &perm);
+                    let (s, d) = consts::transpose(s, d, &perm)
+                        .ok_or_else(|| ctx.err(format!("perm {perm:?} does not fit {s:?}")))?;
                     Sym::F(s, d)
                 }
                 _ => return Err(cannot()),
             }
         }
-        "Add" | "Sub" | "Mul" | "Div" => fold_binary(ctx, op, &inputs[0], &inputs[1])?,
+        "Add" | "Sub" | "Mul" | "Div" => fold_binary(ctx, op, x, arg(1)?)?,
         "Identity" | "Dropout" => x.clone(),
         _ => {
             return Err(if supported_ops().contains(&op) {
@@ -190,7 +197,9 @@ fn const_reshape(
             vec![lead, n / lead.max(1)]
         }
         _ => {
-            let t = inputs[1]
+            let t = inputs
+                .get(1)
+                .ok_or_else(|| ctx.err("Reshape needs its target shape input"))?
                 .as_ints()
                 .ok_or_else(|| ctx.err("target shape holds the batch size"))?;
             let mut out: Vec<i64> = t
@@ -222,6 +231,13 @@ fn fold_binary(ctx: &NodeCtx, op: &str, a: &Sym, b: &Sym) -> Result<Sym> {
     let (sa, sb) = (a.shape().unwrap_or(&[]), b.shape().unwrap_or(&[]));
     let out = consts::broadcast_shape(sa, sb)
         .ok_or_else(|| ctx.err("constant operands do not broadcast"))?;
+    let n = out.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if n.is_none_or(|n| n > consts::MAX_CONST_ELEMS) {
+        return Err(ctx.err(format!(
+            "the folded constant of shape {out:?} is past netlens' limit of {} elements",
+            consts::MAX_CONST_ELEMS
+        )));
+    }
     let idx = consts::broadcast_indices(&out, sa, sb);
     if let (Sym::F(..), _) | (_, Sym::F(..)) = (a, b) {
         let (da, db) = (
@@ -247,15 +263,16 @@ fn fold_binary(ctx: &NodeCtx, op: &str, a: &Sym, b: &Sym) -> Result<Sym> {
         a.as_idims().unwrap_or_default(),
         b.as_idims().unwrap_or_default(),
     );
+    let overflow = || ctx.err("integer overflow in constant shape arithmetic");
     let data = idx
         .iter()
         .map(|&(i, j)| match (da[i], db[j]) {
             (IDim::Lit(x), IDim::Lit(y)) => match op {
-                "Add" => Ok(IDim::Lit(x + y)),
-                "Sub" => Ok(IDim::Lit(x - y)),
-                "Mul" => Ok(IDim::Lit(x * y)),
+                "Add" => x.checked_add(y).map(IDim::Lit).ok_or_else(overflow),
+                "Sub" => x.checked_sub(y).map(IDim::Lit).ok_or_else(overflow),
+                "Mul" => x.checked_mul(y).map(IDim::Lit).ok_or_else(overflow),
                 _ if y == 0 => Err(ctx.err("integer division by zero")),
-                _ => Ok(IDim::Lit(x / y)),
+                _ => x.checked_div(y).map(IDim::Lit).ok_or_else(overflow),
             },
             (IDim::Batch, IDim::Lit(1)) if op == "Mul" || op == "Div" => Ok(IDim::Batch),
             (IDim::Lit(1), IDim::Batch) if op == "Mul" => Ok(IDim::Batch),

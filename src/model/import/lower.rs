@@ -9,6 +9,7 @@ use super::attrs::NodeCtx;
 use super::consts::Sym;
 use crate::error::Result;
 use crate::model::ir::{Node, Op, Value, ValueId};
+use crate::model::MAX_SAMPLE_ELEMS;
 
 /// Lowers one ONNX node onto the IR (emitting nodes or binding folded constants).
 pub(crate) type Lower = fn(&mut Importer, &NodeCtx) -> Result<()>;
@@ -151,8 +152,81 @@ pub(crate) fn emit_same_shape(imp: &mut Importer, ctx: &NodeCtx, op: Op, x: Valu
     imp.emit(&ctx.node.name, op, vec![x], ctx.out_name(0), s);
 }
 
-/// `[top, left, bottom, right]` from ONNX attributes, resolving `auto_pad`.
-pub(crate) fn pads_2d(
+/// A 2-D window's attributes (conv or pool) and its output plane.
+pub(crate) struct Window {
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    /// Top, left, bottom, right.
+    pub pads: [usize; 4],
+    /// Output `[oh, ow]`, each at least 1.
+    pub out: [usize; 2],
+}
+
+/// Reads and checks a 2-D window's strides, dilations and pads (resolving `auto_pad`) against
+/// the input plane `[h, w]` and `kernel`. Every attribute is bounded by [`MAX_SAMPLE_ELEMS`] (no
+/// window over a sample within the limit can be wider, and the kernels index with 32-bit words),
+/// all arithmetic is checked, and a kernel larger than the padded input (output < 1, which ONNX
+/// forbids) is refused.
+pub(crate) fn window_2d(
+    ctx: &NodeCtx,
+    input: [usize; 2],
+    kernel: [usize; 2],
+    ceil: bool,
+) -> Result<Window> {
+    let strides = pair(ctx, "strides", 1)?;
+    let dilations = pair(ctx, "dilations", 1)?;
+    for (name, v) in [
+        ("kernel", &kernel[..]),
+        ("strides", &strides[..]),
+        ("dilations", &dilations[..]),
+    ] {
+        if v.iter().any(|&x| x == 0 || x > MAX_SAMPLE_ELEMS) {
+            return Err(ctx.err(format!(
+                "{name} {v:?} out of range: each must be between 1 and {MAX_SAMPLE_ELEMS} (2^28)"
+            )));
+        }
+    }
+    let pads = pads_2d(ctx, input, kernel, strides, dilations)?;
+    if pads.iter().any(|&p| p > MAX_SAMPLE_ELEMS) {
+        return Err(ctx.err(format!(
+            "pads {pads:?} out of range: each must be at most {MAX_SAMPLE_ELEMS} (2^28)"
+        )));
+    }
+    let mut out = [0; 2];
+    for d in 0..2 {
+        let o = crate::model::window_out_len(
+            input[d],
+            kernel[d],
+            strides[d],
+            dilations[d],
+            pads[d],
+            pads[d + 2],
+            ceil,
+        );
+        out[d] = o.ok_or_else(|| {
+            let axis = ["height", "width"][d];
+            ctx.err(format!(
+                "the window along the {axis} (kernel {}, dilation {}) is larger than the padded \
+                 input ({} + pads {} and {}): the output would be empty, which ONNX forbids",
+                kernel[d],
+                dilations[d],
+                input[d],
+                pads[d],
+                pads[d + 2]
+            ))
+        })?;
+    }
+    Ok(Window {
+        strides,
+        dilations,
+        pads,
+        out,
+    })
+}
+
+/// `[top, left, bottom, right]` from ONNX attributes, resolving `auto_pad` (with checked
+/// arithmetic: strides, dilations and kernel are at least 1 but may be huge).
+fn pads_2d(
     ctx: &NodeCtx,
     input: [usize; 2],
     kernel: [usize; 2],
@@ -173,8 +247,13 @@ pub(crate) fn pads_2d(
             let mut pads = [0; 4];
             for d in 0..2 {
                 let out = input[d].div_ceil(strides[d]);
-                let eff = dil[d] * (kernel[d] - 1) + 1;
-                let total = ((out - 1) * strides[d] + eff).saturating_sub(input[d]);
+                let total = out
+                    .saturating_sub(1)
+                    .checked_mul(strides[d])
+                    .and_then(|v| v.checked_add(dil[d].checked_mul(kernel[d].checked_sub(1)?)?))
+                    .and_then(|v| v.checked_add(1))
+                    .ok_or_else(|| ctx.err("auto_pad: the padded extent overflows"))?
+                    .saturating_sub(input[d]);
                 let small = total / 2;
                 let (before, after) = if auto == "SAME_UPPER" {
                     (small, total - small)
@@ -206,7 +285,8 @@ pub(crate) fn emit_reshape(
     x: ValueId,
     shape: Vec<usize>,
 ) -> Result<()> {
-    if shape.iter().product::<usize>() != imp.values[x].sample_len() {
+    let n = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    if n != Some(imp.values[x].sample_len()) {
         return Err(ctx.err(format!(
             "cannot reshape [N, {}] to [N, {}]",
             dims(imp.shape(x)),

@@ -165,13 +165,20 @@ fn import_proto(proto: &pb::ModelProto, input_override: Option<[usize; 3]>) -> R
             )));
         }
         input_shape = vec![c, h, w];
+        crate::model::check_sample_shape(&input_shape).map_err(|why| {
+            Error::bad_input(format!(
+                "cannot instantiate the model at [{c}, {h}, {w}]: {why}"
+            ))
+        })?;
     }
     let input = imp.add_value(&input_info.name, input_shape);
     imp.env.insert(input_info.name.clone(), Sym::Act(input));
 
     for (index, node) in g.node.iter().enumerate() {
         let ctx = NodeCtx { node, index };
+        let first_new = imp.values.len();
         translate(&mut imp, &ctx)?;
+        check_new_values(&imp, &ctx, first_new)?;
     }
 
     let out_info = g
@@ -205,6 +212,22 @@ fn import_proto(proto: &pb::ModelProto, input_override: Option<[usize; 3]>) -> R
         output,
     };
     Ok(prune(graph))
+}
+
+/// The backstop behind every lowering's own checks: each value the node produced has dimensions
+/// of at least 1 and at most [`crate::model::MAX_SAMPLE_ELEMS`] elements per sample, so no later stage
+/// (`info`, the executors' allocations, the GPU's 32-bit indexing) meets an impossible shape.
+fn check_new_values(imp: &Importer, ctx: &NodeCtx, first_new: usize) -> Result<()> {
+    for v in &imp.values[first_new..] {
+        crate::model::check_sample_shape(&v.shape).map_err(|why| {
+            ctx.err(format!(
+                "output '{}' would have shape [N, {}]: {why}",
+                v.name,
+                lower::dims(&v.shape)
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// Translates one ONNX node: the importer's own ops, constant folding when every input is a
@@ -303,7 +326,7 @@ fn input_sample_shape(info: &pb::ValueInfoProto) -> Result<Vec<usize>> {
             dims.len()
         )));
     }
-    dims[1..]
+    let shape = dims[1..]
         .iter()
         .map(|d| match d {
             Some(D::DimValue(v)) if *v > 0 => Ok(*v as usize),
@@ -312,7 +335,15 @@ fn input_sample_shape(info: &pb::ValueInfoProto) -> Result<Vec<usize>> {
                 info.name
             ))),
         })
-        .collect()
+        .collect::<Result<Vec<usize>>>()?;
+    crate::model::check_sample_shape(&shape).map_err(|why| {
+        Error::bad_input(format!(
+            "input '{}' of shape [N, {}]: {why}",
+            info.name,
+            lower::dims(&shape)
+        ))
+    })?;
+    Ok(shape)
 }
 
 /// Drops nodes whose values never reach the output (e.g. a Split branch left unused).
