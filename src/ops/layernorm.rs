@@ -161,7 +161,7 @@ impl OpKernel for LayerNormOp {
     fn cpu_forward(&self, cx: &mut CpuFwd) -> Result<Vec<f32>> {
         let (axis, eps, scale, bias) = ln_of(cx.op())?;
         let (_, len) = rows_len(cx.xs(0), axis)?;
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         let bias = bias.map(|b| b.data.as_slice());
         cpu_ln::layer_norm(cx.x(0)?, len, eps, &scale.data, bias, &mut y)?;
         Ok(y)

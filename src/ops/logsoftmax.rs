@@ -100,7 +100,7 @@ impl OpKernel for LogSoftmaxOp {
 
     fn cpu_forward(&self, cx: &mut CpuFwd) -> Result<Vec<f32>> {
         let axis = axis_of_op(cx.op())?;
-        let mut y = cx.out();
+        let mut y = cx.out()?;
         cpu_lsm::log_softmax(cx.x(0)?, cx.xs(0), axis, &mut y)?;
         Ok(y)
     }
