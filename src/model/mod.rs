@@ -1,9 +1,11 @@
 //! Model import (ONNX through tract-onnx) and netlens' own IR.
 
+pub mod activation;
 pub mod import;
 pub mod ir;
 pub mod limits;
 
+pub use activation::*;
 pub use ir::*;
 pub use limits::*;
 
