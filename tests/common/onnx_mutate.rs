@@ -75,47 +75,17 @@ const STRINGS: &[&str] = &[
     "\u{0}",
 ];
 
-const OP_TYPES: &[&str] = &[
-    "Conv",
-    "Relu",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "Gemm",
-    "MatMul",
-    "Flatten",
-    "Reshape",
-    "Transpose",
-    "Concat",
-    "Slice",
-    "Pad",
-    "Softmax",
-    "Add",
-    "Mul",
-    "Sub",
-    "Div",
-    "BatchNormalization",
-    "Clip",
-    "LeakyRelu",
-    "HardSigmoid",
-    "HardSwish",
-    "Sigmoid",
-    "Tanh",
-    "Erf",
-    "LRN",
-    "ReduceMean",
-    "ReduceSum",
-    "ReduceMax",
-    "Split",
-    "Squeeze",
-    "Unsqueeze",
-    "Identity",
-    "Dropout",
+/// Op types to swap in besides every op the importer lowers (`supported_ops`, so a new op is
+/// fuzzed without touching this list): the folded-only, removed and unsupported ones.
+const OTHER_OP_TYPES: &[&str] = &[
     "Cast",
     "Shape",
     "Gather",
     "Constant",
+    "ConstantOfShape",
+    "Where",
+    "Resize",
+    "ConvTranspose",
     "Loop",
     "",
 ];
@@ -314,7 +284,15 @@ pub fn mutate_model(rng: &mut Rng, m: &mut pb::ModelProto) {
             }
             _ => g.node.swap(rng.below(nodes), rng.below(nodes)),
         },
-        11 if nodes > 0 => g.node[rng.below(nodes)].op_type = rng.pick(OP_TYPES).to_string(),
+        11 if nodes > 0 => {
+            let supported = netlens::model::import::supported_ops();
+            let pick = rng.below(supported.len() + OTHER_OP_TYPES.len());
+            g.node[rng.below(nodes)].op_type = supported
+                .get(pick)
+                .copied()
+                .unwrap_or_else(|| OTHER_OP_TYPES[pick - supported.len()])
+                .to_string();
+        }
         12 => {
             let n = name(rng, g);
             match g.output.first_mut() {
