@@ -1,0 +1,121 @@
+"""Reference values for the faithfulness metrics of src/methods/metrics (issue 16), on the tiny
+digits CNN (cheap enough for the GPU tests on lavapipe), written once into assets/ref/peers/ and
+recorded in its manifest.json (key "metrics"). Same model, input and target as peer_local.py
+(models/tiny_digits.onnx, ref/peers/tiny_digits_digit3_input.npy, class 3); the maps are two
+committed peer maps: pytorch-grad-cam's Grad-CAM (`<stem>_pgc_gradcam_map.npy`, [H, W]) and
+Captum's gradient of the probability (`<stem>_saliency_prob_f64.npy`, [1, 1, H, W]).
+
+- deletion / insertion (Petsiuk et al. 2018): a plain numpy implementation. The map is summed
+  over channels, pixels are ranked by `argsort(-r, kind="stable")` (most relevant first, ties by
+  index), point i of N steps has k_i = floor(i * P / N) of the P pixels removed (set to the
+  baseline 0 on every channel) or inserted (into a baseline of 0); each point is scored by the
+  float64 evaluation of the graph (onnx2torch, softmax probability of the target); the AUC is
+  RISE's evaluation.py `auc`, (sum - s_0/2 - s_N/2) / N. Files:
+  `<stem>_metrics_<map>_curves.npy` [2, N + 1] (deletion, insertion; the float64 scores stored
+  as float32, the AUCs in the manifest in float64). The float32 graph's
+  AUCs are recorded beside them (`auc_f32`).
+- Average Drop / Increase in Confidence: pytorch-grad-cam's `DropInConfidence` and
+  `IncreaseInConfidence` (float32, as pgc runs) with `ClassifierOutputSoftmaxTarget(3)`, the
+  map summed over channels and min-max normalised, (r - min) / (max - min + 1e-8); the float64
+  before / after scores of the same images beside them.
+
+Run from the repository root in a venv with torch, onnx, onnx2torch, grad-cam and numpy
+(e.g. /tmp/venv-peers of peer_local.py): python assets/tools/peer_metrics.py
+"""
+import json
+import os
+
+import numpy as np
+import onnx
+import onnx2torch
+import torch
+from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+ASSETS = 'assets'
+MODEL = os.path.join(ASSETS, 'models/tiny_digits.onnx')
+STEM = 'tiny_digits_digit3'
+TARGET = 3
+MAPS = {
+    'gradcam': ('ref/peers/tiny_digits_digit3_pgc_gradcam_map.npy', 100),
+    'saliency': ('ref/peers/tiny_digits_digit3_saliency_prob_f64.npy', 64),
+}
+
+
+def relevance(m, h, w):
+    m = np.asarray(m, np.float64)
+    return m.reshape(-1, h * w).sum(axis=0)
+
+
+def counts(steps, pixels):
+    return [i * pixels // steps for i in range(steps + 1)]
+
+
+def curves(model, x, r, steps):
+    """Deletion and insertion scores at each point, in the given model's precision."""
+    _, c, h, w = x.shape
+    p = h * w
+    order = np.argsort(-r, kind='stable')
+    flat = x.reshape(c, p)
+    images = []
+    for kind in ('deletion', 'insertion'):
+        for k in counts(steps, p):
+            if kind == 'deletion':
+                img = flat.copy()
+                img[:, order[:k]] = 0.0
+            else:
+                img = np.zeros_like(flat)
+                img[:, order[:k]] = flat[:, order[:k]]
+            images.append(img.reshape(c, h, w))
+    batch = np.stack(images)
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.from_numpy(batch).to(dtype)), dim=1)[:, TARGET]
+    return probs.numpy().astype(np.float64).reshape(2, steps + 1)
+
+
+def auc(s):
+    return float((s.sum() - s[0] / 2 - s[-1] / 2) / (len(s) - 1))
+
+
+def main():
+    m32 = onnx2torch.convert(onnx.load(MODEL)).eval()
+    m64 = onnx2torch.convert(onnx.load(MODEL)).eval().double()
+    x = np.load(os.path.join(ASSETS, 'ref/peers', STEM + '_input.npy')).astype(np.float32)
+    _, c, h, w = x.shape
+    result = {'model': 'models/tiny_digits.onnx', 'input': f'ref/peers/{STEM}_input.npy',
+              'target': TARGET, 'baseline': 0.0, 'score': 'softmax probability of the target',
+              'versions': {'torch': torch.__version__, 'numpy': np.__version__}, 'maps': {}}
+    for name, (path, steps) in MAPS.items():
+        r = relevance(np.load(os.path.join(ASSETS, path)), h, w)
+        c64 = curves(m64, x.astype(np.float64), r, steps)
+        c32 = curves(m32, x, r, steps)
+        out = f'ref/peers/{STEM}_metrics_{name}_curves.npy'
+        np.save(os.path.join(ASSETS, out), c64.astype(np.float32))
+        # pytorch-grad-cam's confidence metrics on the min-max normalised map.
+        cam = ((r - r.min()) / (r.max() - r.min() + 1e-8)).astype(np.float32).reshape(1, h, w)
+        xt = torch.from_numpy(x)
+        targets = [ClassifierOutputSoftmaxTarget(TARGET)]
+        drop = float(DropInConfidence()(xt, cam, targets, m32)[0])
+        inc = float(IncreaseInConfidence()(xt, cam, targets, m32)[0])
+        with torch.no_grad():
+            pair = torch.from_numpy(np.concatenate([x, x * cam[None]]).astype(np.float64))
+            b64, a64 = torch.softmax(m64(pair), dim=1)[:, TARGET].numpy().tolist()
+        result['maps'][name] = {
+            'map': path, 'steps': steps, 'curves': out,
+            'deletion_auc': auc(c64[0]), 'insertion_auc': auc(c64[1]),
+            'auc_f32': {'deletion': auc(c32[0]), 'insertion': auc(c32[1])},
+            'pgc_drop_in_confidence': drop, 'pgc_increase_in_confidence': inc,
+            'confidence_before_f64': b64, 'confidence_after_f64': a64,
+        }
+        print(name, json.dumps(result['maps'][name]))
+    manifest_path = os.path.join(ASSETS, 'ref/peers/manifest.json')
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    manifest['metrics'] = result
+    with open(manifest_path, 'w') as f:
+        json.dump(manifest, f, indent=1, ensure_ascii=False)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,237 @@
+//! Faithfulness metrics (src/methods/metrics): deletion / insertion AUC against a plain numpy
+//! implementation and pytorch-grad-cam's confidence metrics (assets/tools/peer_metrics.py,
+//! manifest key "metrics"), on both backends; the ranked masks of `perturb` GPU against CPU;
+//! the batching proof with the GPU counters; bad input.
+
+mod common;
+use common::*;
+use netlens::backend::{Fill, MaskSource};
+use netlens::methods::metrics::causal::{Baseline, Causal, CurveKind};
+use netlens::methods::metrics::confidence::confidence_change;
+use netlens::methods::metrics::{ranking, relevance};
+use netlens::methods::Score;
+use netlens::model::import::load_model;
+use netlens::progress::Silent;
+use netlens::{Backend, HostTensor, Model};
+
+fn manifest() -> serde_json::Value {
+    let text = std::fs::read_to_string(asset("ref/peers/manifest.json")).expect("manifest");
+    serde_json::from_str(&text).expect("manifest json")
+}
+
+fn digits() -> (Model, HostTensor) {
+    let m = load_model(asset("models/tiny_digits.onnx")).expect("import");
+    let x = read_npy(&asset("ref/peers/tiny_digits_digit3_input.npy"));
+    (m, x)
+}
+
+/// Both curves of each reference map, on backend `b`: every point's probability and both AUCs
+/// within 1e-5 of numpy's on the float64 graph (the float32 graph's own AUCs lie within 4e-8 of
+/// them, manifest `auc_f32`).
+fn check_curves<B: Backend>(b: &B, what: &str) {
+    let (m, x) = digits();
+    let refs = &manifest()["metrics"]["maps"];
+    for name in ["gradcam", "saliency"] {
+        let r = &refs[name];
+        let map = read_npy(&asset(r["map"].as_str().unwrap()));
+        let want = read_npy(&asset(r["curves"].as_str().unwrap()));
+        let steps = r["steps"].as_u64().unwrap() as usize;
+        let causal = Causal {
+            steps,
+            baseline: Baseline::Zero,
+            score: Score::Probability,
+            mini_batch: Some(48),
+        };
+        let kinds = [CurveKind::Deletion, CurveKind::Insertion];
+        let curves = causal
+            .curves(b, &m, &x, &map, Some(3), &kinds, &Silent)
+            .expect("curves");
+        for (i, c) in curves.iter().enumerate() {
+            let key = format!("{}_auc", c.kind.name());
+            let auc = r[&key].as_f64().unwrap();
+            let diff = (c.auc - auc).abs();
+            println!(
+                "{what} {name} {}: AUC {:.8} numpy {auc:.8} |Δ| {diff:.2e}",
+                c.kind.name(),
+                c.auc
+            );
+            assert!(diff <= 1e-5, "{what} {name} {key}: {} vs {auc}", c.auc);
+            let expected = want.sample(i);
+            assert_eq!(c.scores.len(), expected.len());
+            let worst = c
+                .scores
+                .iter()
+                .zip(expected)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                worst <= 1e-5,
+                "{what} {name} {}: point off by {worst}",
+                c.kind.name()
+            );
+            assert_eq!(c.fractions.len(), steps + 1);
+            assert_eq!(c.class, 3);
+        }
+    }
+}
+
+#[test]
+fn cpu_deletion_insertion_match_numpy() {
+    check_curves(&cpu(), "cpu");
+}
+
+#[test]
+fn gpu_deletion_insertion_match_numpy() {
+    check_curves(gpu(), "gpu");
+}
+
+/// pytorch-grad-cam's DropInConfidence / IncreaseInConfidence (float32) and the float64
+/// before / after scores, on both backends.
+#[test]
+fn confidence_change_matches_pytorch_grad_cam() {
+    let (m, x) = digits();
+    let refs = &manifest()["metrics"]["maps"];
+    for name in ["gradcam", "saliency"] {
+        let r = &refs[name];
+        let map = read_npy(&asset(r["map"].as_str().unwrap()));
+        let drop = r["pgc_drop_in_confidence"].as_f64().unwrap() as f32;
+        let inc = r["pgc_increase_in_confidence"].as_f64().unwrap() as f32;
+        let before = r["confidence_before_f64"].as_f64().unwrap() as f32;
+        let after = r["confidence_after_f64"].as_f64().unwrap() as f32;
+        let c = confidence_change(&cpu(), &m, &x, &map, None, Score::Probability).expect("cpu");
+        let g = confidence_change(gpu(), &m, &x, &map, None, Score::Probability).expect("gpu");
+        for (what, v) in [("cpu", &c), ("gpu", &g)] {
+            println!(
+                "{what} {name}: drop {} pgc {drop}; after {} f64 {after}",
+                v.drop, v.after
+            );
+            assert_eq!(v.class, 3);
+            assert!(
+                (v.drop - drop).abs() <= 1e-4,
+                "{what} {name}: {v:?} vs {drop}"
+            );
+            assert_eq!(v.increase, inc, "{what} {name}");
+            assert!((v.before - before).abs() <= 1e-5, "{what} {name}: {v:?}");
+            assert!((v.after - after).abs() <= 1e-5, "{what} {name}: {v:?}");
+        }
+    }
+}
+
+fn ranked_batch<B: Backend>(
+    b: &B,
+    x: &HostTensor,
+    rank: &HostTensor,
+    shown: &[[u32; 2]],
+    fill: &[f32],
+) -> HostTensor {
+    let rank = b.upload(rank).unwrap();
+    let source = MaskSource::Ranked { rank: &rank, shown };
+    let batch = b.perturb(&b.upload(x).unwrap(), &source, &Fill::Constant(fill));
+    b.read(&batch.expect("perturb")).unwrap()
+}
+
+/// The ranked masks are the same bits on both backends, and equal a host-built batch.
+#[test]
+fn gpu_ranked_masks_equal_cpu_and_host() {
+    let (c, h, w) = (3, 5, 7);
+    let x = random(&[1, c, h, w], 11);
+    let rel = random(&[h, w], 12);
+    let rank: Vec<f32> = ranking(&rel.data).iter().map(|&r| r as f32).collect();
+    let rank = HostTensor::new(vec![h, w], rank).unwrap();
+    let shown = [[0, 35], [4, 35], [0, 0], [0, 9], [35, 35], [3, 20]];
+    let fill = [0.25, -1.0, 0.0];
+    let ct = ranked_batch(&cpu(), &x, &rank, &shown, &fill);
+    let gt = ranked_batch(gpu(), &x, &rank, &shown, &fill);
+    assert_eq!(ct.shape, vec![shown.len(), c, h, w]);
+    assert_eq!(ct.data, gt.data, "GPU and CPU ranked batches differ");
+    let hw = h * w;
+    for (i, &[lo, hi]) in shown.iter().enumerate() {
+        for ch in 0..c {
+            for p in 0..hw {
+                let r = rank.data[p] as u32;
+                let want = if r >= lo && r < hi {
+                    x.data[ch * hw + p]
+                } else {
+                    fill[ch]
+                };
+                assert_eq!(
+                    ct.data[(i * c + ch) * hw + p],
+                    want,
+                    "sample {i} ch {ch} px {p}"
+                );
+            }
+        }
+    }
+}
+
+/// A 100-step deletion curve is 101 perturbed images (point 0 is the image itself): at
+/// mini-batch 32, ⌈101 / 32⌉ = 4 forward submissions, each carrying its masking kernel, then one
+/// read-back (one more submission). Both curves together: ⌈202 / 64⌉ = 4 forwards, 1 read-back.
+#[test]
+fn gpu_deletion_curve_batches_its_steps() {
+    let g = private_gpu();
+    let (m, x) = digits();
+    let map = read_npy(&asset("ref/peers/tiny_digits_digit3_pgc_gradcam_map.npy"));
+    for (kinds, mini_batch, forwards) in [
+        (&[CurveKind::Deletion][..], 32, 4),
+        (&[CurveKind::Deletion, CurveKind::Insertion][..], 64, 4),
+    ] {
+        let causal = Causal {
+            steps: 100,
+            mini_batch: Some(mini_batch),
+            ..Causal::default()
+        };
+        let before = g.stats();
+        let curves = causal
+            .curves(&g, &m, &x, &map, None, kinds, &Silent)
+            .expect("curves");
+        let after = g.stats();
+        assert_eq!(curves.len(), kinds.len());
+        assert_eq!(
+            after.readbacks - before.readbacks,
+            1,
+            "{before:?} -> {after:?}"
+        );
+        assert_eq!(
+            after.submissions - before.submissions,
+            forwards + 1,
+            "{before:?} -> {after:?}"
+        );
+        println!(
+            "{} curve(s) of 100 steps at mini-batch {mini_batch}: {} submissions, {} read-back",
+            kinds.len(),
+            after.submissions - before.submissions,
+            after.readbacks - before.readbacks
+        );
+    }
+}
+
+#[test]
+fn bad_metric_input_is_refused() {
+    let (m, x) = digits();
+    let map = read_npy(&asset("ref/peers/tiny_digits_digit3_pgc_gradcam_map.npy"));
+    let kinds = [CurveKind::Deletion];
+    let b = cpu();
+    let zero = Causal {
+        steps: 0,
+        ..Causal::default()
+    };
+    let err = zero
+        .curves(&b, &m, &x, &map, None, &kinds, &Silent)
+        .unwrap_err();
+    assert!(err.to_string().contains("steps"), "{err}");
+    let small = HostTensor::zeros(vec![8, 8]);
+    let err = Causal::default()
+        .curves(&b, &m, &x, &small, None, &kinds, &Silent)
+        .unwrap_err();
+    assert!(err.to_string().contains("[H, W]"), "{err}");
+    let err = Causal::default()
+        .curves(&b, &m, &x, &map, Some(10), &kinds, &Silent)
+        .unwrap_err();
+    assert!(err.to_string().contains("out of range"), "{err}");
+    assert!(confidence_change(&b, &m, &x, &small, None, Score::Logit).is_err());
+    let nan = HostTensor::new(vec![16, 16], vec![f32::NAN; 256]).unwrap();
+    assert!(relevance(&nan, 16, 16).is_err());
+    assert!(Baseline::parse("blur").is_err());
+    assert_eq!(Baseline::parse("0.5").unwrap(), Baseline::Constant(0.5));
+}
