@@ -235,3 +235,95 @@ fn bad_metric_input_is_refused() {
     assert!(Baseline::parse("blur").is_err());
     assert_eq!(Baseline::parse("0.5").unwrap(), Baseline::Constant(0.5));
 }
+
+/// `netlens evaluate` on the tiny digits CNN, on both backends: exit 0, the table on stdout, a
+/// curve plot per method and curve, and a summary whose Grad-CAM deletion AUC is the numpy
+/// reference's (netlens' Grad-CAM is pytorch-grad-cam's map, within 1e-5).
+#[test]
+fn cli_evaluate_writes_table_summary_and_plots() {
+    let want = manifest()["metrics"]["maps"]["gradcam"]["deletion_auc"]
+        .as_f64()
+        .unwrap();
+    for backend in ["cpu", "gpu"] {
+        let dir = scratch_in("metrics", &format!("evaluate-{backend}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = netlens(&[
+            "evaluate",
+            &asset("models/tiny_digits.onnx"),
+            "--input-npy",
+            &asset("ref/peers/tiny_digits_digit3_input.npy"),
+            "--methods",
+            "gradcam,saliency",
+            "--class",
+            "3",
+            "--backend",
+            backend,
+            "-q",
+            "-o",
+            dir.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{backend}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("deletion") && stdout.contains("gradcam"),
+            "{stdout}"
+        );
+        for f in [
+            "gradcam_deletion.png",
+            "gradcam_insertion.png",
+            "saliency_deletion.png",
+        ] {
+            let bytes = std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert!(bytes.starts_with(b"\x89PNG"), "{f}");
+        }
+        let text = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+        let s: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(s["class"], 3);
+        let gradcam = &s["results"][0];
+        assert_eq!(gradcam["method"], "gradcam");
+        let auc = gradcam["metrics"]["deletion"]["auc"].as_f64().unwrap();
+        assert!((auc - want).abs() <= 1e-5, "{backend}: {auc} vs {want}");
+        let points = gradcam["metrics"]["deletion"]["scores"].as_array().unwrap();
+        assert_eq!(points.len(), 101);
+        assert!(gradcam["metrics"]["average-drop"]["value"].is_number());
+    }
+}
+
+#[test]
+fn cli_evaluate_refuses_bad_input() {
+    let dir = scratch_in("metrics", "evaluate-bad");
+    let model = asset("models/tiny_digits.onnx");
+    let x = asset("ref/peers/tiny_digits_digit3_input.npy");
+    let base = [
+        "evaluate",
+        &model,
+        "--input-npy",
+        &x,
+        "--backend",
+        "cpu",
+        "-o",
+    ];
+    let run = |extra: &[&str]| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.push(dir.to_str().unwrap());
+        args.extend_from_slice(extra);
+        netlens(&args)
+    };
+    assert_bad_input(
+        &run(&["--metrics", "deletion,road"]),
+        "unknown metric 'road'",
+    );
+    assert_bad_input(
+        &run(&["--methods", "gradcam,nope"]),
+        "unknown method 'nope'",
+    );
+    assert_bad_input(&run(&["--steps", "0"]), "steps");
+    assert_bad_input(&run(&["--baseline", "blur"]), "baseline");
+    assert_bad_input(&run(&["--score", "odds"]), "score");
+    assert_bad_input(&run(&["--class", "10"]), "out of range");
+    assert_bad_input(&run(&["--mini-batch", "0"]), "mini-batch");
+}
