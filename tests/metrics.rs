@@ -146,13 +146,13 @@ fn gpu_ranked_masks_equal_cpu_and_host() {
     assert_eq!(ct.data, gt.data, "GPU and CPU ranked batches differ");
     let hw = h * w;
     for (i, &[lo, hi]) in shown.iter().enumerate() {
-        for ch in 0..c {
+        for (ch, &f) in fill.iter().enumerate() {
             for p in 0..hw {
                 let r = rank.data[p] as u32;
                 let want = if r >= lo && r < hi {
                     x.data[ch * hw + p]
                 } else {
-                    fill[ch]
+                    f
                 };
                 assert_eq!(
                     ct.data[(i * c + ch) * hw + p],
@@ -291,6 +291,50 @@ fn cli_evaluate_writes_table_summary_and_plots() {
         assert_eq!(points.len(), 101);
         assert!(gradcam["metrics"]["average-drop"]["value"].is_number());
     }
+}
+
+/// With --json -q, stdout is exactly summary.json and stderr is empty.
+#[test]
+fn cli_evaluate_speaks_json_quietly() {
+    let dir = scratch_in("metrics", "evaluate-json");
+    let out = netlens(&[
+        "evaluate",
+        &asset("models/tiny_digits.onnx"),
+        &asset("digits/digit_3_idx0649.png"),
+        "--methods",
+        "occlusion",
+        "--metrics",
+        "insertion,increase",
+        "--steps",
+        "8",
+        "--backend",
+        "cpu",
+        "--json",
+        "-q",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout JSON");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(printed, saved);
+    let metrics = &printed["results"][0]["metrics"];
+    assert_eq!(metrics["insertion"]["scores"].as_array().unwrap().len(), 9);
+    assert!(metrics.get("deletion").is_none() && metrics.get("average-drop").is_none());
+    assert_eq!(
+        printed["best"]["insertion"],
+        serde_json::json!(["occlusion"])
+    );
 }
 
 #[test]
