@@ -25,20 +25,28 @@ fn digits() -> (Model, HostTensor) {
     (m, x)
 }
 
+/// The manifest's baseline: a number, or `["blur", sigma]`.
+fn baseline(v: &serde_json::Value) -> Baseline {
+    match v.as_f64() {
+        Some(c) => Baseline::Constant(c as f32),
+        None => Baseline::Blur(v[1].as_f64().unwrap() as f32),
+    }
+}
+
 /// Both curves of each reference map, on backend `b`: every point's probability and both AUCs
 /// within 1e-5 of numpy's on the float64 graph (the float32 graph's own AUCs lie within 4e-8 of
-/// them, manifest `auc_f32`).
+/// them, manifest `auc_f32`); zero and blurred baselines.
 fn check_curves<B: Backend>(b: &B, what: &str) {
     let (m, x) = digits();
     let refs = &manifest()["metrics"]["maps"];
-    for name in ["gradcam", "saliency"] {
+    for name in ["gradcam", "saliency", "gradcam_blur"] {
         let r = &refs[name];
         let map = read_npy(&asset(r["map"].as_str().unwrap()));
         let want = read_npy(&asset(r["curves"].as_str().unwrap()));
         let steps = r["steps"].as_u64().unwrap() as usize;
         let causal = Causal {
             steps,
-            baseline: Baseline::Zero,
+            baseline: baseline(&r["baseline"]),
             score: Score::Probability,
             mini_batch: Some(48),
         };
@@ -166,19 +174,24 @@ fn gpu_ranked_masks_equal_cpu_and_host() {
 
 /// A 100-step deletion curve is 101 perturbed images (point 0 is the image itself): at
 /// mini-batch 32, ⌈101 / 32⌉ = 4 forward submissions, each carrying its masking kernel, then one
-/// read-back (one more submission). Both curves together: ⌈202 / 64⌉ = 4 forwards, 1 read-back.
+/// read-back (one more submission). Both curves together: ⌈202 / 64⌉ = 4 forwards, 1 read-back;
+/// the same over a blurred baseline (the blur, both `perturb`s and their sum ride with the
+/// forwards).
 #[test]
 fn gpu_deletion_curve_batches_its_steps() {
     let g = private_gpu();
     let (m, x) = digits();
     let map = read_npy(&asset("ref/peers/tiny_digits_digit3_pgc_gradcam_map.npy"));
-    for (kinds, mini_batch, forwards) in [
-        (&[CurveKind::Deletion][..], 32, 4),
-        (&[CurveKind::Deletion, CurveKind::Insertion][..], 64, 4),
+    let both = &[CurveKind::Deletion, CurveKind::Insertion][..];
+    for (kinds, mini_batch, forwards, baseline) in [
+        (&[CurveKind::Deletion][..], 32, 4, Baseline::Zero),
+        (both, 64, 4, Baseline::Zero),
+        (both, 64, 4, Baseline::Blur(1.0)),
     ] {
         let causal = Causal {
             steps: 100,
             mini_batch: Some(mini_batch),
+            baseline,
             ..Causal::default()
         };
         let before = g.stats();
@@ -198,7 +211,8 @@ fn gpu_deletion_curve_batches_its_steps() {
             "{before:?} -> {after:?}"
         );
         println!(
-            "{} curve(s) of 100 steps at mini-batch {mini_batch}: {} submissions, {} read-back",
+            "{} curve(s) of 100 steps at mini-batch {mini_batch}, {baseline:?}: {} submissions, \
+             {} read-back",
             kinds.len(),
             after.submissions - before.submissions,
             after.readbacks - before.readbacks
@@ -232,7 +246,10 @@ fn bad_metric_input_is_refused() {
     assert!(confidence_change(&b, &m, &x, &small, None, Score::Logit).is_err());
     let nan = HostTensor::new(vec![16, 16], vec![f32::NAN; 256]).unwrap();
     assert!(relevance(&nan, 16, 16).is_err());
-    assert!(Baseline::parse("blur").is_err());
+    assert!(Baseline::parse("blurry").is_err());
+    assert!(Baseline::parse("blur:0").is_err());
+    assert_eq!(Baseline::parse("blur").unwrap(), Baseline::Blur(1.0));
+    assert_eq!(Baseline::parse("blur:2.5").unwrap(), Baseline::Blur(2.5));
     assert_eq!(Baseline::parse("0.5").unwrap(), Baseline::Constant(0.5));
 }
 
@@ -366,7 +383,7 @@ fn cli_evaluate_refuses_bad_input() {
         "unknown method 'nope'",
     );
     assert_bad_input(&run(&["--steps", "0"]), "steps");
-    assert_bad_input(&run(&["--baseline", "blur"]), "baseline");
+    assert_bad_input(&run(&["--baseline", "blurry"]), "baseline");
     assert_bad_input(&run(&["--score", "odds"]), "score");
     assert_bad_input(&run(&["--class", "10"]), "out of range");
     assert_bad_input(&run(&["--mini-batch", "0"]), "mini-batch");

@@ -36,10 +36,27 @@ ASSETS = 'assets'
 MODEL = os.path.join(ASSETS, 'models/tiny_digits.onnx')
 STEM = 'tiny_digits_digit3'
 TARGET = 3
+# name: (map, steps, baseline); baseline 0.0 or ('blur', sigma).
 MAPS = {
-    'gradcam': ('ref/peers/tiny_digits_digit3_pgc_gradcam_map.npy', 100),
-    'saliency': ('ref/peers/tiny_digits_digit3_saliency_prob_f64.npy', 64),
+    'gradcam': ('ref/peers/tiny_digits_digit3_pgc_gradcam_map.npy', 100, 0.0),
+    'saliency': ('ref/peers/tiny_digits_digit3_saliency_prob_f64.npy', 64, 0.0),
+    'gradcam_blur': ('ref/peers/tiny_digits_digit3_pgc_gradcam_map.npy', 32, ('blur', 1.0)),
 }
+
+
+def blur(x, sigma):
+    """netlens' Backend::blur in float64: the Gaussian weights w[k] = exp(-k^2 / (2 sigma^2)),
+    k = 0..ceil(3 sigma), normalised over -r..r (and rounded to float32 as netlens computes them
+    once on the host), applied along rows then columns with edges replicated."""
+    r = int(np.ceil(3 * sigma))
+    k = np.arange(r + 1, dtype=np.float64)
+    w = np.exp(-k * k / (2 * sigma * sigma))
+    w = (w / (w[0] + 2 * w[1:].sum())).astype(np.float32).astype(np.float64)
+    taps = np.concatenate([w[:0:-1], w])
+    _, c, h, wd = x.shape
+    p = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (r, r), (r, r)), mode='edge')
+    rows = sum(taps[i] * p[:, :, :, i:i + wd] for i in range(2 * r + 1))
+    return sum(taps[i] * rows[:, :, i:i + h, :] for i in range(2 * r + 1))
 
 
 def relevance(m, h, w):
@@ -51,20 +68,24 @@ def counts(steps, pixels):
     return [i * pixels // steps for i in range(steps + 1)]
 
 
-def curves(model, x, r, steps):
+def curves(model, x, r, steps, baseline):
     """Deletion and insertion scores at each point, in the given model's precision."""
     _, c, h, w = x.shape
     p = h * w
     order = np.argsort(-r, kind='stable')
     flat = x.reshape(c, p)
+    if isinstance(baseline, tuple):
+        base = blur(x, baseline[1]).astype(x.dtype).reshape(c, p)
+    else:
+        base = np.full_like(flat, baseline)
     images = []
     for kind in ('deletion', 'insertion'):
         for k in counts(steps, p):
             if kind == 'deletion':
                 img = flat.copy()
-                img[:, order[:k]] = 0.0
+                img[:, order[:k]] = base[:, order[:k]]
             else:
-                img = np.zeros_like(flat)
+                img = base.copy()
                 img[:, order[:k]] = flat[:, order[:k]]
             images.append(img.reshape(c, h, w))
     batch = np.stack(images)
@@ -84,12 +105,12 @@ def main():
     x = np.load(os.path.join(ASSETS, 'ref/peers', STEM + '_input.npy')).astype(np.float32)
     _, c, h, w = x.shape
     result = {'model': 'models/tiny_digits.onnx', 'input': f'ref/peers/{STEM}_input.npy',
-              'target': TARGET, 'baseline': 0.0, 'score': 'softmax probability of the target',
+              'target': TARGET, 'score': 'softmax probability of the target',
               'versions': {'torch': torch.__version__, 'numpy': np.__version__}, 'maps': {}}
-    for name, (path, steps) in MAPS.items():
+    for name, (path, steps, baseline) in MAPS.items():
         r = relevance(np.load(os.path.join(ASSETS, path)), h, w)
-        c64 = curves(m64, x.astype(np.float64), r, steps)
-        c32 = curves(m32, x, r, steps)
+        c64 = curves(m64, x.astype(np.float64), r, steps, baseline)
+        c32 = curves(m32, x, r, steps, baseline)
         out = f'ref/peers/{STEM}_metrics_{name}_curves.npy'
         np.save(os.path.join(ASSETS, out), c64.astype(np.float32))
         # pytorch-grad-cam's confidence metrics on the min-max normalised map.
@@ -103,6 +124,7 @@ def main():
             b64, a64 = torch.softmax(m64(pair), dim=1)[:, TARGET].numpy().tolist()
         result['maps'][name] = {
             'map': path, 'steps': steps, 'curves': out,
+            'baseline': list(baseline) if isinstance(baseline, tuple) else baseline,
             'deletion_auc': auc(c64[0]), 'insertion_auc': auc(c64[1]),
             'auc_f32': {'deletion': auc(c32[0]), 'insertion': auc(c32[1])},
             'pgc_drop_in_confidence': drop, 'pgc_increase_in_confidence': inc,

@@ -44,8 +44,9 @@ pub struct EvaluateArgs {
     /// Deletion / insertion: steps per curve (a curve has steps + 1 points).
     #[arg(long, default_value_t = 100)]
     pub steps: usize,
-    /// Deletion / insertion: what removed pixels show: zero, mean (the image's channel means) or
-    /// a number.
+    /// Deletion / insertion: what removed pixels show: zero, mean (the image's channel means),
+    /// blur or blur:SIGMA (the image under a Gaussian blur, sigma 1 pixel by default) or a
+    /// number.
     #[arg(long, default_value = "zero")]
     pub baseline: String,
     /// The metrics' score of the class: prob (softmax, as RISE) or logit.

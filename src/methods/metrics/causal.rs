@@ -8,9 +8,10 @@
 //! over the fraction axis, `(Σ s_i - s_0/2 - s_N/2) / N`, the `auc` of RISE's `evaluation.py`.
 //! With `N` dividing `P` this is that code's curve at `step = P / N` pixels per step (its
 //! ImageNet setting, 224 px per step on 224 × 224, is `--steps 224`); the default here is 100
-//! steps. A removed pixel shows the baseline on every channel: zero (RISE's deletion
-//! substrate), the image's channel mean, or a constant. RISE's blurred insertion substrate is
-//! not offered yet.
+//! steps. A removed pixel shows the baseline: zero on every channel (RISE's deletion substrate),
+//! the image's channel mean, a constant, or the image blurred ([`Backend::blur`], a Gaussian of
+//! `σ` pixels, `σ = 1` by default, edges replicated; RISE's insertion substrate `gkern(11, 5)` is
+//! the same `σ = 1` Gaussian, cut at 5 pixels instead of 3 and zero-padded at the edges).
 //!
 //! The score is the class probability (softmax, RISE's setting) or the logit. Every point of
 //! every requested curve is one sample of one perturbation run: sample `i` shows the image on
@@ -19,10 +20,11 @@
 //! read-back, whatever the number of curves.
 
 use super::super::perturbation::Perturbations;
-use super::super::{check_class, check_single_image, mini_batch, scores, Score};
+use super::super::{check_class, check_single_image, concat_rows, mini_batch, scores, Score};
 use super::{ranking, relevance};
 use crate::backend::{top_k, Backend, Fill, HostTensor, MaskSource};
 use crate::error::{Error, Result};
+use crate::model::BinaryKind;
 use crate::model::Model;
 use crate::progress::Progress;
 
@@ -55,19 +57,32 @@ pub enum Baseline {
     Mean,
     /// One value on every channel.
     Constant(f32),
+    /// The image under a Gaussian blur of this standard deviation in pixels.
+    Blur(f32),
 }
 
 impl Baseline {
-    /// Parses `zero`, `mean` or a number.
+    /// Parses `zero`, `mean`, `blur` (σ = 1), `blur:SIGMA` or a number.
     pub fn parse(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::bad_input(format!(
+                "unknown baseline '{s}': use zero, mean, blur, blur:SIGMA (pixels, > 0) or a \
+                 finite number"
+            ))
+        };
         match s {
             "zero" => Ok(Baseline::Zero),
             "mean" => Ok(Baseline::Mean),
-            v => match v.parse::<f32>() {
-                Ok(x) if x.is_finite() => Ok(Baseline::Constant(x)),
-                _ => Err(Error::bad_input(format!(
-                    "unknown baseline '{s}': use zero, mean or a finite number"
-                ))),
+            "blur" => Ok(Baseline::Blur(1.0)),
+            v => match v.strip_prefix("blur:") {
+                Some(sigma) => match sigma.parse::<f32>() {
+                    Ok(x) if x.is_finite() && x > 0.0 => Ok(Baseline::Blur(x)),
+                    _ => Err(bad()),
+                },
+                None => match v.parse::<f32>() {
+                    Ok(x) if x.is_finite() => Ok(Baseline::Constant(x)),
+                    _ => Err(bad()),
+                },
             },
         }
     }
@@ -77,7 +92,7 @@ impl Baseline {
         let c = x.shape[1];
         let hw = x.sample_len() / c.max(1);
         match self {
-            Baseline::Zero => vec![0.0; c],
+            Baseline::Zero | Baseline::Blur(_) => vec![0.0; c],
             Baseline::Constant(v) => vec![v; c],
             Baseline::Mean => (0..c)
                 .map(|ch| {
@@ -208,18 +223,29 @@ impl Causal {
         let shown: Vec<[u32; 2]> = kinds.iter().flat_map(|&k| self.shown(k, pixels)).collect();
         let fill = self.baseline.values(x);
         let image = b.upload(x)?;
-        let run = Perturbations::<B> {
-            image: &image,
-            samples: shown.len(),
-            mini_batch: mini_batch(b, self.mini_batch, c * pixels, 64, "deletion")?,
-            fill: Fill::Constant(&fill),
-            method: "deletion/insertion",
+        let mini_batch = mini_batch(b, self.mini_batch, c * pixels, 64, "deletion")?;
+        let logits = match self.baseline {
+            Baseline::Blur(sigma) => {
+                let blurred = b.blur(&image, sigma)?;
+                blur_logits(
+                    b, model, &image, &blurred, &rank, &shown, mini_batch, progress,
+                )?
+            }
+            _ => {
+                let run = Perturbations::<B> {
+                    image: &image,
+                    samples: shown.len(),
+                    mini_batch,
+                    fill: Fill::Constant(&fill),
+                    method: "deletion/insertion",
+                };
+                let source = |first: usize, count: usize| MaskSource::Ranked {
+                    rank: &rank,
+                    shown: &shown[first..][..count],
+                };
+                run.logits(b, model, source, &[], progress)?.0
+            }
         };
-        let source = |first: usize, count: usize| MaskSource::Ranked {
-            rank: &rank,
-            shown: &shown[first..][..count],
-        };
-        let (logits, _) = run.logits(b, model, source, &[], progress)?;
         let points = self.steps + 1;
         let class = match class {
             Some(c) => c,
@@ -246,6 +272,63 @@ impl Causal {
             })
             .collect())
     }
+}
+
+/// The logits of the ranked samples over a blurred baseline: per chunk, the image on its shown
+/// ranks (0 elsewhere) plus the blurred image on the other ranks (0 elsewhere), both built by
+/// `perturb` and added. Each pixel is one of them plus an exact 0, so every sample is exactly the
+/// image or the baseline there. As the shared perturbation loop: per chunk one submission (two
+/// `perturb`s, the sum and the blur ride with the forward), one read-back at the end.
+#[allow(clippy::too_many_arguments)]
+fn blur_logits<B: Backend>(
+    b: &B,
+    model: &Model,
+    image: &B::Tensor,
+    blurred: &B::Tensor,
+    rank: &B::Tensor,
+    shown: &[[u32; 2]],
+    mini_batch: usize,
+    progress: &dyn Progress,
+) -> Result<HostTensor> {
+    let c = b.shape(image).get(1).copied().unwrap_or(0);
+    let zero = vec![0.0; c];
+    let all = shown.iter().map(|s| s[1]).max().unwrap_or(0);
+    // Every range starts at 0 or ends at the last rank, so its complement is one range too.
+    let rest: Vec<[u32; 2]> = shown
+        .iter()
+        .map(|&[lo, hi]| if lo == 0 { [hi, all] } else { [0, lo] })
+        .collect();
+    let chunks = shown.len().div_ceil(mini_batch);
+    progress.start("deletion/insertion", chunks as u64);
+    let mut outputs = Vec::with_capacity(chunks);
+    for first in (0..shown.len()).step_by(mini_batch) {
+        let count = mini_batch.min(shown.len() - first);
+        let part = |src: &B::Tensor, ranges: &[[u32; 2]]| {
+            let source = MaskSource::Ranked {
+                rank,
+                shown: &ranges[first..][..count],
+            };
+            b.perturb(src, &source, &Fill::Constant(&zero))
+        };
+        let batch = b.elementwise(
+            &part(image, shown)?,
+            &part(blurred, &rest)?,
+            BinaryKind::Add,
+        )?;
+        outputs.push(b.forward(model, &batch, &[])?.output);
+        progress.advance(1);
+    }
+    let read = b.read_many(&outputs.iter().collect::<Vec<_>>())?;
+    progress.finish();
+    let logits = concat_rows(read)?;
+    if logits.batch() != shown.len() {
+        return Err(Error::internal(format!(
+            "deletion/insertion read {} rows of logits for {} samples",
+            logits.batch(),
+            shown.len()
+        )));
+    }
+    Ok(logits)
 }
 
 #[cfg(test)]
