@@ -388,3 +388,48 @@ fn cli_evaluate_refuses_bad_input() {
     assert_bad_input(&run(&["--class", "10"]), "out of range");
     assert_bad_input(&run(&["--mini-batch", "0"]), "mini-batch");
 }
+
+/// A method that cannot run on the model (classic CAM without global average pooling) is
+/// skipped with a note, the others evaluated; when no method runs, the reason is the error.
+#[test]
+fn cli_evaluate_skips_a_method_the_model_cannot_run() {
+    let mut ob = OnnxBuilder::new(&[1, 4, 4]);
+    let w = ob.weight("w", &[2, 1, 3, 3]);
+    let fc = ob.weight("fc", &[3, 8]);
+    ob.node("Conv", &["input", &w], &["c"], vec![]);
+    ob.node("Flatten", &["c"], &["f"], vec![]);
+    ob.node("Gemm", &["f", &fc], &["y"], vec![a_int("transB", 1)]);
+    let model = scratch_in("metrics", "nogap.onnx");
+    std::fs::write(&model, ob.build("y")).unwrap();
+    let x = scratch_in("metrics", "nogap.npy");
+    netlens::input::write_npy(&x, &[1, 1, 4, 4], &random(&[16], 3).data).unwrap();
+    let dir = scratch_in("metrics", "evaluate-skip");
+    let run = |methods: &str| {
+        netlens(&[
+            "evaluate",
+            model.to_str().unwrap(),
+            "--input-npy",
+            x.to_str().unwrap(),
+            "--methods",
+            methods,
+            "--steps",
+            "4",
+            "--backend",
+            "cpu",
+            "--json",
+            "-o",
+            dir.to_str().unwrap(),
+        ])
+    };
+    let out = run("cam,saliency");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("skipping cam"), "{stderr}");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(s["results"][0]["skipped"].is_string(), "{s}");
+    assert!(
+        s["results"][1]["metrics"]["deletion"]["auc"].is_number(),
+        "{s}"
+    );
+    assert_bad_input(&run("cam"), "cam");
+}

@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::Args;
 use netlens::cpu::CpuBackend;
 use netlens::engine::{top_k, Engine};
-use netlens::error::{Error, Result};
+use netlens::error::{Error, ErrorKind, Result};
 use netlens::input::{self, Preprocess};
 use netlens::methods::attribution::Target;
 use netlens::methods::metrics;
@@ -177,11 +177,40 @@ impl Plan<'_> {
             .into_iter()
             .filter(|k| self.metrics.contains(&k.name()))
             .collect();
-        let rows = self
-            .methods
-            .iter()
-            .map(|&name| self.method_row(b, name, class, &kinds, dir))
-            .collect::<Result<Vec<_>>>()?;
+        let k = self.model.num_classes();
+        if class >= k {
+            return Err(Error::bad_input(format!(
+                "class {class} is out of range: the model has {k} classes (0..{})",
+                k - 1
+            )));
+        }
+        // A method that cannot run on this model (no CAM layer, ...) is skipped with a note, so
+        // `--methods all` evaluates the rest; only when none runs is it the command's error.
+        let mut rows = Vec::new();
+        let mut first_error = None;
+        for &name in &self.methods {
+            match self.method_row(b, name, class, &kinds, dir) {
+                Ok(row) => rows.push(row),
+                Err(e) if e.kind == ErrorKind::BadInput => {
+                    if !self.args.common.quiet {
+                        eprintln!("netlens: note: skipping {name}: {e}");
+                    }
+                    rows.push(Row {
+                        method: name,
+                        values: vec![None; self.metrics.len()],
+                        json: json!({"method": name, "skipped": e.message}),
+                    });
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let (true, Some(e)) = (
+            rows.iter().all(|r| r.values.iter().all(Option::is_none)),
+            first_error,
+        ) {
+            return Err(e);
+        }
         let seconds = started.elapsed().as_secs_f64();
         let best: serde_json::Map<String, serde_json::Value> = self
             .metrics
