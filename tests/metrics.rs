@@ -433,3 +433,60 @@ fn cli_evaluate_skips_a_method_the_model_cannot_run() {
     );
     assert_bad_input(&run("cam"), "cam");
 }
+
+/// Over a folder: every image evaluated (its own top class), each metric's mean ± std, the mean
+/// curves plotted; an empty folder is bad input.
+#[test]
+fn cli_evaluate_over_a_folder_gives_mean_and_std() {
+    let dir = scratch_in("metrics", "evaluate-folder");
+    let out = netlens(&[
+        "evaluate",
+        &asset("models/tiny_digits.onnx"),
+        &asset("digits"),
+        "--methods",
+        "saliency",
+        "--steps",
+        "4",
+        "--backend",
+        "cpu",
+        "--json",
+        "-q",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let images = s["class"].as_array().unwrap();
+    assert_eq!(images.len(), 20, "{s}");
+    assert!(images[0]["image"].as_str().unwrap().ends_with(".png"));
+    let deletion = &s["results"][0]["metrics"]["deletion"];
+    let values: Vec<f64> = deletion["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(values.len(), 20);
+    let mean = values.iter().sum::<f64>() / 20.0;
+    assert!((deletion["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
+    assert!(deletion["std"].as_f64().unwrap() > 0.0);
+    assert_eq!(deletion["mean_scores"].as_array().unwrap().len(), 5);
+    assert!(dir.join("saliency_deletion.png").exists());
+
+    let empty = scratch_in("metrics", "empty-folder");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = netlens(&[
+        "evaluate",
+        &asset("models/tiny_digits.onnx"),
+        empty.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert_bad_input(&out, "image");
+}

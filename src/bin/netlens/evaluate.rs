@@ -1,7 +1,9 @@
 //! `netlens evaluate`: how faithful each method's map is, by the metrics of
 //! `netlens::methods::metrics` (deletion / insertion AUC, Average Drop / Increase in
 //! Confidence): a method × metric table on stdout, `summary.json` (every curve's points
-//! included) and each curve as a PNG plot in the output folder.
+//! included) and each curve as a PNG plot in the output folder. Given a folder of images, each
+//! image is evaluated in turn and the table shows each method's mean ± std over them; the plots
+//! show the mean curves.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,11 +12,11 @@ use clap::Args;
 use netlens::cpu::CpuBackend;
 use netlens::engine::{top_k, Engine};
 use netlens::error::{Error, ErrorKind, Result};
-use netlens::input::{self, Preprocess};
+use netlens::input::{self, Dataset, Preprocess};
 use netlens::methods::attribution::Target;
 use netlens::methods::metrics;
-use netlens::methods::metrics::causal::{Baseline, Causal, CurveKind};
-use netlens::methods::metrics::confidence::confidence_change;
+use netlens::methods::metrics::causal::{Baseline, Causal, Curve, CurveKind};
+use netlens::methods::metrics::confidence::{confidence_change, ConfidenceChange};
 use netlens::methods::registry::{self, Context};
 use netlens::methods::Score;
 use netlens::model::import::load_model;
@@ -25,7 +27,7 @@ use serde_json::json;
 pub struct EvaluateArgs {
     /// The ONNX model.
     pub model: PathBuf,
-    /// The image (PNG or JPEG).
+    /// The image (PNG or JPEG), or a folder of images (mean ± std over them).
     pub image: Option<PathBuf>,
     /// A ready float32 [1, C, H, W] tensor instead of an image.
     #[arg(long)]
@@ -70,8 +72,22 @@ struct Plan<'a> {
     causal: Causal,
     score: Score,
     model: Model,
-    x: HostTensor,
+    inputs: Inputs,
     pre: Preprocess,
+}
+
+/// What is evaluated: one image `[1, C, H, W]`, or every image of a folder.
+enum Inputs {
+    One(HostTensor),
+    Folder(Dataset),
+}
+
+/// What the metrics found on one map.
+struct MapResult {
+    /// The value of each requested metric, in `Plan::metrics` order.
+    values: Vec<Option<f64>>,
+    curves: Vec<Curve>,
+    confidence: Option<ConfidenceChange>,
 }
 
 pub fn run(args: &EvaluateArgs) -> Result<()> {
@@ -96,20 +112,26 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     let engine = crate::engine(&args.common)?;
     let model = load_model(&args.model)?;
     let (pre, _) = crate::preprocessing(&args.model, &model, args.common.preprocess.as_deref())?;
-    let x = match (&args.image, &args.input_npy) {
+    let inputs = match (&args.image, &args.input_npy) {
         (Some(_), Some(_)) => {
             return Err(Error::bad_input(
                 "give either an image or --input-npy, not both",
             ))
         }
         (None, None) => return Err(Error::bad_input("give an image or --input-npy FILE")),
-        (Some(img), None) => crate::image_input(img, &pre, model.input_shape())?,
-        (None, Some(npy)) => input::load_input_npy(npy, model.input_shape())?,
+        (Some(dir), None) if dir.is_dir() => Inputs::Folder(Dataset::open(dir)?),
+        (Some(img), None) => Inputs::One(crate::image_input(img, &pre, model.input_shape())?),
+        (None, Some(npy)) => Inputs::One(input::load_input_npy(npy, model.input_shape())?),
     };
-    if x.shape.len() != 4 || x.batch() != 1 {
+    let image_dims = match &inputs {
+        Inputs::One(x) => x.shape.clone(),
+        Inputs::Folder(_) => std::iter::once(1)
+            .chain(model.input_shape().iter().copied())
+            .collect(),
+    };
+    if image_dims.len() != 4 || image_dims[0] != 1 {
         return Err(Error::bad_input(format!(
-            "evaluate takes one image [1, C, H, W]; the input is {:?}",
-            x.shape
+            "evaluate takes images [1, C, H, W]; the input is {image_dims:?}"
         )));
     }
     let plan = Plan {
@@ -119,7 +141,7 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         causal,
         score,
         model,
-        x,
+        inputs,
         pre,
     };
     match &engine {
@@ -154,10 +176,12 @@ fn method_names(list: &str) -> Result<Vec<&'static str>> {
     Ok(out)
 }
 
-/// One method's row: its metric values (`None` where not asked) and its JSON.
+/// One method's row: its metric values (`None` where not asked or skipped; over a folder, the
+/// means), their standard deviations over a folder, and its JSON.
 struct Row {
     method: &'static str,
     values: Vec<Option<f64>>,
+    stds: Option<Vec<Option<f64>>>,
     json: serde_json::Value,
 }
 
@@ -166,51 +190,25 @@ impl Plan<'_> {
         let started = Instant::now();
         let dir = &self.args.output;
         crate::create_out_dir(dir)?;
-        let class = match self.args.class {
-            Some(c) => c,
-            None => {
-                let out = b.forward(&self.model, &b.upload(&self.x)?, &[])?.output;
-                top_k(&b.read(&out)?.data, 1)[0]
+        if let Some(class) = self.args.class {
+            let k = self.model.num_classes();
+            if class >= k {
+                return Err(Error::bad_input(format!(
+                    "class {class} is out of range: the model has {k} classes (0..{})",
+                    k - 1
+                )));
             }
+        }
+        let (rows, classes) = match &self.inputs {
+            Inputs::One(x) => {
+                let class = self.class_of(b, x)?;
+                (
+                    self.rows(|name| self.single_row(b, name, x, class, dir))?,
+                    json!(class),
+                )
+            }
+            Inputs::Folder(ds) => self.folder_rows(b, ds, dir)?,
         };
-        let kinds: Vec<CurveKind> = [CurveKind::Deletion, CurveKind::Insertion]
-            .into_iter()
-            .filter(|k| self.metrics.contains(&k.name()))
-            .collect();
-        let k = self.model.num_classes();
-        if class >= k {
-            return Err(Error::bad_input(format!(
-                "class {class} is out of range: the model has {k} classes (0..{})",
-                k - 1
-            )));
-        }
-        // A method that cannot run on this model (no CAM layer, ...) is skipped with a note, so
-        // `--methods all` evaluates the rest; only when none runs is it the command's error.
-        let mut rows = Vec::new();
-        let mut first_error = None;
-        for &name in &self.methods {
-            match self.method_row(b, name, class, &kinds, dir) {
-                Ok(row) => rows.push(row),
-                Err(e) if e.kind == ErrorKind::BadInput => {
-                    if !self.args.common.quiet {
-                        eprintln!("netlens: note: skipping {name}: {e}");
-                    }
-                    rows.push(Row {
-                        method: name,
-                        values: vec![None; self.metrics.len()],
-                        json: json!({"method": name, "skipped": e.message}),
-                    });
-                    first_error.get_or_insert(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if let (true, Some(e)) = (
-            rows.iter().all(|r| r.values.iter().all(Option::is_none)),
-            first_error,
-        ) {
-            return Err(e);
-        }
         let seconds = started.elapsed().as_secs_f64();
         let best: serde_json::Map<String, serde_json::Value> = self
             .metrics
@@ -222,7 +220,7 @@ impl Plan<'_> {
             "command": "evaluate",
             "model": self.model.name,
             "backend": backend,
-            "class": class,
+            "class": classes,
             "parameters": {
                 "metrics": self.metrics,
                 "steps": self.causal.steps,
@@ -234,78 +232,253 @@ impl Plan<'_> {
             "results": rows.iter().map(|r| r.json.clone()).collect::<Vec<_>>(),
             "best": best,
         });
+        let what = match &classes {
+            serde_json::Value::Number(k) => format!("class {k}"),
+            _ => format!("{} images (mean ± std)", self.image_count()),
+        };
         crate::finish(dir, &summary, self.args.common.json, || {
-            table(&self.metrics, &rows, class, backend, seconds, dir)
+            table(&self.metrics, &rows, &what, backend, seconds, dir)
         })
     }
 
-    /// Runs one registry method (its report preset) and every requested metric on its map.
-    fn method_row<B: Backend>(
+    fn image_count(&self) -> usize {
+        match &self.inputs {
+            Inputs::One(_) => 1,
+            Inputs::Folder(ds) => ds.len(),
+        }
+    }
+
+    /// `--class`, or the top prediction on `x` (one forward).
+    fn class_of<B: Backend>(&self, b: &B, x: &HostTensor) -> Result<usize> {
+        match self.args.class {
+            Some(c) => Ok(c),
+            None => {
+                let out = b.forward(&self.model, &b.upload(x)?, &[])?.output;
+                Ok(top_k(&b.read(&out)?.data, 1)[0])
+            }
+        }
+    }
+
+    /// One row per method from `row`. A method that cannot run on this model (no CAM layer,
+    /// ...) is skipped with a note, so `--methods all` evaluates the rest; only when none runs
+    /// is it the command's error.
+    fn rows(&self, mut row: impl FnMut(&'static str) -> Result<Row>) -> Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        let mut first_error = None;
+        for &name in &self.methods {
+            match row(name) {
+                Ok(r) => rows.push(r),
+                Err(e) if e.kind == ErrorKind::BadInput => {
+                    if !self.args.common.quiet {
+                        eprintln!("netlens: note: skipping {name}: {e}");
+                    }
+                    rows.push(Row {
+                        method: name,
+                        values: vec![None; self.metrics.len()],
+                        stds: None,
+                        json: json!({"method": name, "skipped": e.message}),
+                    });
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let none_ran = rows.iter().all(|r| r.values.iter().all(Option::is_none));
+        match (none_ran, first_error) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(rows),
+        }
+    }
+
+    /// Runs one registry method (its report preset) on `x` for `class` and every requested
+    /// metric on its map.
+    fn evaluate_map<B: Backend>(
         &self,
         b: &B,
         name: &'static str,
+        x: &HostTensor,
         class: usize,
-        kinds: &[CurveKind],
-        dir: &Path,
-    ) -> Result<Row> {
-        let started = Instant::now();
+    ) -> Result<MapResult> {
         let entry = registry::find::<B>(name)
             .ok_or_else(|| Error::internal(format!("no registry method '{name}'")))?;
-        let preset = entry.presets[0];
-        let options = entry.options_from(preset.args)?;
+        let options = entry.options_from(entry.presets[0].args)?;
         let ctx = Context {
-            image: &self.x,
+            image: x,
             preprocess: Some(&self.pre),
             score: Score::Logit,
         };
         let a = options
             .build(&ctx)?
-            .attribute_batch(b, &self.model, &self.x, &Target::Class(class))?
+            .attribute_batch(b, &self.model, x, &Target::Class(class))?
             .read(b)?;
         let map = HostTensor::new(a.maps.shape[1..].to_vec(), a.maps.sample(0).to_vec())?;
-        let mut metrics = serde_json::Map::new();
-        let mut values = vec![None; self.metrics.len()];
-        let mut set = |metric: &str, value: f64, entry: serde_json::Value| {
-            if let Some(j) = self.metrics.iter().position(|m| *m == metric) {
-                values[j] = Some(value);
-                metrics.insert(metric.to_string(), entry);
-            }
-        };
+        let kinds: Vec<CurveKind> = [CurveKind::Deletion, CurveKind::Insertion]
+            .into_iter()
+            .filter(|k| self.metrics.contains(&k.name()))
+            .collect();
         let progress = self.args.common.progress();
-        let curves =
-            self.causal
-                .curves(b, &self.model, &self.x, &map, Some(class), kinds, &progress)?;
-        for c in &curves {
-            let file = format!("{name}_{}.png", c.kind.name());
-            let title = format!("{} {} AUC {:.3}", name, c.kind.name(), c.auc);
-            netlens::viz::curve::curve_png(&dir.join(&file), &c.fractions, &c.scores, &title)?;
-            set(
-                c.kind.name(),
-                c.auc,
-                json!({"auc": c.auc, "plot": file, "fractions": c.fractions, "scores": c.scores}),
-            );
-        }
-        if self
+        let curves = self
+            .causal
+            .curves(b, &self.model, x, &map, Some(class), &kinds, &progress)?;
+        let confidence = if self
             .metrics
             .iter()
             .any(|m| *m == "average-drop" || *m == "increase")
         {
-            let c = confidence_change(b, &self.model, &self.x, &map, Some(class), self.score)?;
-            let detail = |v: f32| json!({"value": v, "before": c.before, "after": c.after});
-            set("average-drop", c.drop as f64, detail(c.drop));
-            set("increase", c.increase as f64, detail(c.increase));
+            Some(confidence_change(
+                b,
+                &self.model,
+                x,
+                &map,
+                Some(class),
+                self.score,
+            )?)
+        } else {
+            None
+        };
+        let values = self
+            .metrics
+            .iter()
+            .map(|&m| match m {
+                "average-drop" => confidence.as_ref().map(|c| c.drop as f64),
+                "increase" => confidence.as_ref().map(|c| c.increase as f64),
+                _ => curves.iter().find(|c| c.kind.name() == m).map(|c| c.auc),
+            })
+            .collect();
+        Ok(MapResult {
+            values,
+            curves,
+            confidence,
+        })
+    }
+
+    /// One method on one image: its values, curve plots and JSON.
+    fn single_row<B: Backend>(
+        &self,
+        b: &B,
+        name: &'static str,
+        x: &HostTensor,
+        class: usize,
+        dir: &Path,
+    ) -> Result<Row> {
+        let started = Instant::now();
+        let r = self.evaluate_map(b, name, x, class)?;
+        let mut metrics = serde_json::Map::new();
+        for c in &r.curves {
+            let file = format!("{name}_{}.png", c.kind.name());
+            let title = format!("{} {} AUC {:.3}", name, c.kind.name(), c.auc);
+            netlens::viz::curve::curve_png(&dir.join(&file), &c.fractions, &c.scores, &title)?;
+            metrics.insert(
+                c.kind.name().to_string(),
+                json!({"auc": c.auc, "plot": file, "fractions": c.fractions, "scores": c.scores}),
+            );
+        }
+        if let Some(c) = &r.confidence {
+            for (m, v) in [("average-drop", c.drop), ("increase", c.increase)] {
+                if self.metrics.contains(&m) {
+                    metrics.insert(
+                        m.to_string(),
+                        json!({"value": v, "before": c.before, "after": c.after}),
+                    );
+                }
+            }
         }
         Ok(Row {
             method: name,
-            values,
+            values: r.values,
+            stds: None,
             json: json!({
                 "method": name,
-                "title": preset.title,
+                "title": registry::find::<B>(name).map(|e| e.presets[0].title),
                 "seconds": started.elapsed().as_secs_f64(),
                 "metrics": metrics,
             }),
         })
     }
+
+    /// Every method on every image of `ds`, one image at a time: each metric's mean and
+    /// (population) standard deviation, and the mean curves, plotted. Returns the rows and the
+    /// per-image classes.
+    fn folder_rows<B: Backend>(
+        &self,
+        b: &B,
+        ds: &Dataset,
+        dir: &Path,
+    ) -> Result<(Vec<Row>, serde_json::Value)> {
+        let mut images = Vec::with_capacity(ds.len());
+        for i in 0..ds.len() {
+            let x = ds.load(i..i + 1, &self.pre, self.model.input_shape())?;
+            let class = self.class_of(b, &x)?;
+            images.push((ds.relative(i), x, class));
+        }
+        let rows = self.rows(|name| {
+            let started = Instant::now();
+            let results = images
+                .iter()
+                .map(|(_, x, class)| self.evaluate_map(b, name, x, *class))
+                .collect::<Result<Vec<_>>>()?;
+            let mut metrics = serde_json::Map::new();
+            let (mut means, mut stds) = (Vec::new(), Vec::new());
+            for (j, m) in self.metrics.iter().enumerate() {
+                let v: Vec<f64> = results.iter().filter_map(|r| r.values[j]).collect();
+                let (mean, std) = mean_std(&v);
+                means.push(mean);
+                stds.push(std);
+                let mut entry = json!({"mean": mean, "std": std, "values": v});
+                if let Some(k) = results[0].curves.iter().position(|c| c.kind.name() == *m) {
+                    let n = results.len() as f64;
+                    let first = &results[0].curves[k];
+                    let curve: Vec<f32> = (0..first.scores.len())
+                        .map(|p| {
+                            (results
+                                .iter()
+                                .map(|r| r.curves[k].scores[p] as f64)
+                                .sum::<f64>()
+                                / n) as f32
+                        })
+                        .collect();
+                    let file = format!("{name}_{m}.png");
+                    let title = format!("{name} {m} mean AUC {:.3}", mean.unwrap_or(f64::NAN));
+                    netlens::viz::curve::curve_png(
+                        &dir.join(&file),
+                        &first.fractions,
+                        &curve,
+                        &title,
+                    )?;
+                    entry["plot"] = json!(file);
+                    entry["fractions"] = json!(first.fractions);
+                    entry["mean_scores"] = json!(curve);
+                }
+                metrics.insert(m.to_string(), entry);
+            }
+            Ok(Row {
+                method: name,
+                values: means,
+                stds: Some(stds),
+                json: json!({
+                    "method": name,
+                    "seconds": started.elapsed().as_secs_f64(),
+                    "metrics": metrics,
+                }),
+            })
+        })?;
+        let classes = images
+            .iter()
+            .map(|(file, _, class)| json!({"image": file, "class": class}))
+            .collect();
+        Ok((rows, serde_json::Value::Array(classes)))
+    }
+}
+
+/// The mean and population standard deviation of `v`, `None` when empty.
+fn mean_std(v: &[f64]) -> (Option<f64>, Option<f64>) {
+    if v.is_empty() {
+        return (None, None);
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    (Some(mean), Some(var.sqrt()))
 }
 
 /// Whether a higher value is better for `metric`.
@@ -334,11 +507,12 @@ fn best_rows(rows: &[Row], j: usize, metric: &str) -> Vec<&'static str> {
         .collect()
 }
 
-/// The method × metric table, the best of each column marked with `*`.
+/// The method × metric table, the best of each column marked with `*`; over a folder each cell
+/// is `mean ± std`.
 fn table(
     metrics: &[&str],
     rows: &[Row],
-    class: usize,
+    what: &str,
     backend: &str,
     seconds: f64,
     dir: &Path,
@@ -349,10 +523,15 @@ fn table(
         .max()
         .unwrap_or(6)
         .max(6);
+    let cell_w = if rows.iter().any(|r| r.stds.is_some()) {
+        22
+    } else {
+        14
+    };
     let mut s = format!("{:<width$}", "method");
     for m in metrics {
         let arrow = if higher_is_better(m) { "↑" } else { "↓" };
-        s += &format!("  {:>14}", format!("{m} {arrow}"));
+        s += &format!("  {:>cell_w$}", format!("{m} {arrow}"));
     }
     s.push('\n');
     let best: Vec<Option<f64>> = metrics
@@ -368,13 +547,18 @@ fn table(
             } else {
                 " "
             };
-            let cell = v.map_or("-".to_string(), |v| format!("{v:.4}{mark}"));
-            s += &format!("  {cell:>14}");
+            let std = r.stds.as_ref().and_then(|s| s[j]);
+            let cell = match (v, std) {
+                (None, _) => "-".to_string(),
+                (Some(v), None) => format!("{v:.4}{mark}"),
+                (Some(v), Some(sd)) => format!("{v:.4} ± {sd:.4}{mark}"),
+            };
+            s += &format!("  {cell:>cell_w$}");
         }
         s.push('\n');
     }
     s + &format!(
-        "class {class} on {backend} in {seconds:.2} s (* best per column); wrote {}",
+        "{what} on {backend} in {seconds:.2} s (* best per column); wrote {}",
         dir.display()
     )
 }
