@@ -8,6 +8,7 @@ use common::*;
 use netlens::backend::{Fill, MaskSource};
 use netlens::methods::metrics::causal::{Baseline, Causal, CurveKind};
 use netlens::methods::metrics::confidence::confidence_change;
+use netlens::methods::metrics::infidelity::Infidelity;
 use netlens::methods::metrics::{ranking, relevance};
 use netlens::methods::Score;
 use netlens::model::import::load_model;
@@ -136,6 +137,43 @@ fn ranked_batch<B: Backend>(
     let source = MaskSource::Ranked { rank: &rank, shown };
     let batch = b.perturb(&b.upload(x).unwrap(), &source, &Fill::Constant(fill));
     b.read(&batch.expect("perturb")).unwrap()
+}
+
+/// Captum's `infidelity` fed netlens' own noise (float64 graph, probability), on both backends.
+#[test]
+fn infidelity_matches_captum() {
+    let (m, x) = digits();
+    let all = manifest();
+    let params = &all["metrics"]["infidelity"];
+    let inf = Infidelity {
+        samples: params["samples"].as_u64().unwrap() as usize,
+        sigma: params["sigma"].as_f64().unwrap() as f32,
+        seed: params["seed"].as_u64().unwrap(),
+        score: Score::Probability,
+    };
+    for name in ["gradcam", "saliency"] {
+        let r = &all["metrics"]["maps"][name];
+        let map = read_npy(&asset(r["map"].as_str().unwrap()));
+        let want = r["captum_infidelity_f64"].as_f64().unwrap();
+        for (what, got) in [
+            ("cpu", inf.evaluate(&cpu(), &m, &x, &map, Some(3)).unwrap()),
+            ("gpu", inf.evaluate(gpu(), &m, &x, &map, Some(3)).unwrap()),
+        ] {
+            let rel = (got - want).abs() / want.abs();
+            println!("{what} {name}: infidelity {got:.9} captum {want:.9} rel {rel:.2e}");
+            assert!(rel <= 1e-4, "{what} {name}: {got} vs {want}");
+        }
+    }
+    let bad = Infidelity {
+        samples: 0,
+        ..Infidelity::default()
+    };
+    let map = read_npy(&asset("ref/peers/tiny_digits_digit3_pgc_gradcam_map.npy"));
+    assert!(bad.evaluate(&cpu(), &m, &x, &map, None).is_err());
+    let wrong = HostTensor::zeros(vec![2, 16, 16]);
+    assert!(Infidelity::default()
+        .evaluate(&cpu(), &m, &x, &wrong, None)
+        .is_err());
 }
 
 /// The ranked masks are the same bits on both backends, and equal a host-built batch.
@@ -321,7 +359,7 @@ fn cli_evaluate_speaks_json_quietly() {
         "--methods",
         "occlusion",
         "--metrics",
-        "insertion,increase",
+        "insertion,increase,infidelity",
         "--steps",
         "8",
         "--backend",
@@ -348,6 +386,7 @@ fn cli_evaluate_speaks_json_quietly() {
     let metrics = &printed["results"][0]["metrics"];
     assert_eq!(metrics["insertion"]["scores"].as_array().unwrap().len(), 9);
     assert!(metrics.get("deletion").is_none() && metrics.get("average-drop").is_none());
+    assert!(metrics["infidelity"]["value"].as_f64().unwrap() >= 0.0);
     assert_eq!(
         printed["best"]["insertion"],
         serde_json::json!(["occlusion"])
@@ -387,6 +426,8 @@ fn cli_evaluate_refuses_bad_input() {
     assert_bad_input(&run(&["--score", "odds"]), "score");
     assert_bad_input(&run(&["--class", "10"]), "out of range");
     assert_bad_input(&run(&["--mini-batch", "0"]), "mini-batch");
+    assert_bad_input(&run(&["--perturbations", "0"]), "perturbations");
+    assert_bad_input(&run(&["--noise-sigma=0"]), "noise-sigma");
 }
 
 /// A method that cannot run on the model (classic CAM without global average pooling) is

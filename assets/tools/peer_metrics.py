@@ -18,12 +18,17 @@ Captum's gradient of the probability (`<stem>_saliency_prob_f64.npy`, [1, 1, H, 
   `IncreaseInConfidence` (float32, as pgc runs) with `ClassifierOutputSoftmaxTarget(3)`, the
   map summed over channels and min-max normalised, (r - min) / (max - min + 1e-8); the float64
   before / after scores of the same images beside them.
+- infidelity (Yeh et al. 2019): Captum's `captum.metrics.infidelity` (normalize=False) on the
+  float64 graph's softmax probability, its `perturb_func` returning netlens' own noise
+  (I_s = sigma * noise::normal(seed, s, element) for s = 1..=S, peer_more.py's
+  `netlens_normal`) and x - I_s; the map broadcast to the input's shape.
 
 Run from the repository root in a venv with torch, onnx, onnx2torch, grad-cam and numpy
 (e.g. /tmp/venv-peers of peer_local.py): python assets/tools/peer_metrics.py
 """
 import json
 import os
+import sys
 
 import numpy as np
 import onnx
@@ -31,6 +36,10 @@ import onnx2torch
 import torch
 from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+from captum.metrics import infidelity
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_more import netlens_normal  # noqa: E402
 
 ASSETS = 'assets'
 MODEL = os.path.join(ASSETS, 'models/tiny_digits.onnx')
@@ -95,6 +104,28 @@ def curves(model, x, r, steps, baseline):
     return probs.numpy().astype(np.float64).reshape(2, steps + 1)
 
 
+INFIDELITY = dict(samples=10, sigma=0.1, seed=7)
+
+
+def captum_infidelity(m64, x, m):
+    n, sigma, seed = INFIDELITY['samples'], INFIDELITY['sigma'], INFIDELITY['seed']
+    elements = np.arange(x.size)
+    noise = np.stack([(np.float32(-sigma) * netlens_normal(seed, s, elements)).reshape(x.shape[1:])
+                      for s in range(1, n + 1)])
+    perturb = torch.from_numpy(-noise.astype(np.float64))
+
+    def perturb_func(inputs):
+        assert inputs.shape[0] == n
+        return perturb, inputs - perturb
+
+    attr = np.broadcast_to(np.asarray(m, np.float64).reshape(-1, *x.shape[2:]), x.shape[1:])
+    prob = lambda t: torch.softmax(m64(t), dim=1)
+    value = infidelity(prob, perturb_func, torch.from_numpy(x.astype(np.float64)),
+                       torch.from_numpy(np.ascontiguousarray(attr)[None]), target=TARGET,
+                       n_perturb_samples=n, normalize=False)
+    return float(value[0])
+
+
 def auc(s):
     return float((s.sum() - s[0] / 2 - s[-1] / 2) / (len(s) - 1))
 
@@ -129,11 +160,13 @@ def main():
             'auc_f32': {'deletion': auc(c32[0]), 'insertion': auc(c32[1])},
             'pgc_drop_in_confidence': drop, 'pgc_increase_in_confidence': inc,
             'confidence_before_f64': b64, 'confidence_after_f64': a64,
+            'captum_infidelity_f64': captum_infidelity(m64, x, np.load(os.path.join(ASSETS, path))),
         }
         print(name, json.dumps(result['maps'][name]))
     manifest_path = os.path.join(ASSETS, 'ref/peers/manifest.json')
     with open(manifest_path) as f:
         manifest = json.load(f)
+    result['infidelity'] = INFIDELITY
     manifest['metrics'] = result
     with open(manifest_path, 'w') as f:
         json.dump(manifest, f, indent=1, ensure_ascii=False)

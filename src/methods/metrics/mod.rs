@@ -6,12 +6,15 @@
 //! - [`causal`]: deletion and insertion curves and their AUC (Petsiuk et al. 2018, the RISE
 //!   paper's causal metrics);
 //! - [`confidence`]: Average Drop and Increase in Confidence (Chattopadhay et al. 2018), as
-//!   pytorch-grad-cam's `DropInConfidence` / `IncreaseInConfidence`.
+//!   pytorch-grad-cam's `DropInConfidence` / `IncreaseInConfidence`;
+//! - [`infidelity`]: infidelity (Yeh et al. 2019) as Captum's, with seeded Gaussian noise
+//!   generated on the device.
 //!
 //! Every metric reads a map as one relevance value per pixel ([`relevance`]).
 
 pub mod causal;
 pub mod confidence;
+pub mod infidelity;
 
 use crate::backend::HostTensor;
 use crate::error::{Error, Result};
@@ -63,7 +66,13 @@ pub fn ranking(relevance: &[f32]) -> Vec<u32> {
 }
 
 /// The metric names `evaluate` takes, in its table's order.
-pub const NAMES: [&str; 4] = ["deletion", "insertion", "average-drop", "increase"];
+pub const NAMES: [&str; 5] = [
+    "deletion",
+    "insertion",
+    "average-drop",
+    "increase",
+    "infidelity",
+];
 
 /// Checks a list of metric names: unknown names are bad input naming the known ones.
 pub fn parse_names(list: &str) -> Result<Vec<&'static str>> {

@@ -17,11 +17,15 @@ use netlens::methods::attribution::Target;
 use netlens::methods::metrics;
 use netlens::methods::metrics::causal::{Baseline, Causal, Curve, CurveKind};
 use netlens::methods::metrics::confidence::{confidence_change, ConfidenceChange};
+use netlens::methods::metrics::infidelity::Infidelity;
 use netlens::methods::registry::{self, Context};
 use netlens::methods::Score;
 use netlens::model::import::load_model;
 use netlens::{Backend, HostTensor, Model};
 use serde_json::json;
+
+mod table;
+use table::{best_rows, table, Row};
 
 #[derive(Args)]
 pub struct EvaluateArgs {
@@ -37,7 +41,8 @@ pub struct EvaluateArgs {
     #[arg(long, default_value = "gradcam,saliency,ig")]
     pub methods: String,
     /// Metrics (comma-separated): deletion, insertion (AUC of the curves, Petsiuk et al. 2018),
-    /// average-drop, increase (pytorch-grad-cam's DropInConfidence / IncreaseInConfidence).
+    /// average-drop, increase (pytorch-grad-cam's DropInConfidence / IncreaseInConfidence),
+    /// infidelity (Yeh et al. 2019, as Captum's).
     #[arg(long, default_value = "deletion,insertion,average-drop,increase")]
     pub metrics: String,
     /// Class to evaluate (default: the top prediction).
@@ -54,6 +59,15 @@ pub struct EvaluateArgs {
     /// The metrics' score of the class: prob (softmax, as RISE) or logit.
     #[arg(long, default_value = "prob")]
     pub score: String,
+    /// Infidelity: Gaussian perturbations per map (Captum's n_perturb_samples).
+    #[arg(long, default_value_t = 10)]
+    pub perturbations: usize,
+    /// Infidelity: the perturbations' standard deviation, in input units.
+    #[arg(long, default_value_t = 0.1)]
+    pub noise_sigma: f32,
+    /// Infidelity: the perturbations' seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Perturbed images per forward; default from the adapter's limits.
     #[arg(long)]
     pub mini_batch: Option<usize>,
@@ -70,6 +84,7 @@ struct Plan<'a> {
     methods: Vec<&'static str>,
     metrics: Vec<&'static str>,
     causal: Causal,
+    infidelity: Infidelity,
     score: Score,
     model: Model,
     inputs: Inputs,
@@ -88,6 +103,7 @@ struct MapResult {
     values: Vec<Option<f64>>,
     curves: Vec<Curve>,
     confidence: Option<ConfidenceChange>,
+    infidelity: Option<f64>,
 }
 
 pub fn run(args: &EvaluateArgs) -> Result<()> {
@@ -105,6 +121,23 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
             "--steps must be 1 to {}",
             metrics::causal::MAX_STEPS
         )));
+    }
+    let infidelity = Infidelity {
+        samples: args.perturbations,
+        sigma: args.noise_sigma,
+        seed: args.seed,
+        score,
+    };
+    if !(1..=metrics::infidelity::MAX_SAMPLES).contains(&args.perturbations) {
+        return Err(Error::bad_input(format!(
+            "--perturbations must be 1 to {}",
+            metrics::infidelity::MAX_SAMPLES
+        )));
+    }
+    if !(args.noise_sigma.is_finite() && args.noise_sigma > 0.0) {
+        return Err(Error::bad_input(
+            "--noise-sigma must be finite and positive",
+        ));
     }
     if args.mini_batch == Some(0) {
         return Err(Error::bad_input("--mini-batch must be positive"));
@@ -139,6 +172,7 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         methods,
         metrics,
         causal,
+        infidelity,
         score,
         model,
         inputs,
@@ -174,15 +208,6 @@ fn method_names(list: &str) -> Result<Vec<&'static str>> {
         return Err(Error::bad_input("no method given"));
     }
     Ok(out)
-}
-
-/// One method's row: its metric values (`None` where not asked or skipped; over a folder, the
-/// means), their standard deviations over a folder, and its JSON.
-struct Row {
-    method: &'static str,
-    values: Vec<Option<f64>>,
-    stds: Option<Vec<Option<f64>>>,
-    json: serde_json::Value,
 }
 
 impl Plan<'_> {
@@ -227,6 +252,8 @@ impl Plan<'_> {
                 "baseline": self.args.baseline,
                 "score": self.args.score,
                 "mini_batch": self.args.mini_batch,
+                "infidelity": {"perturbations": self.infidelity.samples,
+                    "noise_sigma": self.infidelity.sigma, "seed": self.infidelity.seed},
             },
             "seconds": seconds,
             "results": rows.iter().map(|r| r.json.clone()).collect::<Vec<_>>(),
@@ -336,10 +363,18 @@ impl Plan<'_> {
         } else {
             None
         };
+        let infidelity = match self.metrics.contains(&"infidelity") {
+            true => Some(
+                self.infidelity
+                    .evaluate(b, &self.model, x, &map, Some(class))?,
+            ),
+            false => None,
+        };
         let values = self
             .metrics
             .iter()
             .map(|&m| match m {
+                "infidelity" => infidelity,
                 "average-drop" => confidence.as_ref().map(|c| c.drop as f64),
                 "increase" => confidence.as_ref().map(|c| c.increase as f64),
                 _ => curves.iter().find(|c| c.kind.name() == m).map(|c| c.auc),
@@ -349,6 +384,7 @@ impl Plan<'_> {
             values,
             curves,
             confidence,
+            infidelity,
         })
     }
 
@@ -382,6 +418,9 @@ impl Plan<'_> {
                     );
                 }
             }
+        }
+        if let Some(v) = r.infidelity {
+            metrics.insert("infidelity".to_string(), json!({"value": v}));
         }
         Ok(Row {
             method: name,
@@ -479,86 +518,4 @@ fn mean_std(v: &[f64]) -> (Option<f64>, Option<f64>) {
     let mean = v.iter().sum::<f64>() / n;
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
     (Some(mean), Some(var.sqrt()))
-}
-
-/// Whether a higher value is better for `metric`.
-fn higher_is_better(metric: &str) -> bool {
-    matches!(metric, "insertion" | "increase")
-}
-
-/// The best value in column `j`, if any row has one: the rows holding it are marked.
-fn best_value(rows: &[Row], j: usize, metric: &str) -> Option<f64> {
-    let values = rows
-        .iter()
-        .filter_map(|r| r.values[j].filter(|v| v.is_finite()));
-    if higher_is_better(metric) {
-        values.reduce(f64::max)
-    } else {
-        values.reduce(f64::min)
-    }
-}
-
-/// The methods holding column `j`'s best value.
-fn best_rows(rows: &[Row], j: usize, metric: &str) -> Vec<&'static str> {
-    let best = best_value(rows, j, metric);
-    rows.iter()
-        .filter(|r| best.is_some() && r.values[j] == best)
-        .map(|r| r.method)
-        .collect()
-}
-
-/// The method × metric table, the best of each column marked with `*`; over a folder each cell
-/// is `mean ± std`.
-fn table(
-    metrics: &[&str],
-    rows: &[Row],
-    what: &str,
-    backend: &str,
-    seconds: f64,
-    dir: &Path,
-) -> String {
-    let width = rows
-        .iter()
-        .map(|r| r.method.len())
-        .max()
-        .unwrap_or(6)
-        .max(6);
-    let cell_w = if rows.iter().any(|r| r.stds.is_some()) {
-        22
-    } else {
-        14
-    };
-    let mut s = format!("{:<width$}", "method");
-    for m in metrics {
-        let arrow = if higher_is_better(m) { "↑" } else { "↓" };
-        s += &format!("  {:>cell_w$}", format!("{m} {arrow}"));
-    }
-    s.push('\n');
-    let best: Vec<Option<f64>> = metrics
-        .iter()
-        .enumerate()
-        .map(|(j, m)| best_value(rows, j, m))
-        .collect();
-    for r in rows {
-        s += &format!("{:<width$}", r.method);
-        for (j, v) in r.values.iter().enumerate() {
-            let mark = if v.is_some() && *v == best[j] {
-                "*"
-            } else {
-                " "
-            };
-            let std = r.stds.as_ref().and_then(|s| s[j]);
-            let cell = match (v, std) {
-                (None, _) => "-".to_string(),
-                (Some(v), None) => format!("{v:.4}{mark}"),
-                (Some(v), Some(sd)) => format!("{v:.4} ± {sd:.4}{mark}"),
-            };
-            s += &format!("  {cell:>cell_w$}");
-        }
-        s.push('\n');
-    }
-    s + &format!(
-        "{what} on {backend} in {seconds:.2} s (* best per column); wrote {}",
-        dir.display()
-    )
 }
