@@ -258,6 +258,30 @@ fn gpu_deletion_curve_batches_its_steps() {
     }
 }
 
+/// Infidelity: the perturbed copies are generated on the device and ride with the one forward
+/// (one submission), then one read-back (one more).
+#[test]
+fn gpu_infidelity_is_one_forward_and_one_read_back() {
+    let g = private_gpu();
+    let (m, x) = digits();
+    let map = read_npy(&asset("ref/peers/tiny_digits_digit3_pgc_gradcam_map.npy"));
+    let before = g.stats();
+    Infidelity::default()
+        .evaluate(&g, &m, &x, &map, None)
+        .expect("infidelity");
+    let after = g.stats();
+    assert_eq!(
+        after.readbacks - before.readbacks,
+        1,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after.submissions - before.submissions,
+        2,
+        "{before:?} -> {after:?}"
+    );
+}
+
 #[test]
 fn bad_metric_input_is_refused() {
     let (m, x) = digits();
