@@ -417,6 +417,49 @@ fn cli_evaluate_speaks_json_quietly() {
     );
 }
 
+/// The pointing game without a box is skipped with a note (exit 0); with one it scores 0 or 1.
+#[test]
+fn cli_evaluate_pointing_game_needs_a_box() {
+    let dir = scratch_in("metrics", "evaluate-pointing");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "evaluate".to_string(),
+            asset("models/tiny_digits.onnx"),
+            asset("digits/digit_3_idx0649.png"),
+            "--metrics".into(),
+            "deletion,pointing-game".into(),
+            "--methods".into(),
+            "gradcam".into(),
+            "--steps".into(),
+            "4".into(),
+            "--backend".into(),
+            "cpu".into(),
+            "--json".into(),
+            "-o".into(),
+            dir.to_str().unwrap().into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        netlens(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("pointing-game skipped"), "{stderr}");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(s["notes"][0].as_str().unwrap().contains("--box"));
+    assert!(s["results"][0]["metrics"].get("pointing-game").is_none());
+    assert!(s["results"][0]["metrics"]["deletion"]["auc"].is_number());
+    // The whole image as the box: the maximum is always inside.
+    let out = run(&["--box", "0,0,16,16"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["results"][0]["metrics"]["pointing-game"]["value"], 1.0);
+}
+
 #[test]
 fn cli_evaluate_refuses_bad_input() {
     let dir = scratch_in("metrics", "evaluate-bad");
@@ -451,6 +494,11 @@ fn cli_evaluate_refuses_bad_input() {
     assert_bad_input(&run(&["--class", "10"]), "out of range");
     assert_bad_input(&run(&["--mini-batch", "0"]), "mini-batch");
     assert_bad_input(&run(&["--perturbations", "0"]), "perturbations");
+    assert_bad_input(&run(&["--box", "1,2,3"]), "T,L,H,W");
+    assert_bad_input(
+        &run(&["--metrics", "pointing-game", "--box", "40,0,2,2"]),
+        "outside",
+    );
     assert_bad_input(&run(&["--noise-sigma=0"]), "noise-sigma");
 }
 

@@ -8,13 +8,15 @@
 //! - [`confidence`]: Average Drop and Increase in Confidence (Chattopadhay et al. 2018), as
 //!   pytorch-grad-cam's `DropInConfidence` / `IncreaseInConfidence`;
 //! - [`infidelity`]: infidelity (Yeh et al. 2019) as Captum's, with seeded Gaussian noise
-//!   generated on the device.
+//!   generated on the device;
+//! - [`pointing`]: the pointing game (Zhang et al. 2016) when the object's box is known.
 //!
 //! Every metric reads a map as one relevance value per pixel ([`relevance`]).
 
 pub mod causal;
 pub mod confidence;
 pub mod infidelity;
+pub mod pointing;
 
 use crate::backend::HostTensor;
 use crate::error::{Error, Result};
@@ -66,12 +68,13 @@ pub fn ranking(relevance: &[f32]) -> Vec<u32> {
 }
 
 /// The metric names `evaluate` takes, in its table's order.
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     "deletion",
     "insertion",
     "average-drop",
     "increase",
     "infidelity",
+    "pointing-game",
 ];
 
 /// Checks a list of metric names: unknown names are bad input naming the known ones.

@@ -18,6 +18,7 @@ use netlens::methods::metrics;
 use netlens::methods::metrics::causal::{Baseline, Causal, Curve, CurveKind};
 use netlens::methods::metrics::confidence::{confidence_change, ConfidenceChange};
 use netlens::methods::metrics::infidelity::Infidelity;
+use netlens::methods::metrics::pointing::{pointing_game, PixelBox};
 use netlens::methods::registry::{self, Context};
 use netlens::methods::Score;
 use netlens::model::import::load_model;
@@ -42,7 +43,7 @@ pub struct EvaluateArgs {
     pub methods: String,
     /// Metrics (comma-separated): deletion, insertion (AUC of the curves, Petsiuk et al. 2018),
     /// average-drop, increase (pytorch-grad-cam's DropInConfidence / IncreaseInConfidence),
-    /// infidelity (Yeh et al. 2019, as Captum's).
+    /// infidelity (Yeh et al. 2019, as Captum's), pointing-game (with --box).
     #[arg(long, default_value = "deletion,insertion,average-drop,increase")]
     pub metrics: String,
     /// Class to evaluate (default: the top prediction).
@@ -59,6 +60,13 @@ pub struct EvaluateArgs {
     /// The metrics' score of the class: prob (softmax, as RISE) or logit.
     #[arg(long, default_value = "prob")]
     pub score: String,
+    /// Pointing game: the object's box in input pixels, T,L,H,W (without it the pointing game is
+    /// skipped with a note).
+    #[arg(long = "box")]
+    pub pointing_box: Option<String>,
+    /// Pointing game: pixels the box grows by on every side (the paper's 15 at 224 × 224).
+    #[arg(long, default_value_t = 0)]
+    pub box_tolerance: usize,
     /// Infidelity: Gaussian perturbations per map (Captum's n_perturb_samples).
     #[arg(long, default_value_t = 10)]
     pub perturbations: usize,
@@ -85,6 +93,7 @@ struct Plan<'a> {
     metrics: Vec<&'static str>,
     causal: Causal,
     infidelity: Infidelity,
+    pointing_box: Option<PixelBox>,
     score: Score,
     model: Model,
     inputs: Inputs,
@@ -139,6 +148,11 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
             "--noise-sigma must be finite and positive",
         ));
     }
+    let pointing_box = args
+        .pointing_box
+        .as_deref()
+        .map(PixelBox::parse)
+        .transpose()?;
     if args.mini_batch == Some(0) {
         return Err(Error::bad_input("--mini-batch must be positive"));
     }
@@ -167,12 +181,22 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
             "evaluate takes images [1, C, H, W]; the input is {image_dims:?}"
         )));
     }
+    if let Some(bx) = pointing_box {
+        let (h, w) = (image_dims[2], image_dims[3]);
+        if bx.top >= h || bx.left >= w {
+            return Err(Error::bad_input(format!(
+                "the box starts outside the {h}×{w} image: top {} left {}",
+                bx.top, bx.left
+            )));
+        }
+    }
     let plan = Plan {
         args,
         methods,
         metrics,
         causal,
         infidelity,
+        pointing_box,
         score,
         model,
         inputs,
@@ -224,6 +248,15 @@ impl Plan<'_> {
                 )));
             }
         }
+        let mut notes = Vec::new();
+        if self.metrics.contains(&"pointing-game") && self.pointing_box.is_none() {
+            notes.push("pointing-game skipped: it needs the object's box (--box T,L,H,W)");
+        }
+        for n in &notes {
+            if !self.args.common.quiet {
+                eprintln!("netlens: note: {n}");
+            }
+        }
         let (rows, classes) = match &self.inputs {
             Inputs::One(x) => {
                 let class = self.class_of(b, x)?;
@@ -258,6 +291,7 @@ impl Plan<'_> {
             "seconds": seconds,
             "results": rows.iter().map(|r| r.json.clone()).collect::<Vec<_>>(),
             "best": best,
+            "notes": notes,
         });
         let what = match &classes {
             serde_json::Value::Number(k) => format!("class {k}"),
@@ -363,6 +397,11 @@ impl Plan<'_> {
         } else {
             None
         };
+        let (h, w) = (x.shape[2], x.shape[3]);
+        let pointing = match (self.metrics.contains(&"pointing-game"), self.pointing_box) {
+            (true, Some(bx)) => Some(pointing_game(&map, (h, w), bx, self.args.box_tolerance)?),
+            _ => None,
+        };
         let infidelity = match self.metrics.contains(&"infidelity") {
             true => Some(
                 self.infidelity
@@ -375,6 +414,7 @@ impl Plan<'_> {
             .iter()
             .map(|&m| match m {
                 "infidelity" => infidelity,
+                "pointing-game" => pointing,
                 "average-drop" => confidence.as_ref().map(|c| c.drop as f64),
                 "increase" => confidence.as_ref().map(|c| c.increase as f64),
                 _ => curves.iter().find(|c| c.kind.name() == m).map(|c| c.auc),
@@ -421,6 +461,11 @@ impl Plan<'_> {
         }
         if let Some(v) = r.infidelity {
             metrics.insert("infidelity".to_string(), json!({"value": v}));
+        }
+        if let Some(j) = self.metrics.iter().position(|m| *m == "pointing-game") {
+            if let Some(v) = r.values[j] {
+                metrics.insert("pointing-game".to_string(), json!({"value": v}));
+            }
         }
         Ok(Row {
             method: name,

@@ -13,7 +13,7 @@ pub(super) struct Row {
 
 /// Whether a higher value is better for `metric`.
 fn higher_is_better(metric: &str) -> bool {
-    matches!(metric, "insertion" | "increase")
+    matches!(metric, "insertion" | "increase" | "pointing-game")
 }
 
 /// The best value in column `j`, if any row has one: the rows holding it are marked.
