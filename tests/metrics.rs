@@ -314,3 +314,25 @@ fn bad_metric_input_is_refused() {
     assert_eq!(Baseline::parse("blur:2.5").unwrap(), Baseline::Blur(2.5));
     assert_eq!(Baseline::parse("0.5").unwrap(), Baseline::Constant(0.5));
 }
+
+/// The curves' read-back is budgeted before anything runs: 2 × 65 537 points of 4096 classes
+/// would be 2 GiB of scores.
+#[test]
+fn curves_over_the_logit_budget_are_refused() {
+    let mut ob = OnnxBuilder::new(&[1, 4, 4]);
+    let fc = ob.weight("fc", &[4096, 16]);
+    ob.node("Flatten", &["input"], &["f"], vec![]);
+    ob.node("Gemm", &["f", &fc], &["y"], vec![a_int("transB", 1)]);
+    let m = netlens::model::import::import_bytes(&ob.build("y"), "wide").expect("import");
+    let x = random(&[1, 1, 4, 4], 5);
+    let map = random(&[4, 4], 6);
+    let causal = Causal {
+        steps: 65536,
+        ..Causal::default()
+    };
+    let kinds = [CurveKind::Deletion, CurveKind::Insertion];
+    let err = causal
+        .curves(&cpu(), &m, &x, &map, Some(0), &kinds, &Silent)
+        .unwrap_err();
+    assert!(err.to_string().contains("budget"), "{err}");
+}

@@ -144,8 +144,11 @@ pub struct Curve {
     pub auc: f64,
 }
 
-/// The most steps per curve: each point is one forward.
-pub const MAX_STEPS: usize = 1 << 20;
+/// The most steps per curve: each point is one forward (a pixel per step on 256 × 256).
+pub const MAX_STEPS: usize = 1 << 16;
+
+/// The most bytes of logits the curves of one map may read back (every point's `[K]` scores).
+const MAX_LOGIT_BYTES: usize = 1 << 30;
 
 /// The area under `scores` sampled at equal spacing on `[0, 1]`, by the trapezoid rule: RISE's
 /// `auc`, `(Σ s - s_0/2 - s_N/2) / N`, summed in f64. One point has no area (0).
@@ -212,6 +215,17 @@ impl Causal {
         }
         if kinds.is_empty() {
             return Ok(Vec::new());
+        }
+        // Budgeted before anything is allocated: the logits of every point come back at once.
+        let bytes = kinds.len() * (self.steps + 1) * model.num_classes() * 4;
+        if bytes > MAX_LOGIT_BYTES {
+            return Err(Error::bad_input(format!(
+                "{} curve(s) of {} steps on {} classes read back {bytes} bytes of scores, over \
+                 the {MAX_LOGIT_BYTES}-byte budget; use fewer --steps",
+                kinds.len(),
+                self.steps,
+                model.num_classes()
+            )));
         }
         let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3]);
         let pixels = h * w;
