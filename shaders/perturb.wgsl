@@ -8,11 +8,11 @@ struct Params { w: array<vec4<u32>, 16> }
 @group(0) @binding(1) var<storage, read> img: array<f32>;
 // perturb: the per-channel fill value (f32 bits), then for windows four i32 per window (top,
 // left, height, width), for Score-CAM's maps each map's (min, max) after upsampling as written
-// by `mask_range` (f32 bits). path_batch: alphas then sigmas (f32 bits).
+// by `mask_range` (f32 bits), for deletion / insertion each sample's shown rank range [lo, hi). path_batch: alphas then sigmas (f32 bits).
 @group(0) @binding(2) var<storage, read> words: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
-// perturb: the segment label map [H, W] or the Score-CAM maps [K, h, w]. path_batch: the
-// baseline.
+// perturb: the segment label map [H, W], the Score-CAM maps [K, h, w] or the pixel ranking
+// [H, W] (whole f32 values). path_batch: the baseline.
 @group(0) @binding(4) var<storage, read> base: array<f32>;
 
 fn pu(i: u32) -> u32 { return P.w[i >> 2u][i & 3u]; }
@@ -61,6 +61,7 @@ const SOURCE_WINDOWS: u32 = 0u;
 const SOURCE_SEGMENTS: u32 = 1u;
 const SOURCE_MAPS: u32 = 2u;
 const SOURCE_RISE: u32 = 3u;
+const SOURCE_RANKED: u32 = 4u;
 const FILL_CONSTANT: u32 = 0u;
 const FILL_MULTIPLY: u32 = 1u;
 
@@ -145,6 +146,12 @@ fn mask(i: u32, y: u32, x: u32) -> f32 {
         let lo = bitcast<f32>(words[pu(1u) + 2u * i]);
         let hi = bitcast<f32>(words[pu(1u) + 2u * i + 1u]);
         return (upsampled(sample, y, x) - lo) / (hi - lo + 1e-8);
+    }
+    if (source == SOURCE_RANKED) {
+        // backend::rank_shown: the pixel shows the image iff lo <= rank < hi.
+        let r = u32(base[y * pu(3u) + x]);
+        let at = pu(1u) + 2u * i;
+        return select(0.0, 1.0, r >= words[at] && r < words[at + 1u]);
     }
     return rise(sample, y, x);
 }

@@ -13,7 +13,7 @@ pub use budget::{human, parse_size, sample_bytes, Budget, AVAILABLE_FRACTION, FA
 pub(crate) use ops::*;
 pub use ops::{top_k, AscentStep, MAX_BLUR_RADIUS};
 pub(crate) use perturb::{check_perturb, PerturbDims};
-pub use perturb::{segment_kept, Fill, MaskSource, RiseMasks, MAX_RISE_GRID};
+pub use perturb::{rank_shown, segment_kept, Fill, MaskSource, RiseMasks, MAX_RISE_GRID};
 
 /// A dense f32 tensor in host memory, row-major, full shape (batch axis first).
 #[derive(Clone, Debug, PartialEq)]

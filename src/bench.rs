@@ -106,6 +106,7 @@ pub fn entries(settings: &Settings) -> Vec<Entry> {
         ),
     ];
     all.extend(method_entries(settings));
+    all.extend(metric_entries());
     all.push(entry!(
         "deepdream",
         "8 channels of the CAM layer, one batch; 3 levels × 10 iterations".into(),
@@ -171,6 +172,43 @@ fn method_entries(settings: &Settings) -> Vec<Entry> {
         }
     }
     entries
+}
+
+/// The faithfulness metrics of `netlens evaluate` on one map (the image's own channel sum, so
+/// the row is the metric's cost alone, not a method's), with their defaults.
+fn metric_entries() -> Vec<Entry> {
+    use crate::methods::metrics::causal::{Causal, CurveKind};
+    use crate::methods::metrics::confidence::confidence_change;
+    use crate::methods::metrics::infidelity::Infidelity;
+    vec![
+        entry!(
+            "deletion-insertion",
+            "both curves of one map, 100 steps (2 × 101 perturbed forwards), zero baseline".into(),
+            |b, c| {
+                let kinds = [CurveKind::Deletion, CurveKind::Insertion];
+                Causal::default()
+                    .curves(b, c.model, c.image, c.image, Some(c.class), &kinds, &Silent)
+                    .map(drop)
+            }
+        ),
+        entry!(
+            "average-drop",
+            "Average Drop / Increase in Confidence of one map".into(),
+            |b, c| {
+                let score = Score::Probability;
+                confidence_change(b, c.model, c.image, c.image, Some(c.class), score).map(drop)
+            }
+        ),
+        entry!(
+            "infidelity",
+            "10 Gaussian perturbations of one map, σ = 0.1".into(),
+            |b, c| {
+                Infidelity::default()
+                    .evaluate(b, c.model, c.image, c.image, Some(c.class))
+                    .map(drop)
+            }
+        ),
+    ]
 }
 
 fn dream_eight_channels<B: Backend>(b: &B, c: &Ctx<'_>) -> Result<()> {

@@ -46,6 +46,15 @@ pub enum MaskSource<'a, T> {
         /// How many masks.
         count: usize,
     },
+    /// Deletion and insertion curves (Petsiuk et al. 2018): sample `i` shows the image on the
+    /// pixels whose rank is in `shown[i][0]..shown[i][1]` (mask 1) and the fill elsewhere (mask
+    /// 0). Deletion after `k` pixels shows `[k, H·W)`, insertion after `k` shows `[0, k)`.
+    Ranked {
+        /// Each pixel's place in the map's order, 0 = most relevant, `[H, W]`, whole f32 values.
+        rank: &'a T,
+        /// Per sample, the rank range `[lo, hi)` that shows the image.
+        shown: &'a [[u32; 2]],
+    },
 }
 
 impl<T> MaskSource<'_, T> {
@@ -56,6 +65,7 @@ impl<T> MaskSource<'_, T> {
             MaskSource::Segments { count, .. }
             | MaskSource::Maps { count, .. }
             | MaskSource::Rise { count, .. } => *count,
+            MaskSource::Ranked { shown, .. } => shown.len(),
         }
     }
 }
@@ -241,8 +251,29 @@ pub(crate) fn check_perturb<T>(
                 return Err(Error::bad_input("too many RISE masks (at most 2^32)"));
             }
         }
+        MaskSource::Ranked { rank, .. } => {
+            let rank = shape_of(rank);
+            if rank != [h, w] {
+                return Err(Error::bad_input(format!(
+                    "the pixel ranking is {rank:?}, the image is [{h}, {w}]"
+                )));
+            }
+            // Ranks travel as f32, exact only below 2^24.
+            if h * w > 1 << 24 {
+                return Err(Error::bad_input(format!(
+                    "a pixel ranking of {h}×{w} pixels is over 2^24, the most an f32 rank holds"
+                )));
+            }
+        }
     }
     Ok(PerturbDims { count, c, h, w })
+}
+
+/// Whether a pixel of rank `rank` shows the image under the [`MaskSource::Ranked`] range
+/// `[lo, hi)`: the arithmetic of the GPU kernel.
+pub fn rank_shown(rank: f32, [lo, hi]: [u32; 2]) -> bool {
+    let r = rank as u32;
+    r >= lo && r < hi
 }
 
 /// Whether LIME sample `sample` keeps segment `segment` under `seed`: the top bit of the shared

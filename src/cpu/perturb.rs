@@ -1,7 +1,8 @@
-//! Perturbed copies of one image (occlusion windows, LIME samples, Score-CAM maps, RISE masks),
+//! Perturbed copies of one image (occlusion windows, LIME samples, Score-CAM maps, RISE masks,
+//! deletion / insertion steps),
 //! the CPU twin of `perturb` in `shaders/perturb.wgsl`.
 
-use crate::backend::{aligned_scale, segment_kept, Fill, MaskSource, PerturbDims};
+use crate::backend::{aligned_scale, rank_shown, segment_kept, Fill, MaskSource, PerturbDims};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -76,6 +77,11 @@ fn mask(source: &MaskSource<'_, Arc<HostTensor>>, i: usize, d: PerturbDims) -> V
             upsampled_normalised(&maps.data[at..at + mh * mw], (mh, mw), (h, w))
         }
         MaskSource::Rise { masks, first, .. } => masks.mask((first + i) as u32, h, w),
+        MaskSource::Ranked { rank, shown } => rank
+            .data
+            .iter()
+            .map(|&r| rank_shown(r, shown[i]) as u32 as f32)
+            .collect(),
     }
 }
 

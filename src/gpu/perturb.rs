@@ -78,6 +78,12 @@ pub(crate) fn perturb(
             (seed, first) = (masks.seed, *f);
             3
         }
+        MaskSource::Ranked { rank, shown } => {
+            // Each sample's shown rank range goes after the fill words.
+            words.extend(shown.iter().flatten());
+            src = Some(*rank);
+            4
+        }
     };
     let fill_code = match fill {
         Fill::Constant(_) => 0,

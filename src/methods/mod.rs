@@ -19,6 +19,7 @@ pub mod guided_gradcam;
 pub mod hirescam;
 pub mod integrated_gradients;
 pub mod lime;
+pub mod metrics;
 pub mod objective;
 pub mod occlusion;
 pub mod options;

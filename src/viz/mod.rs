@@ -1,5 +1,6 @@
 //! Pictures: colormaps and heat-map overlays, written as PNG.
 
+pub mod curve;
 pub mod montage;
 pub mod scatter;
 

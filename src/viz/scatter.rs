@@ -77,14 +77,15 @@ const LEGEND_W: usize = 190;
 const TITLE_H: usize = 30;
 const MAX_LEGEND: usize = 40;
 
-struct Canvas {
-    w: usize,
-    h: usize,
-    rgb: Vec<u8>,
+/// An RGB drawing surface (also the curve plots' in [`super::curve`]).
+pub(super) struct Canvas {
+    pub(super) w: usize,
+    pub(super) h: usize,
+    pub(super) rgb: Vec<u8>,
 }
 
 impl Canvas {
-    fn blend(&mut self, x: i64, y: i64, c: [u8; 3], alpha: f32) {
+    pub(super) fn blend(&mut self, x: i64, y: i64, c: [u8; 3], alpha: f32) {
         if x < 0 || y < 0 || x as usize >= self.w || y as usize >= self.h {
             return;
         }
@@ -95,7 +96,7 @@ impl Canvas {
         }
     }
 
-    fn disc(&mut self, cx: f32, cy: f32, r: f32, c: [u8; 3], alpha: f32) {
+    pub(super) fn disc(&mut self, cx: f32, cy: f32, r: f32, c: [u8; 3], alpha: f32) {
         let ri = r.ceil() as i64 + 1;
         let (x0, y0) = (cx.round() as i64, cy.round() as i64);
         for dy in -ri..=ri {
@@ -110,7 +111,7 @@ impl Canvas {
         }
     }
 
-    fn rect(&mut self, x: i64, y: i64, w: usize, h: usize, c: [u8; 3]) {
+    pub(super) fn rect(&mut self, x: i64, y: i64, w: usize, h: usize, c: [u8; 3]) {
         for dy in 0..h as i64 {
             for dx in 0..w as i64 {
                 self.blend(x + dx, y + dy, c, 1.0);
@@ -118,7 +119,7 @@ impl Canvas {
         }
     }
 
-    fn text(&mut self, x: i64, y: i64, s: &str, scale: usize, c: [u8; 3]) {
+    pub(super) fn text(&mut self, x: i64, y: i64, s: &str, scale: usize, c: [u8; 3]) {
         for (k, ch) in s.chars().enumerate() {
             let g = glyph(ch);
             let gx = x + (k * 6 * scale) as i64;

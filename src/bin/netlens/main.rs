@@ -20,6 +20,7 @@ macro_rules! out {
 
 mod bench;
 mod deepdream;
+mod evaluate;
 mod explain;
 mod global;
 mod method;
@@ -104,6 +105,9 @@ enum Command {
     /// the top class. With no arguments: MobileNetV2 on the cat photo. Also what a bare
     /// `netlens` runs.
     Explain(explain::ExplainArgs),
+    /// Faithfulness metrics of methods' maps on one image (deletion / insertion AUC, Average
+    /// Drop / Increase in Confidence): a method × metric table, summary.json and curve plots.
+    Evaluate(evaluate::EvaluateArgs),
     /// t-SNE of a feature matrix (exact on the GPU, or Barnes-Hut on the CPU), with a scatter PNG.
     Tsne(tsne::TsneArgs),
 }
@@ -194,6 +198,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(&args),
         Command::Explain(args) => explain::explain(&args),
         Command::Tsne(a) => tsne::run(&a),
+        Command::Evaluate(a) => evaluate::run(&a),
         Command::Activations(a) => global::run_activations(&a),
         Command::Extremes(a) => global::run_extremes(&a),
         Command::Deepdream(a) => engine(&a.common).and_then(|e| deepdream::run(&a, &e)),
