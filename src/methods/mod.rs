@@ -14,6 +14,7 @@ pub mod attribution;
 pub mod cam;
 pub mod deepdream;
 pub mod eigencam;
+mod formula_cam;
 pub mod gradcam;
 pub mod guided_gradcam;
 pub mod hirescam;
