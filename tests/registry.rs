@@ -32,6 +32,20 @@ fn help(command: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Names are unique (each is a subcommand and a bench row) and every preset's options parse.
+#[test]
+fn names_are_unique_and_every_preset_parses() {
+    let all = entries();
+    for (i, e) in all.iter().enumerate() {
+        assert!(all[i + 1..].iter().all(|o| o.name != e.name), "{}", e.name);
+        for p in &e.presets {
+            if let Err(err) = e.options_from(p.args) {
+                panic!("{} {:?}: {err}", e.name, p.args);
+            }
+        }
+    }
+}
+
 #[test]
 fn each_subcommand_help_lists_its_own_options_only() {
     let gradcam = help("gradcam");

@@ -186,21 +186,3 @@ impl<B: Backend> MethodEntry<B> {
         (*self.parse)(&matches)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cpu::CpuBackend;
-
-    #[test]
-    fn names_are_unique_and_every_preset_parses() {
-        let all = methods::<CpuBackend>();
-        for (i, e) in all.iter().enumerate() {
-            assert!(all[i + 1..].iter().all(|o| o.name != e.name), "{}", e.name);
-            for p in &e.presets {
-                e.options_from(p.args)
-                    .unwrap_or_else(|err| panic!("{} {:?}: {err}", e.name, p.args));
-            }
-        }
-    }
-}
